@@ -1,0 +1,46 @@
+"""Facts about Routee's voice tracking API shared by the client and the emulator.
+
+See ``README.md`` ("Known API uncertainties") for the points where Routee's docs are silent or
+disagree and the decision taken here.
+"""
+
+from __future__ import annotations
+
+DEFAULT_API_URL = "https://connect.routee.net"
+DEFAULT_TOKEN_URL = "https://auth.routee.net/oauth/token"
+
+SEARCH_PATH = "/voice/tracking"
+MESSAGE_PATH = "/voice/tracking/{message_id}"
+CONVERSATION_PATH = "/voice/tracking/conversation/{conversation_tracking_id}"
+CAMPAIGN_PATH = "/voice/tracking/campaign/{campaign_id}"
+
+#: Field names the search filter accepts (``fieldName``).
+FILTER_FIELDS: tuple[str, ...] = (
+    "id",
+    "recipient",
+    "from",
+    "collectedTones",
+    "groups",
+    "country",
+    "status.status",
+    "campaign",
+)
+#: Operators the search filter accepts (``searchOperator``); ``is`` when omitted.
+SEARCH_OPERATORS: tuple[str, ...] = ("is", "is_not", "contains", "starts_with", "ends_with")
+DEFAULT_SEARCH_OPERATOR = "is"
+
+DEFAULT_PAGE_SIZE_API = 20
+#: Largest page the service accepts (decision: as documented for the SMS twin).
+MAX_PAGE_SIZE = 2000
+
+INTERMEDIATE_STATUSES: frozenset[str] = frozenset({"Queued", "Initiated", "Ringing", "InProgress"})
+FINAL_STATUSES: frozenset[str] = frozenset(
+    {"Completed", "Busy", "NoAnswer", "Failed", "Unsent", "Terminated"}
+)
+#: Routee's docs disagree on whether ``Unknown`` is final; one copy of the statuses page says
+#: intermediate, another final. It is terminal by default so a wait never hangs on a message
+#: that will not change again.
+DEFAULT_TERMINAL_STATUSES: frozenset[str] = FINAL_STATUSES | {"Unknown"}
+ALL_STATUSES: frozenset[str] = INTERMEDIATE_STATUSES | DEFAULT_TERMINAL_STATUSES
+#: The order a message moves through before it reaches a final status.
+STATUS_PROGRESSION: tuple[str, ...] = ("Queued", "Initiated", "Ringing", "InProgress")

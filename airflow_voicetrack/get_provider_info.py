@@ -1,0 +1,121 @@
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_voicetrack import __version__
+
+INTEGRATION = "Routee Voice Tracking"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-voicetrack",
+        "name": INTEGRATION,
+        "description": "Extract and wait for voice messages tracked by Routee's REST API.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://docs.routee.net/reference/track-multiple-voice-messages",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_voicetrack.hooks.voicetrack"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_voicetrack.operators.voicetrack"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_voicetrack.sensors.voicetrack"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_voicetrack.triggers.voicetrack"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "voicetrack",
+                "hook-class-name": "airflow_voicetrack.hooks.voicetrack.VoiceTrackHook",
+                "hook-name": "Routee Voice Tracking",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema"],
+                    "relabeling": {
+                        "login": "Application ID",
+                        "password": "Application secret",
+                        "host": "API base URL",
+                    },
+                    "placeholders": {
+                        "host": "https://connect.routee.net",
+                        "login": "Routee application id",
+                        "password": "Routee application secret",
+                    },
+                },
+                "conn-fields": {
+                    "token_url": {
+                        "label": "Token URL",
+                        "description": "Full OAuth2 token URL. Default: https://auth.routee.net/oauth/token",
+                        "schema": {"type": ["string", "null"], "format": "url"},
+                    },
+                    "scope": {
+                        "label": "Scope",
+                        "description": "OAuth2 scope(s) to request, comma-separated. Default: none.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "description": "Seconds to wait for a TCP/TLS connection. Default: 10.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "read_timeout": {
+                        "label": "Read timeout (s)",
+                        "description": "Seconds to wait for a response. Default: 60.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "verify_ssl": {
+                        "label": "Verify TLS certificates",
+                        "description": "Turn off only for test servers. Default: true.",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "page_size": {
+                        "label": "Page size",
+                        "description": "Messages per search page, 1 to 2000. Default: 2000.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 2000},
+                    },
+                    "max_concurrency": {
+                        "label": "Concurrent requests",
+                        "description": "Pages fetched at once within a search window. Default: 4.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                    },
+                    "max_retries": {
+                        "label": "Retries",
+                        "description": "Retries of a transient failure (429, 5xx, network). Default: 8.",
+                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                    "max_retry_wait": {
+                        "label": "Longest single retry wait (s)",
+                        "description": "Cap on one wait, including Retry-After. Default: 60.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "window_hours": {
+                        "label": "Search window (hours)",
+                        "description": "A long range is searched in windows of this length. Default: 24.",
+                        "schema": {"type": ["number", "null"], "minimum": 0.001},
+                    },
+                },
+            }
+        ],
+    }
