@@ -1,0 +1,388 @@
+"""Streaming, atomic writers of voice messages to object storage.
+
+Formats (the name is also the file extension):
+
+``jsonl``
+    One message per line, encoded as the API returned it (unknown fields kept).
+``jsonl.gz``, ``csv.gz``
+    The same, gzip-compressed.
+``csv``
+    A header, then one row per message in the columns of :data:`CSV_COLUMNS` (see
+    :func:`flatten_message`). Strings are written as they are, missing or null values as empty cells,
+    every other value (numbers, booleans, lists, objects) JSON-encoded.
+``parquet``
+    The columns of :data:`CSV_COLUMNS` with the fixed schema of :func:`parquet_schema`, written in row
+    groups. Needs ``pyarrow``: ``pip install 'airflow-provider-voicetrack[parquet]'``.
+
+Memory stays flat: rows are buffered up to a fixed size (:data:`BUFFER_BYTES`, or
+:data:`PARQUET_ROW_GROUP_SIZE` rows) and then handed to the store.
+
+Atomic commit (:func:`write_messages`): the object is written to a temporary sibling named
+``_<name>.voicetrack-tmp-<uuid>`` and then moved to the final path. On a local file system the move is
+a ``rename(2)``, which atomically replaces the old file. On object stores (S3, GCS, ...) fsspec moves by
+a server-side copy, which makes the final object visible only once complete, followed by a delete of
+the temporary object; s3fs itself only creates an object when its upload completes, so a process killed
+mid-write leaves nothing on S3 but an incomplete multipart upload (removed by the bucket's
+``AbortIncompleteMultipartUpload`` lifecycle rule). A clean failure deletes the temporary object. Only a
+process killed with ``SIGKILL`` on a file system can leave a stray temporary file; its leading ``_``
+makes Spark, Hive, Athena and Glue ignore it, and ``*.voicetrack-tmp-*`` finds it for clean-up.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from airflow.sdk import ObjectStoragePath
+
+#: Output formats, also used as file extensions.
+FORMATS: tuple[str, ...] = ("jsonl", "jsonl.gz", "csv", "csv.gz", "parquet")
+
+#: Columns of the ``csv`` and ``parquet`` formats, in this order: the documented message fields,
+#: nested objects flattened with dots, then ``extra``, a JSON object holding every field not listed
+#: here (so nothing the API returns is lost when it adds fields).
+CSV_COLUMNS: tuple[str, ...] = (
+    "messageId",
+    "conversationTrackingId",
+    "to",
+    "from",
+    "groups",
+    "country",
+    "status.status",
+    "status.date",
+    "campaign",
+    "applicationName",
+    "originatingService",
+    "direction",
+    "duration",
+    "fileURL",
+    "message.gender",
+    "message.language",
+    "message.text",
+    "price",
+    "chargeInterval",
+    "collectedTones",
+    "recordings",
+    "answeredBy",
+    "extra",
+)
+_KNOWN_COLUMNS = frozenset(CSV_COLUMNS) - {"extra"}
+#: Message fields holding an object whose keys become dotted columns.
+_NESTED_FIELDS = frozenset(column.split(".", 1)[0] for column in CSV_COLUMNS if "." in column)
+_NUMBER_COLUMNS = frozenset({"duration", "price", "chargeInterval"})
+_LIST_OF_STRING_COLUMNS = frozenset({"groups"})
+
+#: Bytes buffered in memory before a write to the store.
+BUFFER_BYTES = 1 << 20
+#: Rows per Parquet row group.
+PARQUET_ROW_GROUP_SIZE = 10_000
+#: Marks temporary objects (see the module docstring).
+TEMP_MARKER = ".voicetrack-tmp-"
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def flatten_message(message: dict[str, Any]) -> dict[str, Any]:
+    """
+    Map a message onto :data:`CSV_COLUMNS`.
+
+    Keys of the nested objects ``status`` and ``message`` become ``status.status``, ``message.text``
+    and so on. Fields and nested keys that are not in :data:`CSV_COLUMNS` are collected, under their
+    dotted names, into the ``extra`` column (a dict, or None when there are none). Values are not
+    converted; columns missing from the message are absent from the result.
+
+    :param message: A voice message object as returned by the API.
+    """
+    row: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in message.items():
+        if key in _NESTED_FIELDS and isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                name = f"{key}.{sub_key}"
+                (row if name in _KNOWN_COLUMNS else extra)[name] = sub_value
+        elif key in _KNOWN_COLUMNS:
+            row[key] = value
+        else:
+            extra[key] = value
+    row["extra"] = extra or None
+    return row
+
+
+def parquet_schema() -> pa.Schema:
+    """
+    Return the fixed Parquet schema: ``groups`` is a list of strings; ``duration``, ``price`` and
+    ``chargeInterval`` are doubles; every other column is a string, with ``recordings`` and ``extra``
+    JSON-encoded and ``status.date`` kept as the ISO-8601 text the API returned.
+    """
+    pa = _import_pyarrow()
+
+    def column_type(name: str) -> pa.DataType:
+        if name in _NUMBER_COLUMNS:
+            return pa.float64()
+        if name in _LIST_OF_STRING_COLUMNS:
+            return pa.list_(pa.string())
+        return pa.string()
+
+    return pa.schema([pa.field(name, column_type(name)) for name in CSV_COLUMNS])
+
+
+def _import_pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401  (loads the submodule)
+    except ImportError as err:
+        raise ImportError(
+            "output_format='parquet' needs pyarrow: pip install 'airflow-provider-voicetrack[parquet]'"
+        ) from err
+    return pyarrow
+
+
+def _json_text(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+class _CountingFile:
+    """Forward writes to a binary file and count the bytes written."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._fileobj = fileobj
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> int:
+        self._fileobj.write(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._fileobj.flush()
+
+
+class MessageWriter(ABC):
+    """
+    Encode messages into a binary file, one at a time, with bounded memory.
+
+    :meth:`close` flushes what is buffered and finishes the format (gzip trailer, Parquet footer); it
+    does not close ``fileobj``.
+
+    :param fileobj: The binary file to write to.
+    """
+
+    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+        self._fileobj = fileobj
+        self.records = 0
+
+    def write(self, message: dict[str, Any]) -> None:
+        """Write one message."""
+        self._write(message)
+        self.records += 1
+
+    @abstractmethod
+    def _write(self, message: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush the buffer and finish the format."""
+
+
+class _BufferedWriter(MessageWriter):
+    """A writer of text-like formats that hands the file chunks of about :data:`BUFFER_BYTES`."""
+
+    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+        super().__init__(fileobj)
+        self._buffer = bytearray()
+
+    def _append(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._fileobj.write(bytes(self._buffer))
+            self._buffer.clear()
+
+    def close(self) -> None:
+        self._flush()
+
+
+class JsonLinesWriter(_BufferedWriter):
+    """One JSON object per line, with every field the API returned."""
+
+    def _write(self, message: dict[str, Any]) -> None:
+        self._append(_json_encoder.encode(message) + b"\n")
+
+
+class CsvWriter(_BufferedWriter):
+    """A header row, then one row per message in :data:`CSV_COLUMNS` order (see the module docstring)."""
+
+    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+        super().__init__(fileobj)
+        self._text = io.StringIO()
+        self._csv = csv.writer(self._text, lineterminator="\n")
+        self._write_row(CSV_COLUMNS)
+
+    def _write_row(self, cells: Iterable[str]) -> None:
+        self._csv.writerow(cells)
+        self._append(self._text.getvalue().encode())
+        self._text.seek(0)
+        self._text.truncate()
+
+    def _write(self, message: dict[str, Any]) -> None:
+        row = flatten_message(message)
+        self._write_row(_csv_cell(row.get(column)) for column in CSV_COLUMNS)
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return _json_text(value)
+
+
+class GzipWriter(MessageWriter):
+    """Gzip-compress what another writer produces (no file name or time in the header: reproducible)."""
+
+    def __init__(self, fileobj: IO[bytes] | _CountingFile, inner: type[_BufferedWriter]) -> None:
+        super().__init__(fileobj)
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, mtime=0)  # type: ignore[arg-type]
+        self._inner = inner(self._gzip)
+
+    def _write(self, message: dict[str, Any]) -> None:
+        self._inner.write(message)
+
+    def close(self) -> None:
+        self._inner.close()
+        self._gzip.close()
+
+
+class ParquetWriter(MessageWriter):
+    """Rows of :data:`CSV_COLUMNS` with :func:`parquet_schema`, in row groups of :data:`PARQUET_ROW_GROUP_SIZE`."""
+
+    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+        super().__init__(fileobj)
+        self._pa = _import_pyarrow()
+        self._schema = parquet_schema()
+        self._writer = self._pa.parquet.ParquetWriter(fileobj, self._schema)
+        self._columns: dict[str, list[Any]] = {name: [] for name in CSV_COLUMNS}
+
+    def _write(self, message: dict[str, Any]) -> None:
+        row = flatten_message(message)
+        for name, values in self._columns.items():
+            values.append(_parquet_value(name, row.get(name)))
+        if len(self._columns["messageId"]) >= PARQUET_ROW_GROUP_SIZE:
+            self._write_row_group()
+
+    def _write_row_group(self) -> None:
+        self._writer.write_table(self._pa.Table.from_pydict(self._columns, schema=self._schema))
+        for values in self._columns.values():
+            values.clear()
+
+    def close(self) -> None:
+        if self._columns["messageId"]:
+            self._write_row_group()
+        self._writer.close()
+
+
+def _parquet_value(column: str, value: Any) -> Any:
+    if value is None or column in _NUMBER_COLUMNS or column in _LIST_OF_STRING_COLUMNS:
+        return value
+    if isinstance(value, str):
+        return value
+    return _json_text(value)
+
+
+def open_writer(output_format: str, fileobj: IO[bytes] | _CountingFile) -> MessageWriter:
+    """
+    Return the writer of ``output_format`` (one of :data:`FORMATS`) writing into ``fileobj``.
+
+    :param output_format: One of :data:`FORMATS`.
+    :param fileobj: The binary file to write to.
+    """
+    writers: dict[str, type[_BufferedWriter]] = {"jsonl": JsonLinesWriter, "csv": CsvWriter}
+    base, _, compression = output_format.partition(".")
+    if output_format not in FORMATS:
+        raise ValueError(f"Unknown output format {output_format!r}; use one of {', '.join(FORMATS)}.")
+    if base == "parquet":
+        return ParquetWriter(fileobj)
+    if compression == "gz":
+        return GzipWriter(fileobj, writers[base])
+    return writers[base](fileobj)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :func:`write_messages` wrote.
+
+    :param path: The final path, or None when nothing was written (empty and ``write_empty=False``).
+    :param records: Messages written.
+    :param bytes: Size of the object in bytes.
+    """
+
+    path: ObjectStoragePath | None
+    records: int
+    bytes: int
+
+
+def temporary_path(path: ObjectStoragePath) -> ObjectStoragePath:
+    """Return a new, unique temporary sibling of ``path`` (see the module docstring)."""
+    return path.with_name(f"_{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
+
+
+def write_messages(
+    messages: Iterable[dict[str, Any]],
+    path: ObjectStoragePath,
+    output_format: str,
+    *,
+    write_empty: bool = True,
+) -> WriteResult:
+    """
+    Stream ``messages`` into the object at ``path``, atomically replacing it.
+
+    The first message is fetched before anything is created, so that with ``write_empty=False`` an
+    empty input leaves the store untouched. On any error (including ``KeyboardInterrupt`` and the
+    task being killed with ``SIGTERM``) the temporary object is deleted and the final path keeps its
+    previous content.
+
+    :param messages: The messages; consumed once, lazily.
+    :param path: The final path.
+    :param output_format: One of :data:`FORMATS`.
+    :param write_empty: Write a valid empty object (an empty file, a CSV header, a Parquet file with
+        the schema and no rows) when there are no messages.
+    """
+    iterator: Iterator[dict[str, Any]] = iter(messages)
+    first = next(iterator, None)
+    if first is None and not write_empty:
+        return WriteResult(path=None, records=0, bytes=0)
+    if first is not None:
+        iterator = chain([first], iterator)
+
+    fs = path.fs
+    if "file" in fs.protocol:
+        # Object stores have no directories; a local file system needs the parent to exist.
+        fs.makedirs(path.parent.path, exist_ok=True)
+    temporary = temporary_path(path)
+    try:
+        with fs.open(temporary.path, "wb") as fileobj:
+            counting = _CountingFile(fileobj)
+            writer = open_writer(output_format, counting)
+            for message in iterator:
+                writer.write(message)
+            writer.close()
+        fs.mv(temporary.path, path.path)
+    except BaseException:
+        if fs.exists(temporary.path):
+            fs.rm_file(temporary.path)
+        raise
+    return WriteResult(path=path, records=writer.records, bytes=counting.bytes_written)
