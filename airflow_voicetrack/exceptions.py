@@ -35,7 +35,8 @@ class VoiceTrackAPIError(VoiceTrackError):
         properties: dict[str, Any] | None = None,
         context: str = "",
     ) -> None:
-        self.status_code = status_code
+        # AirflowException declares status_code as an HTTPStatus class attribute for its API server
+        self.status_code = status_code  # type: ignore[assignment]
         self.code = code
         self.developer_message = developer_message
         self.properties = dict(properties or {})

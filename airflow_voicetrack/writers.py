@@ -38,9 +38,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import msgspec
+from airflow.sdk.lineage import get_hook_lineage_collector
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -127,7 +128,7 @@ def parquet_schema() -> pa.Schema:
     """
     pa = _import_pyarrow()
 
-    def column_type(name: str) -> pa.DataType:
+    def column_type(name: str) -> Any:
         if name in _NUMBER_COLUMNS:
             return pa.float64()
         if name in _LIST_OF_STRING_COLUMNS:
@@ -140,7 +141,7 @@ def parquet_schema() -> pa.Schema:
 def _import_pyarrow() -> Any:
     try:
         import pyarrow
-        import pyarrow.parquet  # noqa: F401  (loads the submodule)
+        import pyarrow.parquet
     except ImportError as err:
         raise ImportError(
             "output_format='parquet' needs pyarrow: pip install 'airflow-provider-voicetrack[parquet]'"
@@ -150,6 +151,14 @@ def _import_pyarrow() -> Any:
 
 def _json_text(value: Any) -> str:
     return _json_encoder.encode(value).decode()
+
+
+class BinarySink(Protocol):
+    """Where a :class:`MessageWriter` writes: a binary file, or anything with ``write`` and ``flush``."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class _CountingFile:
@@ -167,6 +176,10 @@ class _CountingFile:
     def flush(self) -> None:
         self._fileobj.flush()
 
+    @property
+    def closed(self) -> bool:
+        return self._fileobj.closed
+
 
 class MessageWriter(ABC):
     """
@@ -178,7 +191,7 @@ class MessageWriter(ABC):
     :param fileobj: The binary file to write to.
     """
 
-    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+    def __init__(self, fileobj: BinarySink) -> None:
         self._fileobj = fileobj
         self.records = 0
 
@@ -198,7 +211,7 @@ class MessageWriter(ABC):
 class _BufferedWriter(MessageWriter):
     """A writer of text-like formats that hands the file chunks of about :data:`BUFFER_BYTES`."""
 
-    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+    def __init__(self, fileobj: BinarySink) -> None:
         super().__init__(fileobj)
         self._buffer = bytearray()
 
@@ -226,7 +239,7 @@ class JsonLinesWriter(_BufferedWriter):
 class CsvWriter(_BufferedWriter):
     """A header row, then one row per message in :data:`CSV_COLUMNS` order (see the module docstring)."""
 
-    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+    def __init__(self, fileobj: BinarySink) -> None:
         super().__init__(fileobj)
         self._text = io.StringIO()
         self._csv = csv.writer(self._text, lineterminator="\n")
@@ -254,9 +267,9 @@ def _csv_cell(value: Any) -> str:
 class GzipWriter(MessageWriter):
     """Gzip-compress what another writer produces (no file name or time in the header: reproducible)."""
 
-    def __init__(self, fileobj: IO[bytes] | _CountingFile, inner: type[_BufferedWriter]) -> None:
+    def __init__(self, fileobj: BinarySink, inner: type[_BufferedWriter]) -> None:
         super().__init__(fileobj)
-        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, mtime=0)  # type: ignore[arg-type]
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, mtime=0)
         self._inner = inner(self._gzip)
 
     def _write(self, message: dict[str, Any]) -> None:
@@ -268,9 +281,9 @@ class GzipWriter(MessageWriter):
 
 
 class ParquetWriter(MessageWriter):
-    """Rows of :data:`CSV_COLUMNS` with :func:`parquet_schema`, in row groups of :data:`PARQUET_ROW_GROUP_SIZE`."""
+    """Rows of :data:`CSV_COLUMNS` typed by :func:`parquet_schema`, in groups of PARQUET_ROW_GROUP_SIZE."""
 
-    def __init__(self, fileobj: IO[bytes] | _CountingFile) -> None:
+    def __init__(self, fileobj: BinarySink) -> None:
         super().__init__(fileobj)
         self._pa = _import_pyarrow()
         self._schema = parquet_schema()
@@ -303,7 +316,7 @@ def _parquet_value(column: str, value: Any) -> Any:
     return _json_text(value)
 
 
-def open_writer(output_format: str, fileobj: IO[bytes] | _CountingFile) -> MessageWriter:
+def open_writer(output_format: str, fileobj: BinarySink) -> MessageWriter:
     """
     Return the writer of ``output_format`` (one of :data:`FORMATS`) writing into ``fileobj``.
 
@@ -335,6 +348,11 @@ class WriteResult:
     bytes: int
 
 
+def object_uri(path: ObjectStoragePath) -> str:
+    """Return the URI of ``path`` without the connection id (``s3://bucket/key``, ``file:///dir/name``)."""
+    return f"{path.protocol}://{path.path}"
+
+
 def temporary_path(path: ObjectStoragePath) -> ObjectStoragePath:
     """Return a new, unique temporary sibling of ``path`` (see the module docstring)."""
     return path.with_name(f"_{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
@@ -349,6 +367,9 @@ def write_messages(
 ) -> WriteResult:
     """
     Stream ``messages`` into the object at ``path``, atomically replacing it.
+
+    Only the final object is reported to Airflow's hook lineage collector (the temporary one is an
+    implementation detail, so the writes bypass ``ObjectStoragePath.open``'s per-write reporting).
 
     The first message is fetched before anything is created, so that with ``write_empty=False`` an
     empty input leaves the store untouched. On any error (including ``KeyboardInterrupt`` and the
@@ -385,4 +406,5 @@ def write_messages(
         if fs.exists(temporary.path):
             fs.rm_file(temporary.path)
         raise
+    get_hook_lineage_collector().add_output_asset(context=path, uri=object_uri(path))
     return WriteResult(path=path, records=writer.records, bytes=counting.bytes_written)

@@ -1,0 +1,116 @@
+"""Command line: ``python -m airflow_voicetrack.emulator [--port 0] [--messages N] [fault flags]``.
+
+Prints exactly one line, ``VoiceTrack emulator serving on http://HOST:PORT``, once the socket
+accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+
+import uvicorn
+
+from airflow_voicetrack.emulator import SERVING_PREFIX
+from airflow_voicetrack.emulator.app import EmulatorConfig, create_app
+from airflow_voicetrack.emulator.faults import FaultSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser: data set, credentials, pace, and one flag per fault."""
+    defaults = EmulatorConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_voicetrack.emulator",
+        description="Local emulator of Routee's voice tracking API (and its OAuth token endpoint).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--messages", type=int, default=defaults.messages)
+    parser.add_argument("--start", default=defaults.start, help="creation times start (ISO-8601)")
+    parser.add_argument("--end", default=defaults.end, help="creation times end, exclusive (ISO-8601)")
+    parser.add_argument("--client-id", default=defaults.client_id)
+    parser.add_argument("--client-secret", default=defaults.client_secret)
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=defaults.settle_seconds,
+        help="statuses reach their final value within this many seconds (0 = already final)",
+    )
+    parser.add_argument(
+        "--arrival-rate", type=float, default=defaults.arrival_rate, help="new messages per second"
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    faults = parser.add_argument_group("faults (all off by default; also PUT /_emulator/faults)")
+    for f in fields(FaultSettings):
+        kind = {"float": float, "int": int, "str": str}[str(f.type)]
+        faults.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            default=f.default,
+            help=f"{f.metadata['help']} (default: {f.default})",
+        )
+    return parser
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self.url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(SERVING_PREFIX + self.url, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the emulator until interrupted.
+
+    :param argv: command line arguments (default: ``sys.argv[1:]``).
+    """
+    args = build_parser().parse_args(argv)
+    values = vars(args)
+    try:
+        faults = FaultSettings(**{f.name: values[f.name] for f in fields(FaultSettings)})
+        faults.validate()
+        config = EmulatorConfig(
+            seed=args.seed,
+            messages=args.messages,
+            start=args.start,
+            end=args.end,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            settle_seconds=args.settle_seconds,
+            arrival_rate=args.arrival_rate,
+            faults=faults,
+        )
+        app, _ = create_app(config)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    server = _Server(
+        uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            access_log=args.log_level in ("info", "debug"),
+            timeout_keep_alive=30,
+            lifespan="on",
+        ),
+        url,
+    )
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

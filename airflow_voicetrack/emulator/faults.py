@@ -1,0 +1,316 @@
+"""Fault injection: settings, a deterministic schedule, and the ASGI middleware applying them.
+
+Every fault is off by default and is both a CLI flag (``--unauthorized-rate 0.2``) and a key of
+``PUT /_emulator/faults`` (``{"unauthorized_rate": 0.2}``). Rate faults apply to API calls only
+(``/voice/...``), never to the token or admin endpoints, and are deterministic: a fault with rate
+``r`` fires on the n-th call that reaches it exactly when ``floor(n * r)`` increases, so it hits a
+fraction ``r`` of calls, evenly spaced (``0.5``: every 2nd call, ``0.25``: every 4th). Faults are
+checked in this order, each counting only the calls that got past the previous ones: dropped
+connection, 401, 403, 429, 5xx burst; then the handler runs and a 200 may still be malformed,
+truncated or (page responses) carry an inconsistent envelope. Changing the settings restarts all
+counters, so a test sees the same sequence every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import msgspec
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+RETRY_AFTER_MODES: tuple[str, ...] = ("seconds", "date", "none")
+BURST_STATUSES: tuple[int, ...] = (500, 502, 503, 504)
+
+
+def _fault(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class FaultSettings:
+    """Current fault settings; field names are the ``PUT /_emulator/faults`` keys and, with ``-``
+    for ``_``, the CLI flags."""
+
+    token_lifetime: float = _fault(3600.0, "lifetime of newly issued tokens in seconds (expires_in)")
+    unauthorized_rate: float = _fault(
+        0.0, "fraction of API calls answered 401 (as if the token were revoked)"
+    )
+    forbidden_rate: float = _fault(0.0, "fraction of API calls answered 403")
+    rate_limit_rate: float = _fault(0.0, "fraction of API calls answered 429")
+    retry_after_mode: str = _fault("seconds", "Retry-After of a 429: seconds, date (HTTP date) or none")
+    retry_after: int = _fault(1, "the wait a 429 asks for, in seconds")
+    error_burst: int = _fault(0, "consecutive API calls failing with a 5xx in each burst (0 = off)")
+    error_every: int = _fault(0, "a burst starts every this many API calls (0 = one burst, right away)")
+    error_status: int = _fault(0, "status of burst failures: 500, 502, 503, 504, or 0 to rotate")
+    latency_ms: float = _fault(0.0, "delay added to every API and token request, in milliseconds")
+    drop_rate: float = _fault(0.0, "fraction of API calls whose connection is closed without a response")
+    malformed_rate: float = _fault(0.0, "fraction of 200 API responses whose JSON body is cut short")
+    truncated_rate: float = _fault(0.0, "fraction of 200 API responses whose connection closes mid-body")
+    inconsistent_rate: float = _fault(0.0, "fraction of page responses with a self-contradicting envelope")
+    insert_during_paging: int = _fault(0, "messages inserted into the range after page 0 of a search")
+
+    def validate(self) -> None:
+        """Check every value's range.
+
+        :raises ValueError: naming the first bad setting.
+        """
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_rate") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{f.name} must be between 0 and 1")
+            if isinstance(value, int | float) and value < 0:
+                raise ValueError(f"{f.name} must be >= 0")
+        if self.retry_after_mode not in RETRY_AFTER_MODES:
+            raise ValueError(f"retry_after_mode must be one of {', '.join(RETRY_AFTER_MODES)}")
+        if self.error_status not in (0, *BURST_STATUSES):
+            raise ValueError("error_status must be 0, 500, 502, 503 or 504")
+        if self.error_every and self.error_burst >= self.error_every:
+            raise ValueError("error_burst must be smaller than error_every")
+
+    def merged(self, updates: dict[str, Any]) -> FaultSettings:
+        """A copy with ``updates`` applied and validated.
+
+        :param updates: setting name -> value.
+        :raises ValueError: on an unknown name, a wrong type or a bad value, naming it.
+        """
+        types = {f.name: f.type for f in fields(self)}
+        values = asdict(self)
+        for name, value in updates.items():
+            if name not in types:
+                raise ValueError(f"unknown fault {name!r}; known: {', '.join(types)}")
+            kind = {"float": float, "int": int, "str": str}[str(types[name])]
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError(f"{name} must be a {kind.__name__}")
+            try:
+                converted = kind(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a {kind.__name__}") from None
+            if kind is int and converted != value and not isinstance(value, str):
+                raise ValueError(f"{name} must be an integer")
+            values[name] = converted
+        result = FaultSettings(**values)
+        result.validate()
+        return result
+
+
+class FaultSchedule:
+    """The current settings plus the counters that make them deterministic.
+
+    :param settings: initial settings.
+    """
+
+    def __init__(self, settings: FaultSettings | None = None) -> None:
+        self.settings = settings or FaultSettings()
+        self.counters: dict[str, int] = {}
+
+    def replace(self, settings: FaultSettings) -> None:
+        """Install new settings and restart every counter.
+
+        :param settings: the new settings.
+        """
+        self.settings = settings
+        self.counters = {}
+
+    def _count(self, name: str) -> int:
+        n = self.counters.get(name, 0) + 1
+        self.counters[name] = n
+        return n
+
+    def fires(self, name: str, rate: float) -> bool:
+        """Count one call reaching fault ``name``; ``True`` when the fault hits it.
+
+        :param name: counter name.
+        :param rate: fraction of calls to hit.
+        """
+        if rate <= 0:
+            return False
+        n = self._count(name)
+        return math.floor(n * rate + 1e-9) > math.floor((n - 1) * rate + 1e-9)
+
+    def burst_status(self) -> int | None:
+        """Count one API call for the 5xx bursts; the status to fail it with, or ``None``."""
+        s = self.settings
+        if s.error_burst <= 0:
+            return None
+        n = self._count("burst")
+        position = (n - 1) % s.error_every if s.error_every else n - 1
+        if position >= s.error_burst:
+            return None
+        failure = self._count("burst_failures")
+        return s.error_status or BURST_STATUSES[(failure - 1) % len(BURST_STATUSES)]
+
+    def inconsistent_variant(self) -> int | None:
+        """Count one page response; ``None`` or which contradiction to put in its envelope
+        (1: ``numberOfElements`` != items on the page, 2: ``totalPages`` != ceil(totalElements / size))."""
+        if not self.fires("inconsistent", self.settings.inconsistent_rate):
+            return None
+        return 1 if self._count("inconsistent_variant") % 2 else 2
+
+
+def retry_after_header(mode: str, seconds: int, now: float | None = None) -> str | None:
+    """The ``Retry-After`` value for a 429, or ``None`` when the header is left out.
+
+    :param mode: one of :data:`RETRY_AFTER_MODES`.
+    :param seconds: the wait asked for.
+    :param now: current epoch time (default: now).
+    """
+    if mode == "seconds":
+        return str(seconds)
+    if mode == "date":
+        at = math.ceil((time.time() if now is None else now) + seconds)
+        return email.utils.formatdate(at, usegmt=True)
+    return None
+
+
+def error_body(status: int) -> tuple[bytes, bytes]:
+    """Body and content type of an injected 5xx: the API's error body for 500, an HTML page (as a
+    proxy or load balancer would send) for 502/503/504.
+
+    :param status: the status code.
+    """
+    if status == 500:
+        return (
+            msgspec.json.encode({"code": "500000000", "developerMessage": "Internal Server Error"}),
+            b"application/json",
+        )
+    text = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}[status]
+    return f"<html><body><h1>{status} {text}</h1></body></html>".encode(), b"text/html"
+
+
+async def send_simple(
+    send: Send, status: int, body: bytes, content_type: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send a complete response.
+
+    :param send: ASGI send.
+    :param status: status code.
+    :param body: body bytes.
+    :param content_type: Content-Type value.
+    :param headers: further ``(name, value)`` byte pairs.
+    """
+    raw = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def close_connection(send: Send) -> None:
+    """Close the client's TCP connection at once, whatever has been sent so far.
+
+    uvicorn passes its per-request cycle's bound ``send``; its ``transport`` is the connection.
+    Waiting until uvicorn notices the disconnect keeps it from answering or logging an error.
+
+    :param send: the ASGI send uvicorn gave the application.
+    """
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise RuntimeError("dropping connections needs uvicorn's HTTP protocol")
+    transport.close()
+    for _ in range(100):
+        if getattr(cycle, "disconnected", True):
+            break
+        await asyncio.sleep(0.001)
+
+
+async def _drain(receive: Receive) -> None:
+    # Reading the request body first makes the close a clean FIN rather than a reset.
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
+class FaultMiddleware:
+    """Raw ASGI middleware: counts requests, adds latency and injects the configured faults.
+
+    :param app: the emulator's ASGI application.
+    :param schedule: the shared fault schedule.
+    :param count_request: called with ``(method, path)`` for every non-admin request.
+    :param auth_error: builds the body of an injected 401/403 from the status.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        schedule: FaultSchedule,
+        count_request: Callable[[str, str], None],
+        auth_error: Callable[[int], bytes],
+    ) -> None:
+        self.app = app
+        self.schedule = schedule
+        self.count_request = count_request
+        self.auth_error = auth_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith("/_emulator"):
+            await self.app(scope, receive, send)
+            return
+        self.count_request(scope["method"], path)
+        schedule = self.schedule
+        s = schedule.settings
+        if s.latency_ms > 0:
+            await asyncio.sleep(s.latency_ms / 1000)
+        if not path.startswith("/voice/"):
+            await self.app(scope, receive, send)
+            return
+        if schedule.fires("drop", s.drop_rate):
+            await _drain(receive)
+            await close_connection(send)
+            return
+        for name, rate, status in (
+            ("unauthorized", s.unauthorized_rate, 401),
+            ("forbidden", s.forbidden_rate, 403),
+        ):
+            if schedule.fires(name, rate):
+                await send_simple(send, status, self.auth_error(status), b"application/json")
+                return
+        if schedule.fires("rate_limit", s.rate_limit_rate):
+            value = retry_after_header(s.retry_after_mode, s.retry_after)
+            headers = [(b"retry-after", value.encode())] if value else []
+            body = msgspec.json.encode({"code": "429000000", "developerMessage": "Too Many Requests"})
+            await send_simple(send, 429, body, b"application/json", headers)
+            return
+        burst = schedule.burst_status()
+        if burst is not None:
+            body, content_type = error_body(burst)
+            await send_simple(send, burst, body, content_type)
+            return
+        if s.malformed_rate <= 0 and s.truncated_rate <= 0:
+            await self.app(scope, receive, send)
+            return
+        await self._with_body_faults(scope, receive, send)
+
+    async def _with_body_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(chunks)
+        s, schedule = self.schedule.settings, self.schedule
+        if start.get("status") == 200 and body:
+            if schedule.fires("malformed", s.malformed_rate):
+                body = body[: max(1, len(body) * 2 // 3)]
+                headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                start = {**start, "headers": headers}
+            elif schedule.fires("truncated", s.truncated_rate):
+                await send(start)
+                await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+                await close_connection(send)
+                return
+        await send(start)
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,784 @@
+"""
+Hooks for Routee's voice tracking API: :class:`VoiceTrackHook` (sync, ``requests``) and
+:class:`VoiceTrackAsyncHook` (async, ``httpx``, for triggers).
+
+Both are thin transports around :mod:`airflow_voicetrack.protocol`, which builds every request and
+decides after every response whether to succeed, refresh the token, retry or fail, so the two
+behave the same. Connection: ``login`` = application id, ``password`` = application secret,
+``host`` = API base URL, extras as declared in the provider info (see :class:`Settings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timedelta
+from functools import cached_property, partial
+from typing import Any, TypeVar
+
+import httpx
+import pendulum
+import requests
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from airflow_voicetrack.exceptions import (
+    VoiceTrackAuthError,
+    VoiceTrackConnectionError,
+    VoiceTrackConsistencyError,
+    VoiceTrackError,
+    VoiceTrackNotFoundError,
+)
+from airflow_voicetrack.protocol import (
+    Call,
+    Page,
+    PagePlan,
+    RefreshToken,
+    Request,
+    Response,
+    Retry,
+    SearchFilter,
+    SearchQuery,
+    SearchStats,
+    Settings,
+    Success,
+    Token,
+    TransportErrorKind,
+    WindowTally,
+    build_campaign_request,
+    build_conversation_request,
+    build_message_request,
+    build_token_request,
+    format_datetime,
+    parse_message,
+    parse_page,
+    parse_token,
+    validate_sort,
+)
+
+T = TypeVar("T")
+Filters = Iterable[Mapping[str, Any] | SearchFilter] | None
+DateLike = datetime | str
+#: Builds the request of one page: ``(page, size) -> Request``.
+PageRequest = Callable[[int, int], Request]
+
+
+def _error_chain(exc: BaseException) -> Iterator[BaseException]:
+    """Yield ``exc``, its causes, and the reasons/arguments libraries wrap their errors in."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        todo.extend(e for e in (item.__cause__, item.__context__, getattr(item, "reason", None)) if e)
+        todo.extend(arg for arg in item.args if isinstance(arg, BaseException))
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    return any(isinstance(e, ssl.SSLError) for e in _error_chain(exc))
+
+
+class _VoiceTrackHookBase(BaseHook):
+    """Arguments, connection settings and search orchestration shared by the sync and async hooks."""
+
+    conn_name_attr = "voicetrack_conn_id"
+    default_conn_name = "voicetrack_default"
+    conn_type = "voicetrack"
+    hook_name = "Routee Voice Tracking"
+
+    def __init__(
+        self,
+        voicetrack_conn_id: str = default_conn_name,
+        *,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        window: timedelta | None = None,
+        strict: bool = False,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_retries: int | None = None,
+        max_retry_wait: float | None = None,
+        max_retry_time: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.voicetrack_conn_id = voicetrack_conn_id
+        self.strict = strict
+        self._overrides = {
+            "page_size": page_size,
+            "max_concurrency": max_concurrency,
+            "window": window,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "max_retries": max_retries,
+            "max_retry_wait": max_retry_wait,
+            "max_retry_time": max_retry_time,
+        }
+        #: counters of the last search, set when it finishes (see :class:`SearchStats`)
+        self.last_search_stats: dict[str, Any] | None = None
+
+    def _settings_from(self, conn: Any, extra: Mapping[str, Any]) -> Settings:
+        return Settings.from_connection(
+            conn_id=self.voicetrack_conn_id,
+            host=conn.host,
+            port=conn.port,
+            login=conn.login,
+            password=conn.password,
+            extra=extra,
+            overrides=self._overrides,
+        )
+
+    @staticmethod
+    def _search_sources(
+        settings: Settings, query: SearchQuery, window: timedelta | None
+    ) -> list[tuple[str, PageRequest]]:
+        """:return: ``(label, page request builder)`` for each window of ``query``."""
+        sources: list[tuple[str, PageRequest]] = []
+        for bounds in query.windows(window):
+            label = "window [{}, {})".format(*(format_datetime(b) if b else "-" for b in bounds))
+            sources.append((label, partial(query.page_request, settings.base_url, bounds)))
+        return sources
+
+    def _refetch_plan(self, label: str, tally: WindowTally, done: PagePlan) -> PagePlan | None:
+        """:return: after the first pass over a window, a plan to read its stale pages again, if any."""
+        stale = tally.stale_pages() if done.is_first_pass else []
+        if not stale:
+            return None
+        self.log.info("%s: messages were added while paging; reading pages %s again", label, stale)
+        return PagePlan(stale)
+
+    def _on_window_done(self, label: str, tally: WindowTally) -> None:
+        mismatch = tally.finish()
+        if mismatch is None:
+            return
+        if self.strict:
+            raise VoiceTrackConsistencyError(f"{label}: {mismatch}")
+        self.log.warning("%s: %s", label, mismatch)
+
+    def _on_search_done(self, stats: SearchStats) -> None:
+        stats.finish()
+        self.last_search_stats = stats.as_dict()
+        self.log.info("voice tracking search done: %s", self.last_search_stats)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sync
+
+
+class _SyncTransport:
+    """
+    Sends :class:`Request` objects with a ``requests`` session and follows the core's decisions.
+
+    Holds the access token (thread-safe). ``requests`` drops the ``Authorization`` header when a
+    redirect leads to another host.
+    """
+
+    def __init__(self, settings: Settings, hook: BaseHook) -> None:
+        self.settings = settings
+        self.log = hook.log
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=settings.max_concurrency + 1)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.verify = settings.verify_ssl
+        self._token: Token | None = None
+        self._token_lock = threading.Lock()
+
+    def token(self, rejected: Token | None = None) -> Token:
+        """
+        :param rejected: a token the API refused; it is replaced unless another thread did already.
+        :return: a fresh token, fetched when needed.
+        """
+        with self._token_lock:
+            token = self._token
+            if token is None or token is rejected or not token.is_fresh(time.monotonic()):
+                token = self._token = self.call(
+                    build_token_request(self.settings), partial(parse_token, now=time.monotonic())
+                )
+                mask_secret(token.value)
+            return token
+
+    def call(self, request: Request, parse: Callable[[bytes], T] | None) -> T:
+        """
+        Send ``request`` until the core says it succeeded, retrying and refreshing the token as told.
+
+        :param parse: reads the 2xx body; ``None`` for the token request.
+        """
+        started = time.monotonic()
+        parser: Callable[[bytes], Any] = parse or partial(parse_token, now=started)
+        call = Call(
+            request, parser, self.settings.retry_policy, started=started, secrets=self.settings.secrets
+        )
+        token = self.token() if request.needs_token else None
+        while True:
+            if token is not None:
+                call.secrets.add(token.value)
+            decision = self._attempt(call, token)
+            if isinstance(decision, Success):
+                return decision.value
+            if isinstance(decision, RefreshToken):
+                self.log.info("%s: HTTP %s, getting a new token", request.label, decision.status)
+                token = self.token(rejected=token)
+                continue
+            self.log.warning("%s: retrying in %.2f s after %s", request.label, decision.wait, decision.reason)
+            time.sleep(decision.wait)
+
+    def _attempt(self, call: Call[Any], token: Token | None) -> Success[Any] | Retry | RefreshToken:
+        request = call.request
+        headers = dict(request.headers)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.value}"
+        try:
+            reply = self.session.request(
+                request.method,
+                request.url,
+                params=request.params or None,
+                json=request.json,
+                data=request.data,
+                headers=headers,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            )
+        except requests.RequestException as exc:
+            kind = self._error_kind(exc)
+            if kind is None:
+                raise
+            return call.on_transport_error(kind, str(exc), now=time.monotonic())
+        return call.on_response(
+            Response(reply.status_code, reply.headers, reply.content), now=time.monotonic()
+        )
+
+    @staticmethod
+    def _error_kind(exc: requests.RequestException) -> TransportErrorKind | None:
+        if isinstance(exc, requests.exceptions.SSLError) or _is_tls_error(exc):
+            return "tls"
+        if isinstance(exc, requests.exceptions.ConnectTimeout) or any(
+            isinstance(e, NewConnectionError) for e in _error_chain(exc)
+        ):
+            return "connect"
+        if isinstance(exc, requests.Timeout):
+            return "timeout"
+        if isinstance(
+            exc,
+            (
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ),
+        ):
+            return "protocol"
+        return None
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        self.session.close()
+
+
+class VoiceTrackHook(_VoiceTrackHookBase):
+    """
+    Read voice messages from Routee's voice tracking API.
+
+    :param voicetrack_conn_id: the Airflow connection (type ``voicetrack``).
+    :param page_size: messages per page, 1 to 2000; overrides the ``page_size`` extra (default 2000).
+    :param max_concurrency: pages (or messages) fetched at once; overrides ``max_concurrency`` (4).
+    :param window: a long search range is split into windows this long; overrides ``window_hours`` (24 h).
+    :param strict: raise :class:`VoiceTrackConsistencyError` instead of logging a warning when a
+        window's message count differs from the API's ``totalElements``.
+    :param connect_timeout: seconds; overrides the extra (10).
+    :param read_timeout: seconds; overrides the extra (60).
+    :param max_retries: retries of one call on 429, 5xx, network errors, malformed bodies; overrides
+        the extra (8).
+    :param max_retry_wait: cap on one wait, ``Retry-After`` included, seconds; overrides the extra (60).
+    :param max_retry_time: cap on the time one call spends retrying, seconds (600).
+    """
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The validated connection and arguments (read from the connection once)."""
+        conn = self.get_connection(self.voicetrack_conn_id)
+        return self._settings_from(conn, conn.extra_dejson)
+
+    @cached_property
+    def _transport(self) -> _SyncTransport:
+        return _SyncTransport(self.settings, self)
+
+    def search_messages(
+        self,
+        date_start: DateLike,
+        date_end: DateLike,
+        *,
+        filters: Filters = None,
+        campaign_id: str | None = None,
+        sort: str | None = None,
+        page_size: int | None = None,
+        tagged: bool | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """
+        Every message created in ``[date_start, date_end)`` that matches, each exactly once, lazily.
+
+        The range is searched window by window; within a window page 0 is read first, then the
+        other pages concurrently (at most ``max_concurrency`` in flight), yielded in page order.
+        Arguments are validated when this is called, before any request.
+
+        :param date_start: aware datetime, pendulum DateTime or ISO-8601 string (inclusive).
+        :param date_end: same (exclusive); must be after ``date_start``.
+        :param filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or :class:`SearchFilter`.
+        :param campaign_id: only messages of this campaign (tracking id).
+        :param sort: ``field,asc|desc``, passed to the API; default: the API's own order.
+        :param page_size: messages per page (default: the hook's).
+        :param tagged: the API's boolean filter; sent only when set.
+        """
+        query = SearchQuery.build(
+            date_start,
+            date_end,
+            filters=filters,
+            campaign_id=campaign_id,
+            sort=sort,
+            tagged=tagged,
+            page_size=self.settings.page_size if page_size is None else page_size,
+        )
+        return self._collect(
+            self._search_sources(self.settings, query, self.settings.window), query.page_size
+        )
+
+    def count_messages(
+        self,
+        date_start: DateLike | None = None,
+        date_end: DateLike | None = None,
+        *,
+        filters: Filters = None,
+        campaign_id: str | None = None,
+        tagged: bool | None = None,
+    ) -> int:
+        """
+        :return: the API's ``totalElements`` for the search, with one request (a page of one).
+        """
+        query = SearchQuery.build(
+            date_start,
+            date_end,
+            filters=filters,
+            campaign_id=campaign_id,
+            tagged=tagged,
+            page_size=1,
+            require_range=False,
+        )
+        request = query.page_request(self.settings.base_url, (query.date_start, query.date_end), 0, 1)
+        return self._transport.call(request, partial(parse_page, page=0, size=1)).total_elements
+
+    def get_message(self, message_id: str) -> dict[str, Any]:
+        """
+        :return: one voice message.
+        :raises VoiceTrackNotFoundError: when the API does not know it.
+        """
+        request = build_message_request(self.settings.base_url, message_id)
+        return self._transport.call(request, parse_message)
+
+    def get_messages(
+        self, message_ids: Iterable[str], *, missing_ok: bool = False
+    ) -> dict[str, dict[str, Any] | None]:
+        """
+        Fetch several messages concurrently (at most ``max_concurrency`` at once).
+
+        :param missing_ok: map unknown ids to ``None`` instead of raising :class:`VoiceTrackNotFoundError`.
+        :return: ``{message_id: message or None}`` in the order of ``message_ids``, duplicates once.
+        """
+        requests_by_id = {mid: build_message_request(self.settings.base_url, mid) for mid in message_ids}
+
+        def fetch(message_id: str) -> dict[str, Any] | None:
+            try:
+                return self._transport.call(requests_by_id[message_id], parse_message)
+            except VoiceTrackNotFoundError:
+                if missing_ok:
+                    return None
+                raise
+
+        with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
+            return dict(zip(requests_by_id, pool.map(fetch, requests_by_id), strict=True))
+
+    def get_conversation(self, conversation_tracking_id: str) -> Iterator[dict[str, Any]]:
+        """:return: the dial parts (messages) of one conversation, lazily, each once."""
+        base, size = self.settings.base_url, self.settings.page_size
+        build_conversation_request(base, conversation_tracking_id, page=0, size=size)  # validate now
+        source = partial(self._conversation_page, conversation_tracking_id)
+        return self._collect([(f"conversation {conversation_tracking_id}", source)], size)
+
+    def _conversation_page(self, conversation_tracking_id: str, page: int, size: int) -> Request:
+        return build_conversation_request(
+            self.settings.base_url, conversation_tracking_id, page=page, size=size
+        )
+
+    def get_campaign_messages(
+        self, campaign_id: str, *, sort: str | None = None, page_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """
+        :param sort: ``field,asc|desc``, passed to the API.
+        :param page_size: messages per page (default: the hook's).
+        :return: the messages of one campaign, lazily, each once.
+        """
+        size = self.settings.page_size if page_size is None else page_size
+        build_campaign_request(
+            self.settings.base_url, campaign_id, page=0, size=size, sort=validate_sort(sort)
+        )
+        source = partial(self._campaign_page, campaign_id, sort)
+        return self._collect([(f"campaign {campaign_id}", source)], size)
+
+    def _campaign_page(self, campaign_id: str, sort: str | None, page: int, size: int) -> Request:
+        return build_campaign_request(self.settings.base_url, campaign_id, page=page, size=size, sort=sort)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """
+        Get a token and run a one-item search over the last day, without retries.
+
+        :return: ``(ok, message)``; the message says what failed and never holds a secret.
+        """
+        try:
+            settings = replace(self.settings, max_retries=0)
+        except ValueError as exc:
+            return False, f"Invalid connection: {exc}"
+        transport = _SyncTransport(settings, self)
+        now = pendulum.now("UTC")
+        try:
+            transport.token()
+            query = SearchQuery.build(now.subtract(days=1), now, page_size=1)
+            request = query.page_request(settings.base_url, (query.date_start, query.date_end), 0, 1)
+            total = transport.call(request, partial(parse_page, page=0, size=1)).total_elements
+        except VoiceTrackError as exc:
+            return False, _describe_failure(exc)
+        finally:
+            transport.close()
+        return True, f"Connection works: got a token, and a search found {total} messages in the last day"
+
+    def _collect(self, sources: list[tuple[str, PageRequest]], size: int) -> Iterator[dict[str, Any]]:
+        stats = SearchStats()
+        self.last_search_stats = None
+        with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
+            for label, page_request in sources:
+                fetch = partial(self._fetch_page, page_request, size)
+                tally = WindowTally(stats)
+                plan: PagePlan | None = PagePlan()
+                while plan is not None:
+                    for page in self._pages(pool, fetch, plan):
+                        yield from tally.accept(page)
+                        if stats.progress_due():
+                            self.log.info(stats.progress_line())
+                    plan = self._refetch_plan(label, tally, plan)
+                self._on_window_done(label, tally)
+        self._on_search_done(stats)
+
+    def _pages(
+        self, pool: ThreadPoolExecutor, fetch: Callable[[int], Page], plan: PagePlan
+    ) -> Iterator[Page]:
+        """The pages of ``plan``, at most ``max_concurrency`` fetched ahead, yielded in plan order."""
+        pending: deque[Future[Page]] = deque()
+
+        def fill() -> None:
+            while len(pending) < self.settings.max_concurrency and (number := plan.next_number()) is not None:
+                pending.append(pool.submit(fetch, number))
+
+        fill()
+        try:
+            while pending:
+                page = pending.popleft().result()
+                plan.seen(page)
+                fill()
+                yield page
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _fetch_page(self, page_request: PageRequest, size: int, number: int) -> Page:
+        return self._transport.call(page_request(number, size), partial(parse_page, page=number, size=size))
+
+
+def _describe_failure(exc: VoiceTrackError) -> str:
+    if isinstance(exc, VoiceTrackAuthError):
+        what = "Credentials rejected" if exc.reason == "credentials" else "Permission denied"
+        return f"{what}: {exc}"
+    if isinstance(exc, VoiceTrackConnectionError):
+        what = "TLS failed" if exc.kind == "tls" else "Host unreachable"
+        return f"{what}: {exc}"
+    return f"Request failed: {exc}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Async
+
+
+async def _aget_connection(conn_id: str) -> Any:
+    """Get a connection without blocking the event loop, on every supported Airflow version."""
+    try:
+        from airflow.providers.common.compat.connection import get_async_connection
+    except ImportError:  # common-compat without the helper: run the sync lookup in a thread
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(BaseHook.get_connection)(conn_id)
+    return await get_async_connection(conn_id)
+
+
+async def _amask_secret(value: str) -> None:
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow < 3.3
+        mask_secret(value)
+    else:
+        await amask_secret(value)
+
+
+class _AsyncTransport:
+    """The async twin of :class:`_SyncTransport`, on an ``httpx.AsyncClient``."""
+
+    def __init__(self, settings: Settings, hook: BaseHook) -> None:
+        self.settings = settings
+        self.log = hook.log
+        # httpx drops the Authorization header when a redirect leads to another origin.
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            verify=settings.verify_ssl,
+            limits=httpx.Limits(max_connections=settings.max_concurrency + 1),
+            follow_redirects=True,
+        )
+        self._token: Token | None = None
+        self._token_lock = asyncio.Lock()
+
+    async def token(self, rejected: Token | None = None) -> Token:
+        """Async :meth:`_SyncTransport.token`."""
+        async with self._token_lock:
+            token = self._token
+            if token is None or token is rejected or not token.is_fresh(time.monotonic()):
+                request = build_token_request(self.settings)
+                token = self._token = await self.call(request, partial(parse_token, now=time.monotonic()))
+                await _amask_secret(token.value)
+            return token
+
+    async def call(self, request: Request, parse: Callable[[bytes], T] | None) -> T:
+        """Async :meth:`_SyncTransport.call`."""
+        started = time.monotonic()
+        parser: Callable[[bytes], Any] = parse or partial(parse_token, now=started)
+        call = Call(
+            request, parser, self.settings.retry_policy, started=started, secrets=self.settings.secrets
+        )
+        token = await self.token() if request.needs_token else None
+        while True:
+            if token is not None:
+                call.secrets.add(token.value)
+            decision = await self._attempt(call, token)
+            if isinstance(decision, Success):
+                return decision.value
+            if isinstance(decision, RefreshToken):
+                self.log.info("%s: HTTP %s, getting a new token", request.label, decision.status)
+                token = await self.token(rejected=token)
+                continue
+            self.log.warning("%s: retrying in %.2f s after %s", request.label, decision.wait, decision.reason)
+            await asyncio.sleep(decision.wait)
+
+    async def _attempt(self, call: Call[Any], token: Token | None) -> Success[Any] | Retry | RefreshToken:
+        request = call.request
+        headers = dict(request.headers)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.value}"
+        try:
+            reply = await self.client.request(
+                request.method,
+                request.url,
+                params=request.params or None,
+                json=request.json,
+                data=request.data,
+                headers=headers,
+            )
+        except httpx.TransportError as exc:
+            return call.on_transport_error(
+                self._error_kind(exc), str(exc) or type(exc).__name__, now=time.monotonic()
+            )
+        return call.on_response(
+            Response(reply.status_code, reply.headers, reply.content), now=time.monotonic()
+        )
+
+    @staticmethod
+    def _error_kind(exc: httpx.TransportError) -> TransportErrorKind:
+        if _is_tls_error(exc):
+            return "tls"
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return "connect"
+        if isinstance(exc, httpx.TimeoutException):
+            return "timeout"
+        return "protocol"
+
+
+class VoiceTrackAsyncHook(_VoiceTrackHookBase):
+    """
+    The async twin of :class:`VoiceTrackHook` for triggers: the same arguments and behaviour, on
+    ``httpx``, with async connection access. Call :meth:`close` when done.
+    """
+
+    def __init__(
+        self, voicetrack_conn_id: str = _VoiceTrackHookBase.default_conn_name, **kwargs: Any
+    ) -> None:
+        super().__init__(voicetrack_conn_id, **kwargs)
+        self._settings: Settings | None = None
+        self._transport: _AsyncTransport | None = None
+
+    async def get_settings(self) -> Settings:
+        """The validated connection and arguments (read from the connection once)."""
+        if self._settings is None:
+            conn = await _aget_connection(self.voicetrack_conn_id)
+            self._settings = self._settings_from(conn, await _aextra(conn))
+        return self._settings
+
+    async def _get_transport(self) -> _AsyncTransport:
+        if self._transport is None:
+            self._transport = _AsyncTransport(await self.get_settings(), self)
+        return self._transport
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        if self._transport is not None:
+            await self._transport.client.aclose()
+            self._transport = None
+
+    async def count_messages(
+        self,
+        date_start: DateLike | None = None,
+        date_end: DateLike | None = None,
+        *,
+        filters: Filters = None,
+        campaign_id: str | None = None,
+        tagged: bool | None = None,
+    ) -> int:
+        """Async :meth:`VoiceTrackHook.count_messages`."""
+        query = SearchQuery.build(
+            date_start,
+            date_end,
+            filters=filters,
+            campaign_id=campaign_id,
+            tagged=tagged,
+            page_size=1,
+            require_range=False,
+        )
+        settings = await self.get_settings()
+        request = query.page_request(settings.base_url, (query.date_start, query.date_end), 0, 1)
+        transport = await self._get_transport()
+        return (await transport.call(request, partial(parse_page, page=0, size=1))).total_elements
+
+    async def get_message(self, message_id: str) -> dict[str, Any]:
+        """Async :meth:`VoiceTrackHook.get_message`."""
+        settings = await self.get_settings()
+        request = build_message_request(settings.base_url, message_id)
+        return await (await self._get_transport()).call(request, parse_message)
+
+    async def get_messages(
+        self, message_ids: Iterable[str], *, missing_ok: bool = False
+    ) -> dict[str, dict[str, Any] | None]:
+        """Async :meth:`VoiceTrackHook.get_messages`."""
+        settings = await self.get_settings()
+        requests_by_id = {mid: build_message_request(settings.base_url, mid) for mid in message_ids}
+        transport = await self._get_transport()
+        slots = asyncio.Semaphore(settings.max_concurrency)
+
+        async def fetch(message_id: str) -> dict[str, Any] | None:
+            async with slots:
+                try:
+                    return await transport.call(requests_by_id[message_id], parse_message)
+                except VoiceTrackNotFoundError:
+                    if missing_ok:
+                        return None
+                    raise
+
+        tasks = [asyncio.ensure_future(fetch(mid)) for mid in requests_by_id]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return dict(zip(requests_by_id, results, strict=True))
+
+    def search_messages(
+        self,
+        date_start: DateLike,
+        date_end: DateLike,
+        *,
+        filters: Filters = None,
+        campaign_id: str | None = None,
+        sort: str | None = None,
+        page_size: int | None = None,
+        tagged: bool | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """
+        Async :meth:`VoiceTrackHook.search_messages`: use ``async for``. The arguments are checked
+        when this is called, the connection when iteration starts; before any request either way.
+        """
+        query = SearchQuery.build(
+            date_start,
+            date_end,
+            filters=filters,
+            campaign_id=campaign_id,
+            sort=sort,
+            tagged=tagged,
+            page_size=1 if page_size is None else page_size,
+        )
+        return self._search(query, page_size)
+
+    async def _search(self, query: SearchQuery, page_size: int | None) -> AsyncIterator[dict[str, Any]]:
+        settings = await self.get_settings()
+        if page_size is None:
+            query = replace(query, page_size=settings.page_size)
+        transport = await self._get_transport()
+        stats = SearchStats()
+        self.last_search_stats = None
+        for label, page_request in self._search_sources(settings, query, settings.window):
+            fetch = partial(self._fetch_page, transport, page_request, query.page_size)
+            tally = WindowTally(stats)
+            plan: PagePlan | None = PagePlan()
+            while plan is not None:
+                async for page in self._pages(fetch, plan, settings.max_concurrency):
+                    for message in tally.accept(page):
+                        yield message
+                    if stats.progress_due():
+                        self.log.info(stats.progress_line())
+                plan = self._refetch_plan(label, tally, plan)
+            self._on_window_done(label, tally)
+        self._on_search_done(stats)
+
+    @staticmethod
+    async def _pages(
+        fetch: Callable[[int], Awaitable[Page]], plan: PagePlan, max_concurrency: int
+    ) -> AsyncIterator[Page]:
+        """Async :meth:`VoiceTrackHook._pages`, with tasks."""
+        pending: deque[asyncio.Future[Page]] = deque()
+
+        def fill() -> None:
+            while len(pending) < max_concurrency and (number := plan.next_number()) is not None:
+                pending.append(asyncio.ensure_future(fetch(number)))
+
+        fill()
+        try:
+            while pending:
+                page = await pending.popleft()
+                plan.seen(page)
+                fill()
+                yield page
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @staticmethod
+    async def _fetch_page(
+        transport: _AsyncTransport, page_request: PageRequest, size: int, number: int
+    ) -> Page:
+        return await transport.call(page_request(number, size), partial(parse_page, page=number, size=size))
+
+
+async def _aextra(conn: Any) -> dict[str, Any]:
+    """The connection's extras, read without a blocking call where Airflow offers one."""
+    aextra = getattr(conn, "aextra_dejson", None)
+    return await aextra() if aextra is not None else conn.extra_dejson

@@ -1,0 +1,408 @@
+"""Extract the voice messages of a data interval to object storage or XCom."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+from airflow_voicetrack.protocol import (
+    format_datetime,
+    normalize_filters,
+    parse_datetime,
+    parse_range,
+    split_windows,
+    validate_page_size,
+    validate_sort,
+)
+from airflow_voicetrack.writers import FORMATS, object_uri, write_messages
+
+if TYPE_CHECKING:
+    import pendulum
+    from airflow.sdk import Context
+
+#: Accepted values of ``empty_interval``.
+EMPTY_INTERVAL_POLICIES: tuple[str, ...] = ("fail", "skip", "lookback")
+#: Name of the API dataset in OpenLineage (its namespace is the API base URL).
+LINEAGE_INPUT_NAME = "voice/tracking"
+
+EMPTY_INTERVAL_HELP = (
+    "Airflow 3 runs of CronTriggerTimetable (the default for cron strings and presets such as "
+    "'@daily') have data_interval_start == data_interval_end, and runs triggered without a logical date "
+    "have no data interval, so there is nothing to extract. Schedule the DAG with "
+    "CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
+    "CronTriggerTimetable('0 0 * * *', timezone='UTC', interval=timedelta(days=1)), "
+    "pass date_start and date_end, or set empty_interval='skip', or empty_interval='lookback' with "
+    "lookback=timedelta(...)."
+)
+
+
+class VoiceTrackingOperator(BaseOperator):
+    """
+    Extract every voice message created in ``[date_start, date_end)`` to object storage or XCom.
+
+    **Object storage** (``output_path`` set): the messages are streamed, with flat memory, into one
+    object in ``output_format`` (see :mod:`airflow_voicetrack.writers` for the formats and the CSV and
+    Parquet columns). The object is replaced atomically: readers see the old object or the complete
+    new one, never a partial one, and a rerun of the interval replaces it. When ``output_path`` ends
+    with ``/`` it is a directory and the file is named after the interval and the format, e.g.
+    ``voicetrack_20261101T000000Z_20261102T000000Z.jsonl``, which makes the default layout partitioned
+    by the data interval::
+
+        VoiceTrackingOperator(task_id="extract", output_path="s3://bucket/voicetrack/", output_conn_id="aws")
+
+    The task returns a summary to XCom: ``path`` (URI without the connection id), ``conn_id``,
+    ``records``, ``bytes``, ``format``, ``date_start``, ``date_end``, ``pages`` and ``seconds``.
+
+    The output is declared as an Airflow :class:`~airflow.sdk.Asset` outlet, whose URI is the static
+    part of ``output_path``: the object itself when ``output_path`` has no template and names a file,
+    else the directory before the first template or the trailing ``/``. Every successful run emits an
+    asset event whose ``extra`` holds the summary, so a downstream DAG scheduled on the asset finds the
+    object's path in ``triggering_asset_events``.
+
+    **XCom** (``output_path`` None): the task returns the list of messages, but fails when there are
+    more than ``xcom_max_records`` (counted with one request first, and checked again while reading).
+
+    **Data interval**: Airflow 3's default timetable for cron schedules, ``CronTriggerTimetable``, gives
+    zero-width intervals, and manual runs without a logical date render ``None``. Such an interval is
+    never queried: by default the task fails without retry and names the fix; see ``empty_interval``.
+
+    :param voicetrack_conn_id: The voice tracking connection.
+    :param date_start: Start of the interval, inclusive: an aware datetime or ISO-8601 string.
+        Default ``{{ data_interval_start }}``. (templated)
+    :param date_end: End of the interval, exclusive. Default ``{{ data_interval_end }}``. (templated)
+    :param filters: Search filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or
+        :class:`~airflow_voicetrack.protocol.SearchFilter` objects, or a JSON string of such a list;
+        combined with AND. (templated)
+    :param campaign_id: Only messages of the campaign with this tracking id. (templated)
+    :param sort: ``field``, ``field,asc`` or ``field,desc``. (templated)
+    :param tagged: The API's unnamed boolean search parameter; sent only when set.
+    :param output_path: Where to write: a URI (``file://``, ``s3://`` or any scheme
+        :class:`~airflow.sdk.ObjectStoragePath` knows) or an ``ObjectStoragePath``; ending with ``/``
+        for a directory. None returns the messages to XCom. (templated)
+    :param output_conn_id: Connection of the object store, e.g. ``aws_default`` for S3.
+    :param output_format: ``jsonl`` (default), ``csv``, ``parquet`` (needs the ``[parquet]`` extra),
+        or ``jsonl.gz`` / ``csv.gz`` for gzip-compressed output.
+    :param compression: ``"gzip"`` to compress ``jsonl`` or ``csv``; the same as the ``.gz`` formats.
+    :param page_size: Messages per page (1 to 2000); default: the connection's.
+    :param max_concurrency: Pages fetched at once; default: the connection's.
+    :param xcom_max_records: Most messages returned to XCom when ``output_path`` is None.
+    :param empty_interval: What to do when the interval is zero-width or missing: ``"fail"`` (default,
+        without retry), ``"skip"`` the task, or ``"lookback"``: extract ``[date_end - lookback, date_end)``,
+        where a missing ``date_end`` is the run's ``run_after``.
+    :param lookback: The window for ``empty_interval="lookback"``.
+    :param write_empty: Write a valid empty object (empty file, CSV header, Parquet schema) when the
+        interval has no messages, so downstream can tell "nothing there" from "not extracted".
+    """
+
+    template_fields: Sequence[str] = (
+        "date_start",
+        "date_end",
+        "filters",
+        "campaign_id",
+        "sort",
+        "output_path",
+    )
+    template_fields_renderers = {"filters": "json"}
+    ui_color = "#d9ecf2"
+
+    def __init__(
+        self,
+        *,
+        voicetrack_conn_id: str = VoiceTrackHook.default_conn_name,
+        date_start: str | datetime | None = "{{ data_interval_start }}",
+        date_end: str | datetime | None = "{{ data_interval_end }}",
+        filters: list[dict[str, str]] | list[Any] | str | None = None,
+        campaign_id: str | None = None,
+        sort: str | None = None,
+        tagged: bool | None = None,
+        output_path: str | ObjectStoragePath | None = None,
+        output_conn_id: str | None = None,
+        output_format: str = "jsonl",
+        compression: Literal["gzip"] | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        xcom_max_records: int = 10_000,
+        empty_interval: Literal["fail", "skip", "lookback"] = "fail",
+        lookback: timedelta | None = None,
+        write_empty: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.voicetrack_conn_id = voicetrack_conn_id
+        self.date_start = date_start
+        self.date_end = date_end
+        self.filters = filters
+        self.campaign_id = campaign_id
+        self.sort = sort
+        self.tagged = tagged
+        self.output_path = output_path
+        self.output_conn_id = output_conn_id
+        self.output_format = resolve_format(output_format, compression)
+        self.page_size = None if page_size is None else validate_page_size(page_size)
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
+            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+        if (
+            isinstance(xcom_max_records, bool)
+            or not isinstance(xcom_max_records, int)
+            or xcom_max_records < 0
+        ):
+            raise ValueError(f"xcom_max_records must be a non-negative integer, got {xcom_max_records!r}")
+        self.xcom_max_records = xcom_max_records
+        self.empty_interval, self.lookback = _check_empty_interval(empty_interval, lookback)
+        self.write_empty = write_empty
+        self.output_asset = None if output_path is None else output_asset(output_path)
+        if self.output_asset is not None and self.output_asset not in self.outlets:
+            self.outlets.append(self.output_asset)
+        self._lineage_output: tuple[str, str] | None = None
+
+    @cached_property
+    def hook(self) -> VoiceTrackHook:
+        """The hook, built from ``voicetrack_conn_id`` with this task's page size and concurrency."""
+        return VoiceTrackHook(
+            self.voicetrack_conn_id, page_size=self.page_size, max_concurrency=self.max_concurrency
+        )
+
+    def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
+        start, end = self._interval(context)
+        search: dict[str, Any] = {
+            "filters": _filters(self.filters),
+            "campaign_id": self.campaign_id or None,
+            "tagged": self.tagged,
+        }
+        sort = validate_sort(self.sort or None)
+        if self.output_path is None:
+            return self._to_xcom(start, end, search, sort)
+
+        path = self._final_path(start, end)
+        started = time.monotonic()
+        messages = self.hook.search_messages(start, end, sort=sort, **search)
+        result = write_messages(messages, path, self.output_format, write_empty=self.write_empty)
+        seconds = time.monotonic() - started
+        pages = (self.hook.last_search_stats or {}).get("pages", 0)
+        summary = {
+            "path": None if result.path is None else object_uri(result.path),
+            "conn_id": path.conn_id,
+            "records": result.records,
+            "bytes": result.bytes,
+            "format": self.output_format,
+            "date_start": format_datetime(start),
+            "date_end": format_datetime(end),
+            "pages": pages,
+            "seconds": round(seconds, 3),
+        }
+        self.log.info(
+            "Extracted %d messages in %d pages, %d bytes to %s in %.1f s (%.0f records/s)",
+            result.records,
+            pages,
+            result.bytes,
+            summary["path"] or "nowhere (no messages and write_empty=False)",
+            seconds,
+            result.records / seconds if seconds else 0.0,
+        )
+        if result.path is not None:
+            self._lineage_output = (result.path.namespace, _lineage_name(result.path))
+        if self.output_asset is not None:
+            context["outlet_events"][self.output_asset].extra = summary
+        return summary
+
+    def _interval(self, context: Context) -> tuple[pendulum.DateTime, pendulum.DateTime]:
+        """Validate the rendered interval and apply ``empty_interval`` to a zero-width or missing one."""
+        start, end = _moment(self.date_start, "date_start"), _moment(self.date_end, "date_end")
+        if start is not None and end is not None:
+            if end > start:
+                return start, end
+            if end < start:
+                raise AirflowFailException(
+                    f"date_end ({format_datetime(end)}) is before date_start ({format_datetime(start)})"
+                )
+        shown = f"date_start={self.date_start!r}, date_end={self.date_end!r}"
+        if self.empty_interval == "skip":
+            raise AirflowSkipException(
+                f"Skipping: the data interval is empty ({shown}). {EMPTY_INTERVAL_HELP}"
+            )
+        if self.empty_interval == "lookback":
+            assert self.lookback is not None  # checked in __init__
+            if end is None:
+                end = _moment(context["dag_run"].run_after, "run_after")
+                assert end is not None
+            self.log.info(
+                "The data interval is empty (%s); looking back %s from %s", shown, self.lookback, end
+            )
+            return end - self.lookback, end
+        raise AirflowFailException(f"The data interval is empty ({shown}). {EMPTY_INTERVAL_HELP}")
+
+    def _final_path(self, start: pendulum.DateTime, end: pendulum.DateTime) -> ObjectStoragePath:
+        assert self.output_path is not None
+        text = str(self.output_path) if isinstance(self.output_path, str) else self.output_path.key
+        path = ObjectStoragePath(self.output_path, conn_id=self.output_conn_id)
+        if text.endswith("/") or not text:
+            path = path / default_file_name(start, end, self.output_format)
+        return path
+
+    def _to_xcom(
+        self,
+        start: pendulum.DateTime,
+        end: pendulum.DateTime,
+        search: dict[str, Any],
+        sort: str | None,
+    ) -> list[dict[str, Any]]:
+        count = self.hook.count_messages(start, end, **search)
+        if count > self.xcom_max_records:
+            raise AirflowFailException(_xcom_cap_message(count, self.xcom_max_records))
+        messages = list(
+            islice(self.hook.search_messages(start, end, sort=sort, **search), self.xcom_max_records + 1)
+        )
+        if len(messages) > self.xcom_max_records:
+            raise AirflowFailException(_xcom_cap_message(len(messages), self.xcom_max_records))
+        self.log.info("Returning %d messages to XCom", len(messages))
+        return messages
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        Return OpenLineage facets: the API's search endpoint as input, the written object as output.
+
+        Needs the ``apache-airflow-providers-openlineage`` provider, imported only here.
+        """
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        outputs = [] if self._lineage_output is None else [Dataset(*self._lineage_output)]
+        return OperatorLineage(
+            inputs=[Dataset(namespace=self.hook.settings.base_url, name=LINEAGE_INPUT_NAME)],
+            outputs=outputs,
+        )
+
+
+def resolve_format(output_format: str, compression: str | None) -> str:
+    """
+    Return the format name (one of :data:`~airflow_voicetrack.writers.FORMATS`) for the operator's
+    ``output_format`` and ``compression`` arguments.
+
+    :raises ValueError: naming the argument and the accepted values.
+    """
+    if compression not in (None, "gzip"):
+        raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
+    name = (
+        f"{output_format}.gz"
+        if compression == "gzip" and not output_format.endswith(".gz")
+        else output_format
+    )
+    if name not in FORMATS:
+        hint = " (Parquet compresses internally; drop compression)" if output_format == "parquet" else ""
+        raise ValueError(
+            f"output_format={output_format!r} with compression={compression!r} is not supported{hint}; "
+            f"use output_format one of {', '.join(FORMATS)}"
+        )
+    return name
+
+
+def default_file_name(start: datetime, end: datetime, output_format: str) -> str:
+    """
+    Return the file name used when ``output_path`` is a directory, e.g.
+    ``voicetrack_20261101T000000Z_20261102T000000Z.jsonl``.
+    """
+    return f"voicetrack_{_compact(start)}_{_compact(end)}.{output_format}"
+
+
+def output_asset(output_path: str | ObjectStoragePath) -> Asset | None:
+    """
+    Return the Asset declared for ``output_path``: its static part (see :class:`VoiceTrackingOperator`),
+    without a connection id; None when it has no static part beyond the scheme.
+    """
+    text = output_path if isinstance(output_path, str) else f"{output_path.protocol}://{output_path.path}"
+    template_at = min((i for i in (text.find("{{"), text.find("{%")) if i >= 0), default=-1)
+    if template_at >= 0:
+        text = text[: text.rfind("/", 0, template_at) + 1]
+    parts = urlsplit(text)
+    host = parts.netloc.rpartition("@")[2]
+    if not parts.scheme or not (host or parts.path.strip("/")):
+        return None
+    return Asset(urlunsplit(parts._replace(netloc=host)))
+
+
+def split_interval(
+    date_start: datetime | str, date_end: datetime | str, every: timedelta
+) -> list[dict[str, str]]:
+    """
+    Split ``[date_start, date_end)`` into consecutive windows of length ``every`` (the last shorter),
+    as keyword arguments for dynamic task mapping, so a long backfill spreads across workers::
+
+        VoiceTrackingOperator.partial(task_id="extract", output_path="s3://bucket/voicetrack/").expand_kwargs(
+            split_interval("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", timedelta(days=1))
+        )
+
+    With a directory ``output_path`` (ending with ``/``) every window writes its own object.
+
+    :param date_start: Start, inclusive: an aware datetime or ISO-8601 string.
+    :param date_end: End, exclusive.
+    :param every: Window length, at least one second.
+    :return: ``[{"date_start": "2026-01-01T00:00:00Z", "date_end": "2026-01-02T00:00:00Z"}, ...]``
+    """
+    if not isinstance(every, timedelta) or every < timedelta(seconds=1):
+        raise ValueError(f"every must be a timedelta of at least one second, got {every!r}")
+    start, end = parse_range(date_start, date_end)
+    assert start is not None and end is not None
+    return [
+        {"date_start": format_datetime(lower), "date_end": format_datetime(upper)}
+        for lower, upper in split_windows(start, end, every)
+    ]
+
+
+def _check_empty_interval(empty_interval: str, lookback: timedelta | None) -> tuple[str, timedelta | None]:
+    if empty_interval not in EMPTY_INTERVAL_POLICIES:
+        raise ValueError(
+            f"empty_interval must be one of {', '.join(map(repr, EMPTY_INTERVAL_POLICIES))}, "
+            f"got {empty_interval!r}"
+        )
+    if empty_interval == "lookback":
+        if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
+            raise ValueError(
+                f"empty_interval='lookback' needs lookback, a positive timedelta, got lookback={lookback!r}"
+            )
+    elif lookback is not None:
+        raise ValueError(f"lookback is used only with empty_interval='lookback', not {empty_interval!r}")
+    return empty_interval, lookback
+
+
+def _moment(value: Any, name: str) -> pendulum.DateTime | None:
+    """Parse a rendered date to the second; None when missing (``None`` or the text ``"None"``)."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None
+    return parse_datetime(value, name).set(microsecond=0)
+
+
+def _filters(filters: Any) -> list[dict[str, str]]:
+    if isinstance(filters, str):
+        try:
+            filters = json.loads(filters) if filters.strip() else None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"filters rendered to {filters!r}, which is not a JSON list: {err}") from None
+    return normalize_filters(filters)
+
+
+def _xcom_cap_message(count: int, cap: int) -> str:
+    return (
+        f"The interval holds {count} messages, more than xcom_max_records={cap} allowed in XCom. "
+        "Set output_path (e.g. 's3://bucket/voicetrack/') to write them to object storage, "
+        "or narrow the search."
+    )
+
+
+def _compact(moment: datetime) -> str:
+    return format_datetime(moment).replace("-", "").replace(":", "")
+
+
+def _lineage_name(path: ObjectStoragePath) -> str:
+    """The OpenLineage dataset name of an object: its key in a bucket, or its absolute path."""
+    return path.key if path.bucket else path.path

@@ -1,0 +1,228 @@
+"""Trigger that waits, in the triggerer, until voice messages reach a terminal status."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from datetime import datetime
+from typing import Any, cast
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_voicetrack.exceptions import VoiceTrackTransientError
+from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
+from airflow_voicetrack.status import (
+    FAILED_IDS_CAP,
+    Evaluation,
+    IdsTracker,
+    SearchTarget,
+    StatusCriteria,
+    Verdict,
+    evaluate_counts,
+    statuses_to_count,
+    statuses_to_sample,
+)
+
+#: Consecutive transient errors (each after the hook's own retries) before giving up.
+MAX_CONSECUTIVE_ERRORS = 3
+#: Longest back-off between two attempts after transient errors, in seconds.
+MAX_ERROR_BACKOFF = 300.0
+#: Relative jitter applied to every sleep, so many waits do not poll in lockstep.
+JITTER = 0.1
+
+
+class VoiceMessageStatusTrigger(BaseTrigger):
+    """
+    Poll Routee's voice tracking API until the targeted messages are terminal, then fire one event.
+
+    The trigger evaluates the statuses itself with :class:`~airflow_voicetrack.status` rules (the
+    same as :class:`~airflow_voicetrack.sensors.voicetrack.VoiceMessageStatusSensor` in poke mode)
+    and fires exactly one event:
+
+    - ``{"status": "success", "summary": {...}}`` when every message is terminal;
+    - ``{"status": "failure", "message": str, "summary": {...}}`` when failure statuses exceed the
+      threshold, or an id is unknown and ``missing="fail"``;
+    - ``{"status": "timeout", "message": str, "summary": {...}}`` when ``timeout_at`` passes;
+    - ``{"status": "error", "message": str}`` on an error that waiting will not fix, or after
+      :data:`MAX_CONSECUTIVE_ERRORS` transient errors in a row.
+
+    It sleeps ``poke_interval`` (with jitter) between evaluations and backs off exponentially after
+    transient errors. Arguments are the already validated values the sensor passes; they hold no
+    secret (the connection is looked up by id, asynchronously, in the triggerer).
+
+    :param voicetrack_conn_id: connection id.
+    :param message_ids: ids to wait for (ids mode), or ``None`` for search mode.
+    :param date_start: search range start, API format, or ``None``.
+    :param date_end: search range end (exclusive), API format, or ``None``.
+    :param filters: normalized search filters.
+    :param campaign_id: campaign tracking id or ``None``.
+    :param terminal_statuses: statuses counted as terminal.
+    :param failure_statuses: terminal statuses that make the wait fail.
+    :param failure_threshold: tolerated share of messages in failure statuses, or ``None``.
+    :param missing: ``"fail"`` or ``"wait"`` for unknown ids.
+    :param wait_for_messages: in search mode, keep waiting while the search matches nothing.
+    :param poke_interval: seconds between evaluations.
+    :param timeout_at: when to stop waiting with a ``timeout`` event; ``None`` waits forever.
+    """
+
+    def __init__(
+        self,
+        *,
+        voicetrack_conn_id: str,
+        message_ids: list[str] | None,
+        date_start: str | None,
+        date_end: str | None,
+        filters: list[dict[str, Any]],
+        campaign_id: str | None,
+        terminal_statuses: list[str],
+        failure_statuses: list[str],
+        failure_threshold: float | None,
+        missing: str,
+        wait_for_messages: bool,
+        poke_interval: float,
+        timeout_at: datetime | None,
+    ) -> None:
+        super().__init__()
+        self.voicetrack_conn_id = voicetrack_conn_id
+        self.message_ids = message_ids
+        self.date_start = date_start
+        self.date_end = date_end
+        self.filters = filters
+        self.campaign_id = campaign_id
+        self.terminal_statuses = terminal_statuses
+        self.failure_statuses = failure_statuses
+        self.failure_threshold = failure_threshold
+        self.missing = missing
+        self.wait_for_messages = wait_for_messages
+        self.poke_interval = poke_interval
+        self.timeout_at = timeout_at
+        self.criteria = StatusCriteria.build(
+            terminal_statuses=terminal_statuses,
+            failure_statuses=failure_statuses,
+            failure_threshold=failure_threshold,
+            missing=missing,
+            wait_for_messages=wait_for_messages,
+        )
+        self.target = SearchTarget(date_start, date_end, filters, campaign_id)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath and exactly the constructor's keyword arguments."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "voicetrack_conn_id": self.voicetrack_conn_id,
+                "message_ids": self.message_ids,
+                "date_start": self.date_start,
+                "date_end": self.date_end,
+                "filters": self.filters,
+                "campaign_id": self.campaign_id,
+                "terminal_statuses": self.terminal_statuses,
+                "failure_statuses": self.failure_statuses,
+                "failure_threshold": self.failure_threshold,
+                "missing": self.missing,
+                "wait_for_messages": self.wait_for_messages,
+                "poke_interval": self.poke_interval,
+                "timeout_at": self.timeout_at,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Evaluate until a final outcome, then yield its single event."""
+        overrides = self.target.hook_kwargs() if self.message_ids is None else {}
+        hook = VoiceTrackAsyncHook(self.voicetrack_conn_id, **overrides)
+        try:
+            payload = await self._wait(hook)
+        finally:
+            await hook.close()
+        yield TriggerEvent(payload)
+
+    async def _wait(self, hook: VoiceTrackAsyncHook) -> dict[str, Any]:
+        tracker = IdsTracker(self.message_ids, self.criteria) if self.message_ids is not None else None
+        errors = 0
+        while True:
+            try:
+                if tracker is not None:
+                    pending_ids = tracker.pending_ids()
+                    fetched = await hook.get_messages(pending_ids, missing_ok=True) if pending_ids else {}
+                    evaluation = tracker.evaluate(fetched)
+                else:
+                    evaluation = await self._evaluate_search(hook)
+            except VoiceTrackTransientError as err:
+                errors += 1
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    return {"status": "error", "message": f"{errors} transient errors in a row, last: {err}"}
+                delay = min(self.poke_interval * 2**errors, MAX_ERROR_BACKOFF)
+                self.log.warning("Transient error (%s), retrying in about %.0f s: %s", errors, delay, err)
+                if not await self._sleep(delay):
+                    return self._timeout_payload(None, f"last attempt failed: {err}")
+                continue
+            except Exception as err:
+                return {"status": "error", "message": f"{type(err).__name__}: {err}"}
+            errors = 0
+            if evaluation.verdict is Verdict.DONE:
+                self.log.info("%s", evaluation.message)
+                return {"status": "success", "summary": evaluation.summary}
+            if evaluation.verdict is Verdict.FAILED:
+                return {"status": "failure", "message": evaluation.message, "summary": evaluation.summary}
+            self.log.info("%s", evaluation.message)
+            if not await self._sleep(self.poke_interval):
+                return self._timeout_payload(evaluation, evaluation.message)
+
+    async def _evaluate_search(self, hook: VoiceTrackAsyncHook) -> Evaluation:
+        """Count pending messages, per status only when needed, and sample failed ids when final."""
+        target, criteria = self.target, self.criteria
+
+        async def count(filters: list[dict[str, Any]]) -> int:
+            return await hook.count_messages(
+                target.date_start, target.date_end, filters=filters, campaign_id=target.campaign_id
+            )
+
+        pending = await count(target.pending_filters(criteria.terminal_statuses))
+        to_count = statuses_to_count(criteria, pending)
+        counts = (
+            {status: await count(target.status_filters(status)) for status in to_count} if to_count else None
+        )
+        evaluation = evaluate_counts(criteria, pending=pending, counts=counts)
+        to_sample, bounds = statuses_to_sample(criteria, evaluation), target.full_range
+        if not to_sample or bounds is None:
+            return evaluation
+        failed_ids: dict[str, list[str]] = {}
+        for status in to_sample:
+            # The hook's search is an async generator: close it so no page is read ahead.
+            messages = cast(
+                "AsyncGenerator[dict[str, Any], None]",
+                hook.search_messages(
+                    *bounds,
+                    filters=target.status_filters(status),
+                    campaign_id=target.campaign_id,
+                    page_size=FAILED_IDS_CAP,
+                ),
+            )
+            failed_ids[status] = []
+            async with aclosing(messages):
+                async for message in messages:
+                    failed_ids[status].append(message["messageId"])
+                    if len(failed_ids[status]) == FAILED_IDS_CAP:
+                        break
+        return evaluate_counts(criteria, pending=pending, counts=counts, failed_ids=failed_ids)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds`` with jitter, never past ``timeout_at``; return False if it has passed."""
+        delay = seconds * random.uniform(1 - JITTER, 1 + JITTER)
+        if self.timeout_at is not None:
+            remaining = self.timeout_at.timestamp() - time.time()
+            if remaining <= 0:
+                return False
+            delay = min(delay, remaining)
+        await asyncio.sleep(delay)
+        return True
+
+    def _timeout_payload(self, evaluation: Evaluation | None, detail: str) -> dict[str, Any]:
+        return {
+            "status": "timeout",
+            "message": f"Timed out at {self.timeout_at} waiting for voice messages: {detail}",
+            "summary": evaluation.summary if evaluation is not None else None,
+        }

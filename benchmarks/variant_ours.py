@@ -1,0 +1,58 @@
+"""Variants D and E: our extraction, ``VoiceTrackHook.search_messages`` streamed by ``write_messages``.
+
+These are the two calls ``VoiceTrackingOperator.execute`` makes for an object-storage output: the
+hook pages through the search and the writer streams the messages into a local ``jsonl`` file through
+``ObjectStoragePath`` (temporary file, then an atomic rename). D passes ``--concurrency 1``; E leaves
+every setting at its default (page size, concurrency, windows).
+
+The connection comes from ``AIRFLOW_CONN_VOICETRACK_BENCH`` (set here from ``--url``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from airflow.sdk import ObjectStoragePath
+
+from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+from airflow_voicetrack.writers import write_messages
+from benchmarks.common import initialize_airflow, run_variant, variant_parser
+
+CONN_ID = "voicetrack_bench"
+
+
+def extract(args: argparse.Namespace) -> tuple[int, dict[str, int | None]]:
+    """
+    Extract the search into ``{out_dir}/{name}.jsonl``; return the records written.
+
+    :param args: The parsed variant arguments (``concurrency`` None keeps the default).
+    """
+    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
+        {
+            "conn_type": "voicetrack",
+            "login": args.client_id,
+            "password": args.client_secret,
+            "host": args.url,
+            "extra": {"token_url": f"{args.url}/oauth/token"},
+        }
+    )
+    out_dir = Path(args.out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = ObjectStoragePath(f"file://{out_dir / args.name}.jsonl")
+    hook = VoiceTrackHook(CONN_ID, max_concurrency=args.concurrency)
+    result = write_messages(hook.search_messages(args.date_start, args.date_end), path, "jsonl")
+    stats = hook.last_search_stats or {}
+    return result.records, {"pages": stats.get("pages"), "bytes": result.bytes}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = variant_parser(__doc__ or "")
+    parser.add_argument("--name", default="ours", help="output file name (without .jsonl)")
+    return parser
+
+
+if __name__ == "__main__":
+    run_variant(__doc__ or "", extract, _parser(), setup=initialize_airflow)

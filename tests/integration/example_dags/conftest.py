@@ -1,0 +1,53 @@
+"""Fixtures for running the example DAGs, as the DAG processor loads them, with ``dag.test()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from airflow.sdk import DAG
+
+from airflow_voicetrack.emulator.process import EmulatorProcess
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[3] / "example_dags"
+#: Seconds after a reset by which every call of the progressing emulator has finished.
+SETTLE_SECONDS = 8.0
+
+
+@pytest.fixture
+def output_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private output folder for the example DAGs (their ``VOICETRACK_OUTPUT_BASE``)."""
+    monkeypatch.setenv("VOICETRACK_OUTPUT_BASE", tmp_path.as_uri())
+    return tmp_path
+
+
+@pytest.fixture
+def load_example_dag(output_base: Path) -> Callable[[str], DAG]:
+    """Parse ``example_dags/`` (after :func:`output_base` is set) and return the DAG with this id."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    def load(dag_id: str) -> DAG:
+        dagbag = DagBag(dag_folder=EXAMPLE_DAGS, include_examples=False)
+        assert not dagbag.import_errors
+        return dagbag.get_dag(dag_id)
+
+    return load
+
+
+@pytest.fixture(scope="module")
+def progressing_emulator_process() -> Iterator[EmulatorProcess]:
+    """The default data set (10,000 messages), with calls finishing over ``SETTLE_SECONDS``."""
+    with EmulatorProcess(messages=10_000, seed=1, settle_seconds=SETTLE_SECONDS) as emu:
+        yield emu
+
+
+@pytest.fixture
+def progressing(
+    progressing_emulator_process: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> EmulatorProcess:
+    """The progressing emulator as ``voicetrack_default``, its status clock restarted."""
+    progressing_emulator_process.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", progressing_emulator_process.connection_json())
+    return progressing_emulator_process
+

@@ -1,0 +1,182 @@
+"""VoiceTrackAsyncHook against the emulator over real HTTP (each test runs its own event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from voicetrack_hook_helpers import END, FAST_RETRIES, START, api_requests, truth_ids
+
+from airflow_voicetrack.exceptions import (
+    VoiceTrackAuthError,
+    VoiceTrackNotFoundError,
+    VoiceTrackTransientError,
+)
+from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
+
+
+def run(coro_fn, **hook_kwargs):
+    """Run ``coro_fn(hook)`` on a fresh loop with a fresh async hook, closing the hook after."""
+
+    async def main():
+        hook = VoiceTrackAsyncHook(**hook_kwargs)
+        try:
+            return await coro_fn(hook)
+        finally:
+            await hook.close()
+
+    return asyncio.run(main())
+
+
+async def collect(hook, start=START, end=END, **kwargs) -> list[str]:
+    return [m["messageId"] async for m in hook.search_messages(start, end, **kwargs)]
+
+
+def assert_exact(ids, expected):
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+
+
+def test_async_search_returns_every_message_once(emu):
+    assert_exact(run(collect, page_size=300, max_concurrency=4), truth_ids(emu))
+
+
+def test_async_search_with_filters_and_sort(emu):
+    filters = [{"fieldName": "country", "searchTerm": "DE"}]
+
+    async def search(hook):
+        return await collect(hook, filters=filters, sort="messageId,asc")
+
+    ids = run(search, page_size=50, window=timedelta(days=7))
+    assert ids == sorted(truth_ids(emu, filters=filters))
+
+
+def test_async_search_is_lazy(emu):
+    async def first_then_rest(hook):
+        messages = hook.search_messages(START, END)
+        await anext(messages)
+        await asyncio.sleep(0.2)
+        requested = emu.stats()["requests"].get("POST /voice/tracking", 0)
+        rest = [m async for m in messages]
+        return requested, len(rest)
+
+    requested, rest = run(first_then_rest, page_size=100, max_concurrency=2, window=timedelta(days=7))
+    assert requested <= 1 + 2 and rest == 9_999
+
+
+def test_async_count_messages(emu):
+    async def count(hook):
+        return await hook.count_messages(START, "2026-11-02T00:00:00Z", tagged=True)
+
+    assert run(count) == len(truth_ids(emu, date_end="2026-11-02T00:00:00Z", tagged=True))
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 1
+
+
+def test_async_get_messages_maps_missing_to_none(emu):
+    ids = [m["messageId"] for m in emu.truth(START, "2026-11-01T01:00:00Z")][:8]
+
+    async def fetch(hook):
+        return await hook.get_messages([*ids, "missing"], missing_ok=True)
+
+    result = run(fetch, max_concurrency=3)
+    assert list(result) == [*ids, "missing"] and result["missing"] is None
+    assert all(result[i]["messageId"] == i for i in ids)
+
+
+def test_async_get_messages_raises_on_missing_by_default(emu):
+    async def fetch(hook):
+        return await hook.get_messages(["missing"])
+
+    with pytest.raises(VoiceTrackNotFoundError):
+        run(fetch)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"unauthorized_rate": 0.2},
+        {"forbidden_rate": 0.2},
+        {"rate_limit_rate": 0.3, "retry_after_mode": "date"},
+        {"rate_limit_rate": 0.3, "retry_after_mode": "none"},
+        {"error_burst": 3, "error_every": 8},
+        {"drop_rate": 0.2},
+        {"malformed_rate": 0.2},
+        {"truncated_rate": 0.2},
+        {"inconsistent_rate": 0.2},
+        {"token_lifetime": 1, "latency_ms": 30},
+    ],
+)
+def test_async_search_survives_faults(emu, faults):
+    emu.set_faults(**faults)
+    assert_exact(run(collect, page_size=250), truth_ids(emu))
+
+
+def test_async_records_added_during_paging_lose_nothing(emu):
+    emu.set_faults(insert_during_paging=5)
+    before = truth_ids(emu)
+    ids = run(collect, page_size=100)
+    assert len(ids) == len(set(ids)) and before <= set(ids) <= truth_ids(emu)
+
+
+def test_async_persistent_403_raises_permissions_error(emu):
+    emu.set_faults(forbidden_rate=1.0)
+
+    async def count(hook):
+        return await hook.count_messages()
+
+    with pytest.raises(VoiceTrackAuthError) as info:
+        run(count)
+    assert info.value.reason == "permissions"
+
+
+def test_async_endless_errors_raise_after_the_retries(emu):
+    emu.set_faults(error_burst=1000)
+
+    async def count(hook):
+        return await hook.count_messages()
+
+    with pytest.raises(VoiceTrackTransientError):
+        run(count, max_retries=2)
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filters": [{"fieldName": "country", "searchTerm": ""}]}, "must not be empty"),
+        ({"page_size": 0}, "page_size must be an integer from 1 to 2000"),
+        ({"sort": "x,sideways"}, "sort must look like"),
+    ],
+)
+def test_async_bad_input_raises_before_any_request(emu, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VoiceTrackAsyncHook().search_messages(START, END, **kwargs)
+    with pytest.raises(ValueError, match="must be after date_start"):
+        VoiceTrackAsyncHook().search_messages(END, START)
+    assert api_requests(emu) == 0
+
+
+def test_async_bad_connection_raises_before_any_request(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(max_concurrency=0))
+
+    async def count(hook):
+        return await hook.count_messages()
+
+    with pytest.raises(ValueError, match="max_concurrency must be an integer >= 1"):
+        run(count)
+    assert api_requests(emu) == 0
+
+
+def test_async_authorization_does_not_follow_a_redirect_to_another_host(emu, redirector, monkeypatch):
+    conn = json.loads(emu.connection_json(**FAST_RETRIES))
+    conn["host"] = redirector.url
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
+
+    async def fetch(hook):
+        return await hook.get_message("m1")
+
+    assert run(fetch) == {"messageId": "landed"}
+    (_, first_auth), (landed_path, landed_auth) = redirector.seen
+    assert first_auth is not None and first_auth.startswith("Bearer ")
+    assert landed_path.startswith("/landed") and landed_auth is None

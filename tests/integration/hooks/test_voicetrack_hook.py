@@ -1,0 +1,407 @@
+"""VoiceTrackHook against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from datetime import timedelta
+
+import pytest
+from voicetrack_hook_helpers import END, FAST_RETRIES, START, api_requests, truth_ids
+
+from airflow_voicetrack.emulator.data import CAMPAIGNS
+from airflow_voicetrack.exceptions import (
+    VoiceTrackAuthError,
+    VoiceTrackNotFoundError,
+    VoiceTrackResponseError,
+    VoiceTrackTransientError,
+)
+from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+from airflow_voicetrack.protocol import SearchFilter
+
+WEEK = timedelta(days=7)
+
+
+def search_ids(hook: VoiceTrackHook, start=START, end=END, **kwargs) -> list[str]:
+    return [m["messageId"] for m in hook.search_messages(start, end, **kwargs)]
+
+
+def assert_exact(ids: list[str], expected: set[str]) -> None:
+    assert len(ids) == len(set(ids)), "a message came twice"
+    assert set(ids) == expected
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+
+def test_search_returns_every_message_once_across_daily_windows(emu):
+    hook = VoiceTrackHook(page_size=300)
+    assert_exact(search_ids(hook), truth_ids(emu))
+    assert hook.last_search_stats["windows"] == 7
+    assert hook.last_search_stats["records"] == hook.last_search_stats["total_elements"] == 10_000
+
+
+def test_window_argument_sets_the_window_length(emu):
+    hook = VoiceTrackHook(window=timedelta(hours=6))
+    assert_exact(
+        search_ids(hook, end="2026-11-02T00:00:00Z"), truth_ids(emu, date_end="2026-11-02T00:00:00Z")
+    )
+    assert hook.last_search_stats["windows"] == 4
+
+
+def test_window_hours_extra_sets_the_window_length(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(window_hours=12))
+    hook = VoiceTrackHook()
+    search_ids(hook, end="2026-11-02T00:00:00Z")
+    assert hook.last_search_stats["windows"] == 2
+
+
+def test_search_with_filters_matches_the_truth(emu):
+    filters = [{"fieldName": "country", "searchTerm": "GR"}, SearchFilter("status.status", "Completed")]
+    expected = truth_ids(
+        emu,
+        filters=[
+            {"fieldName": "country", "searchTerm": "GR"},
+            {"fieldName": "status.status", "searchTerm": "Completed"},
+        ],
+    )
+    assert expected
+    assert_exact(search_ids(VoiceTrackHook(page_size=100), filters=filters), expected)
+
+
+def test_search_with_operators_matches_the_truth(emu):
+    filters = [
+        {"fieldName": "recipient", "searchOperator": "starts_with", "searchTerm": "3069"},
+        {"fieldName": "status.status", "searchOperator": "is_not", "searchTerm": "Completed"},
+    ]
+    expected = truth_ids(emu, filters=filters)
+    assert expected
+    assert_exact(search_ids(VoiceTrackHook(page_size=100), filters=filters), expected)
+
+
+def test_search_by_campaign_matches_the_truth(emu):
+    campaign_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, campaign_id=campaign_id)
+    assert expected
+    assert_exact(search_ids(VoiceTrackHook(page_size=100), campaign_id=campaign_id), expected)
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+def test_search_by_tagged_matches_the_truth(emu, tagged):
+    expected = truth_ids(emu, tagged=tagged)
+    assert expected and expected != truth_ids(emu)
+    assert_exact(search_ids(VoiceTrackHook(page_size=500), tagged=tagged), expected)
+
+
+def test_sort_is_passed_through_and_order_kept(emu):
+    ids = search_ids(VoiceTrackHook(page_size=250, window=WEEK), sort="messageId,desc")
+    assert_exact(ids, truth_ids(emu))
+    assert ids == sorted(ids, reverse=True)
+
+
+def test_results_come_in_page_order_with_concurrency(emu):
+    hook = VoiceTrackHook(page_size=100, max_concurrency=8, window=WEEK)
+    ids = search_ids(hook, sort="messageId,asc")
+    assert ids == sorted(truth_ids(emu))
+    assert hook.last_search_stats["pages"] == 100
+
+
+def test_search_is_lazy(emu):
+    hook = VoiceTrackHook(page_size=100, max_concurrency=2, window=WEEK)
+    messages = hook.search_messages(START, END)
+    next(messages)
+    requested = emu.stats()["requests"].get("POST /voice/tracking", 0)
+    assert requested <= 1 + 2, f"{requested} pages requested before the first message was consumed"
+    assert sum(1 for _ in messages) == 9_999
+
+
+def test_empty_search_yields_nothing(emu):
+    assert search_ids(VoiceTrackHook(), "2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z") == []
+
+
+def test_count_messages_is_one_request(emu):
+    hook = VoiceTrackHook()
+    assert hook.count_messages(START, END, filters=[{"fieldName": "country", "searchTerm": "GR"}]) == len(
+        truth_ids(emu, filters=[{"fieldName": "country", "searchTerm": "GR"}])
+    )
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 1
+
+
+def test_count_messages_without_range_counts_everything(emu):
+    assert VoiceTrackHook().count_messages() == 10_000
+
+
+# --- single messages, conversations, campaigns --------------------------------------------------------
+
+
+def test_get_message_returns_the_message(emu):
+    message = emu.truth(START, "2026-11-01T01:00:00Z")[0]
+    assert VoiceTrackHook().get_message(message["messageId"]) == message
+
+
+def test_unknown_message_raises_not_found_with_the_api_error(emu):
+    with pytest.raises(VoiceTrackNotFoundError) as info:
+        VoiceTrackHook().get_message("no-such-message")
+    assert info.value.status_code == 404 and info.value.code.startswith("404")
+
+
+def test_get_messages_fetches_concurrently_and_maps_missing_to_none(emu):
+    ids = [m["messageId"] for m in emu.truth(START, "2026-11-01T01:00:00Z")][:10]
+    result = VoiceTrackHook(max_concurrency=3).get_messages([*ids, "missing", ids[0]], missing_ok=True)
+    assert list(result) == [*ids, "missing"]
+    assert result["missing"] is None and all(result[i]["messageId"] == i for i in ids)
+
+
+def test_get_messages_raises_on_missing_by_default(emu):
+    with pytest.raises(VoiceTrackNotFoundError):
+        VoiceTrackHook().get_messages(["missing"])
+
+
+def test_get_conversation_returns_its_dial_parts(emu):
+    messages = emu.truth()
+    by_conversation: dict[str, set[str]] = {}
+    for m in messages:
+        by_conversation.setdefault(m["conversationTrackingId"], set()).add(m["messageId"])
+    conversation, expected = max(by_conversation.items(), key=lambda item: len(item[1]))
+    assert len(expected) > 1
+    ids = [m["messageId"] for m in VoiceTrackHook(page_size=1).get_conversation(conversation)]
+    assert_exact(ids, expected)
+
+
+def test_get_campaign_messages_returns_the_campaign(emu):
+    campaign_id = CAMPAIGNS[1].tracking_id
+    ids = [m["messageId"] for m in VoiceTrackHook().get_campaign_messages(campaign_id, page_size=200)]
+    assert_exact(ids, {m["messageId"] for m in emu.truth(campaign_id=campaign_id)})
+
+
+# --- test_connection --------------------------------------------------------------------------------
+
+
+def test_test_connection_succeeds(emu):
+    ok, message = VoiceTrackHook().test_connection()
+    assert ok, message
+    assert emu.stats()["tokens_issued"] == 1
+
+
+def test_test_connection_reports_bad_credentials(emu, monkeypatch):
+    conn = json.loads(emu.connection_json())
+    conn["password"] = "wrong-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
+    ok, message = VoiceTrackHook().test_connection()
+    assert not ok and message.startswith("Credentials rejected") and "wrong-secret" not in message
+
+
+def test_test_connection_reports_missing_permissions(emu):
+    emu.set_faults(forbidden_rate=1.0)
+    ok, message = VoiceTrackHook().test_connection()
+    assert not ok and message.startswith("Permission denied")
+
+
+def test_test_connection_reports_an_unreachable_host(emu, monkeypatch):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conn = json.loads(emu.connection_json())
+    conn["host"] = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
+    ok, message = VoiceTrackHook().test_connection()
+    assert not ok and message.startswith("Host unreachable") and str(port) in message
+
+
+def test_test_connection_reports_tls_failure(emu, monkeypatch):
+    conn = json.loads(emu.connection_json())
+    conn["extra"]["token_url"] = emu.token_url.replace("http://", "https://")
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
+    ok, message = VoiceTrackHook().test_connection()
+    assert not ok and message.startswith("TLS failed")
+
+
+def test_test_connection_reports_an_invalid_connection(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(page_size=0))
+    ok, message = VoiceTrackHook().test_connection()
+    assert not ok and "page_size" in message
+    assert api_requests(emu) == 0
+
+
+# --- bad inputs: clear errors before any request --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda h: h.search_messages("2026-11-01T00:00:00", END), "date_start = .* has no time zone"),
+        (lambda h: h.search_messages(START, START), "date_end .* must be after date_start"),
+        (lambda h: h.search_messages(END, START), "must be after date_start"),
+        (lambda h: h.search_messages(START, "next week"), "date_end = 'next week' is not an ISO-8601"),
+        (
+            lambda h: h.search_messages(START, END, filters=[{"fieldName": "colour", "searchTerm": "x"}]),
+            r"filters\[0\].*unknown fieldName 'colour'",
+        ),
+        (
+            lambda h: h.search_messages(
+                START, END, filters=[{"fieldName": "country", "searchOperator": "eq", "searchTerm": "GR"}]
+            ),
+            "unknown searchOperator 'eq'",
+        ),
+        (
+            lambda h: h.search_messages(START, END, filters=[{"fieldName": "country", "searchTerm": ""}]),
+            "must not be empty",
+        ),
+        (
+            lambda h: h.search_messages(START, END, filters=[{"fieldName": "country", "searchTerm": 30}]),
+            "searchTerm must be a non-empty string",
+        ),
+        (
+            lambda h: h.search_messages(START, END, page_size=2001),
+            "page_size must be an integer from 1 to 2000",
+        ),
+        (lambda h: h.search_messages(START, END, sort="messageId,up"), "sort must look like"),
+        (lambda h: h.search_messages(START, END, tagged="yes"), "tagged must be True, False or None"),
+        (lambda h: h.count_messages(START, START), "must be after date_start"),
+        (lambda h: h.get_message(""), "message_id must be a non-empty string"),
+        (lambda h: h.get_campaign_messages("c", sort="a,b,c,d,up"), "sort must look like"),
+        (
+            lambda h: VoiceTrackHook(page_size=0).count_messages(),
+            "page_size must be an integer from 1 to 2000",
+        ),
+        (
+            lambda h: VoiceTrackHook(max_concurrency=0).count_messages(),
+            "max_concurrency must be an integer >= 1",
+        ),
+        (lambda h: VoiceTrackHook(read_timeout=0).count_messages(), "read_timeout must be a number > 0"),
+    ],
+)
+def test_bad_input_raises_before_any_request(emu, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(VoiceTrackHook())
+    assert api_requests(emu) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"login": None}, "has no login"),
+        ({"password": ""}, "has no password"),
+        ({"host": "127.0.0.1:8099"}, "host of connection 'voicetrack_default' must be an http"),
+        ({"extra": {"token_url": "/oauth/token"}}, "extra 'token_url' .* must be an http"),
+        ({"extra": {"max_concurrency": "many"}}, "max_concurrency must be an integer >= 1, got 'many'"),
+        ({"extra": {"verify_ssl": "perhaps"}}, "verify_ssl must be true or false"),
+    ],
+)
+def test_bad_connection_raises_before_any_request(emu, monkeypatch, change, message):
+    conn = {**json.loads(emu.connection_json()), **change}
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
+    with pytest.raises(ValueError, match=message):
+        VoiceTrackHook().count_messages()
+    assert api_requests(emu) == 0
+
+
+# --- faults -----------------------------------------------------------------------------------------------
+
+
+def test_expiring_tokens_are_renewed_mid_search(emu):
+    emu.set_faults(token_lifetime=1, latency_ms=30)
+    hook = VoiceTrackHook(page_size=100, max_concurrency=2, window=WEEK)
+    started = time.monotonic()
+    assert_exact(search_ids(hook), truth_ids(emu))
+    assert time.monotonic() - started > 1.2
+    assert emu.stats()["tokens_issued"] >= 2
+
+
+@pytest.mark.parametrize("fault", ["unauthorized_rate", "forbidden_rate"])
+def test_occasional_auth_failures_refresh_the_token_and_repeat(emu, fault):
+    emu.set_faults(**{fault: 0.2})
+    assert_exact(search_ids(VoiceTrackHook(page_size=250)), truth_ids(emu))
+    assert emu.stats()["tokens_issued"] > 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"), [("unauthorized_rate", "credentials"), ("forbidden_rate", "permissions")]
+)
+def test_persistent_auth_failure_raises_saying_what_is_at_fault(emu, fault, reason):
+    emu.set_faults(**{fault: 1.0})
+    with pytest.raises(VoiceTrackAuthError) as info:
+        VoiceTrackHook().count_messages()
+    assert info.value.reason == reason
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 2
+
+
+@pytest.mark.parametrize("mode", ["seconds", "date", "none"])
+def test_rate_limits_are_retried_for_each_retry_after_form(emu, mode):
+    emu.set_faults(rate_limit_rate=0.3, retry_after_mode=mode, retry_after=1)
+    assert_exact(search_ids(VoiceTrackHook(page_size=500)), truth_ids(emu))
+
+
+def test_retry_after_seconds_is_waited(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(max_retry_wait=5))
+    emu.set_faults(rate_limit_rate=1.0, retry_after_mode="seconds", retry_after=1)
+    hook = VoiceTrackHook(max_retries=1)
+    started = time.monotonic()
+    with pytest.raises(VoiceTrackTransientError, match="HTTP 429"):
+        hook.count_messages()
+    assert 1.0 <= time.monotonic() - started < 4
+
+
+def test_error_bursts_are_retried(emu):
+    emu.set_faults(error_burst=4, error_every=10)
+    assert_exact(search_ids(VoiceTrackHook(page_size=300)), truth_ids(emu))
+
+
+def test_endless_errors_raise_a_transient_error_after_the_retries(emu):
+    emu.set_faults(error_burst=1000)
+    with pytest.raises(VoiceTrackTransientError, match=r"giving up after 3 retries.*HTTP 50"):
+        VoiceTrackHook(max_retries=3).count_messages()
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 4
+
+
+@pytest.mark.parametrize("fault", ["drop_rate", "malformed_rate", "truncated_rate", "inconsistent_rate"])
+def test_broken_responses_are_retried(emu, fault):
+    emu.set_faults(**{fault: 0.25})
+    assert_exact(search_ids(VoiceTrackHook(page_size=250)), truth_ids(emu))
+
+
+def test_always_malformed_bodies_fail_clearly(emu):
+    emu.set_faults(malformed_rate=1.0)
+    with pytest.raises(VoiceTrackResponseError, match="not valid JSON"):
+        VoiceTrackHook(max_retries=2).count_messages()
+
+
+def test_records_added_during_paging_lose_nothing_and_repeat_nothing(emu):
+    emu.set_faults(insert_during_paging=7)
+    before = truth_ids(emu)
+    hook = VoiceTrackHook(page_size=100, max_concurrency=4)
+    ids = search_ids(hook)
+    after = truth_ids(emu)
+    assert len(ids) == len(set(ids))
+    assert before <= set(ids) <= after
+    assert len(after) > len(before)
+    assert hook.last_search_stats["duplicates"] > 0
+
+
+def test_records_added_during_paging_pass_a_strict_search(emu):
+    emu.set_faults(insert_during_paging=3)
+    before = truth_ids(emu, date_end="2026-11-02T00:00:00Z")
+    ids = search_ids(VoiceTrackHook(page_size=500, strict=True), end="2026-11-02T00:00:00Z")
+    assert before <= set(ids) and len(ids) == len(set(ids))
+
+
+# --- redirects ----------------------------------------------------------------------------------------
+
+
+def test_authorization_does_not_follow_a_redirect_to_another_host(emu, redirector, monkeypatch):
+    conn = json.loads(emu.connection_json(**FAST_RETRIES))
+    conn["host"] = redirector.url
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
+    assert VoiceTrackHook().get_message("m1") == {"messageId": "landed"}
+    (_, first_auth), (landed_path, landed_auth) = redirector.seen
+    assert first_auth is not None and first_auth.startswith("Bearer ")
+    assert landed_path.startswith("/landed") and landed_auth is None
+
+
+def test_secrets_do_not_appear_in_logs_or_errors(emu, monkeypatch, caplog):
+    emu.set_faults(unauthorized_rate=1.0)
+    with caplog.at_level("DEBUG"), pytest.raises(VoiceTrackAuthError) as info:
+        VoiceTrackHook().count_messages()
+    text = caplog.text + str(info.value)
+    assert emu.client_secret not in text and "Basic " not in text and "Bearer" not in text

@@ -1,0 +1,362 @@
+"""VoiceTrackingOperator through real Airflow (``dag.test()``) against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from airflow.sdk import ObjectStoragePath
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from airflow_voicetrack.emulator.process import EmulatorProcess
+from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, split_interval
+from airflow_voicetrack.writers import CSV_COLUMNS, TEMP_MARKER, flatten_message
+
+#: Runs a DAG through ``dag.test()`` (see ``conftest.run_dag``).
+RunDag = Callable[..., Any]
+#: A day of the emulator's default data (2026-11-01 .. 2026-11-08, 10,000 messages).
+DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
+
+
+def by_id(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(messages, key=lambda m: m["messageId"])
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def flat_cells(message: dict[str, Any]) -> dict[str, Any]:
+    """The CSV/Parquet columns of a message, with non-strings JSON-encoded as the CSV holds them."""
+    row = flatten_message(message)
+    return {
+        column: ("" if row.get(column) is None else row[column])
+        if isinstance(row.get(column), str | None)
+        else json.dumps(row[column], separators=(",", ":"))
+        for column in CSV_COLUMNS
+    }
+
+
+def leftovers(directory: Path) -> list[Path]:
+    return list(directory.rglob(f"*{TEMP_MARKER}*"))
+
+
+def extract(**kwargs: Any) -> Callable[[], None]:
+    def build() -> None:
+        VoiceTrackingOperator(task_id="extract", **{"date_start": DAY[0], "date_end": DAY[1], **kwargs})
+
+    return build
+
+
+def test_jsonl_equals_the_emulator_truth(emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path) -> None:
+    run = run_dag(extract(output_path=f"file://{tmp_path}/day.jsonl", page_size=500))
+    truth = emulator.truth(date_start=DAY[0], date_end=DAY[1])
+    assert run.states == {"extract": "success"}
+    assert len(truth) > 1000
+    assert by_id(read_jsonl(tmp_path / "day.jsonl")) == truth
+    summary = run.results["extract"]
+    assert summary == {
+        "path": f"file://{tmp_path}/day.jsonl",
+        "conn_id": None,
+        "records": len(truth),
+        "bytes": (tmp_path / "day.jsonl").stat().st_size,
+        "format": "jsonl",
+        "date_start": DAY[0],
+        "date_end": DAY[1],
+        "pages": -(-len(truth) // 500),
+        "seconds": summary["seconds"],
+    }
+
+
+def test_jsonl_gz_equals_the_emulator_truth(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    run = run_dag(
+        extract(output_path=f"file://{tmp_path}/day.jsonl.gz", output_format="jsonl", compression="gzip")
+    )
+    assert run.states == {"extract": "success"}
+    lines = gzip.decompress((tmp_path / "day.jsonl.gz").read_bytes()).splitlines()
+    assert by_id([json.loads(line) for line in lines]) == emulator.truth(date_start=DAY[0], date_end=DAY[1])
+
+
+def test_csv_rows_equal_the_flattened_emulator_truth(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    run = run_dag(extract(output_path=f"file://{tmp_path}/day.csv", output_format="csv"))
+    assert run.states == {"extract": "success"}
+    with open(tmp_path / "day.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    truth = emulator.truth(date_start=DAY[0], date_end=DAY[1])
+    assert sorted(rows, key=lambda r: r["messageId"]) == [flat_cells(m) for m in truth]
+
+
+def test_parquet_rows_equal_the_flattened_emulator_truth(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    run = run_dag(extract(output_path=f"file://{tmp_path}/day.parquet", output_format="parquet"))
+    assert run.states == {"extract": "success"}
+    rows = sorted(pq.read_table(tmp_path / "day.parquet").to_pylist(), key=lambda r: r["messageId"])
+    truth = emulator.truth(date_start=DAY[0], date_end=DAY[1])
+    assert [r["messageId"] for r in rows] == [m["messageId"] for m in truth]
+    expected = [flatten_message(m) for m in truth]
+    for column in ("status.status", "status.date", "message.text", "groups", "country", "to", "from"):
+        assert [r[column] for r in rows] == [e.get(column) for e in expected], column
+
+
+def test_rerun_replaces_the_object(emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path) -> None:
+    output = f"file://{tmp_path}/day.jsonl"
+    run_dag(extract(output_path=output))
+    only_completed = [{"fieldName": "status.status", "searchTerm": "Completed"}]
+    run = run_dag(extract(output_path=output, filters=only_completed))
+    assert run.states == {"extract": "success"}
+    truth = emulator.truth(date_start=DAY[0], date_end=DAY[1], filters=only_completed)
+    assert 0 < len(truth) < len(emulator.truth(date_start=DAY[0], date_end=DAY[1]))
+    assert by_id(read_jsonl(tmp_path / "day.jsonl")) == truth
+    assert [p.name for p in tmp_path.iterdir()] == ["day.jsonl"]
+
+
+def test_directory_output_path_is_partitioned_by_the_data_interval(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    def build() -> None:
+        VoiceTrackingOperator(task_id="extract", output_path=f"file://{tmp_path}/voicetrack/")
+
+    run = run_dag(build, schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"))
+    interval = run.dag_run.data_interval_start, run.dag_run.data_interval_end
+    assert interval[1] - interval[0] == timedelta(days=1)
+    name = f"voicetrack_{interval[0]:%Y%m%dT%H%M%SZ}_{interval[1]:%Y%m%dT%H%M%SZ}.jsonl"
+    assert [p.name for p in (tmp_path / "voicetrack").iterdir()] == [name]
+    written = read_jsonl(tmp_path / "voicetrack" / name)
+    assert by_id(written) == emulator.truth(
+        date_start=interval[0].isoformat(), date_end=interval[1].isoformat()
+    )
+
+
+def test_zero_width_interval_fails_without_retry_naming_the_fix(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    def build() -> None:
+        VoiceTrackingOperator(task_id="extract", output_path=f"file://{tmp_path}/x.jsonl", retries=2)
+
+    run = run_dag(build)  # schedule=None: data_interval_start == data_interval_end
+    assert run.states == {"extract": "failed"}
+    [error] = run.errors["extract"]
+    assert "CronDataIntervalTimetable(" in error
+    assert "CronTriggerTimetable(" in error
+    assert "interval=" in error
+    assert emulator.stats()["total"] == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_interval_fails_naming_the_fix(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    run = run_dag(
+        extract(date_start="{{ data_interval_start }}", date_end="{{ data_interval_end }}"), logical_date=None
+    )
+    assert run.states == {"extract": "failed"}
+    assert "date_start='None'" in run.errors["extract"][0]
+    assert "CronDataIntervalTimetable(" in run.errors["extract"][0]
+    assert emulator.stats()["total"] == 0
+
+
+def test_zero_width_interval_can_be_skipped(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    def build() -> None:
+        VoiceTrackingOperator(
+            task_id="extract", output_path=f"file://{tmp_path}/x.jsonl", empty_interval="skip"
+        )
+
+    run = run_dag(build)
+    assert run.states == {"extract": "skipped"}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zero_width_interval_can_look_back(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    def build() -> None:
+        VoiceTrackingOperator(
+            task_id="extract",
+            output_path=f"file://{tmp_path}/x.jsonl",
+            empty_interval="lookback",
+            lookback=timedelta(hours=6),
+        )
+
+    run = run_dag(build)  # logical date 2026-11-03, a zero-width data interval
+    assert run.states == {"extract": "success"}
+    assert run.results["extract"]["date_start"] == "2026-11-02T18:00:00Z"
+    truth = emulator.truth(date_start="2026-11-02T18:00:00Z", date_end="2026-11-03T00:00:00Z")
+    assert by_id(read_jsonl(tmp_path / "x.jsonl")) == truth
+
+
+def test_xcom_mode_returns_the_messages(emulator: EmulatorProcess, run_dag: RunDag) -> None:
+    hour = ("2026-11-02T00:00:00Z", "2026-11-02T01:00:00Z")
+    run = run_dag(extract(date_start=hour[0], date_end=hour[1]))
+    assert run.states == {"extract": "success"}
+    truth = emulator.truth(date_start=hour[0], date_end=hour[1])
+    assert truth
+    assert by_id(run.results["extract"]) == truth
+
+
+def test_xcom_cap_fails_before_the_search_telling_to_set_output_path(
+    emulator: EmulatorProcess, run_dag: RunDag
+) -> None:
+    run = run_dag(extract(xcom_max_records=100))
+    assert run.states == {"extract": "failed"}
+    assert "xcom_max_records=100" in run.errors["extract"][0]
+    assert "output_path" in run.errors["extract"][0]
+    searches = [n for key, n in emulator.stats()["requests"].items() if "/voice/tracking" in key]
+    assert sum(searches) == 1, "only the count request"
+
+
+def test_empty_interval_writes_a_valid_empty_object(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    run = run_dag(
+        extract(
+            date_start="2027-01-01T00:00:00Z",
+            date_end="2027-01-02T00:00:00Z",
+            output_path=f"file://{tmp_path}/",
+        )
+    )
+    assert run.states == {"extract": "success"}
+    [written] = tmp_path.iterdir()
+    assert written.read_bytes() == b""
+    assert run.results["extract"]["records"] == 0
+
+
+def test_empty_interval_with_write_empty_false_writes_nothing(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    run = run_dag(
+        extract(
+            date_start="2027-01-01T00:00:00Z",
+            date_end="2027-01-02T00:00:00Z",
+            output_path=f"file://{tmp_path}/x.csv",
+            output_format="csv",
+            write_empty=False,
+        )
+    )
+    assert run.states == {"extract": "success"}
+    assert run.results["extract"]["path"] is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_api_failure_mid_write_leaves_no_object_and_no_temporary(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    (tmp_path / "out").mkdir()
+    emulator.set_faults(unauthorized_rate=0.99)  # the first API call passes, every later one gets a 401
+    run = run_dag(extract(output_path=f"file://{tmp_path}/out/day.jsonl", page_size=100))
+    assert run.states == {"extract": "failed"}
+    assert "401" in run.errors["extract"][0]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_writer_killed_mid_write_leaves_nothing_at_the_final_path(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    final = tmp_path / "day.jsonl"
+    emulator.set_faults(latency_ms=300)
+    script = (
+        "from airflow.sdk import ObjectStoragePath\n"
+        "from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook\n"
+        "from airflow_voicetrack.writers import write_messages\n"
+        "hook = VoiceTrackHook(page_size=20, max_concurrency=1)\n"
+        f"messages = hook.search_messages({DAY[0]!r}, {DAY[1]!r})\n"
+        f"write_messages(messages, ObjectStoragePath('file://{final}'), 'jsonl')\n"
+    )
+    env = {**os.environ, "AIRFLOW_CONN_VOICETRACK_DEFAULT": emulator.connection_json()}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not leftovers(tmp_path):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the writer never started"
+            time.sleep(0.05)
+        time.sleep(1)  # a few more pages arrive while the object is being written
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+    assert not final.exists()
+    assert [p.name.startswith("_day.jsonl" + TEMP_MARKER) for p in leftovers(tmp_path)] == [True]
+
+
+def test_s3_output_equals_the_truth_and_a_rerun_replaces_it(
+    emulator: EmulatorProcess, run_dag: RunDag, s3: Any
+) -> None:
+    build = extract(output_path=f"s3://{s3.bucket}/voicetrack/", output_conn_id=s3.conn_id)
+    first = run_dag(build)
+    second = run_dag(build)
+    assert (first.states, second.states) == ({"extract": "success"}, {"extract": "success"})
+    key = "voicetrack/voicetrack_20261102T000000Z_20261103T000000Z.jsonl"
+    assert s3.object_keys() == [key]
+    body = s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+    assert by_id([json.loads(line) for line in body.splitlines()]) == emulator.truth(
+        date_start=DAY[0], date_end=DAY[1]
+    )
+    assert second.results["extract"]["path"] == f"s3://{s3.bucket}/{key}"
+    assert second.results["extract"]["conn_id"] == s3.conn_id
+
+
+def test_s3_failure_leaves_no_object(emulator: EmulatorProcess, run_dag: RunDag, s3: Any) -> None:
+    emulator.set_faults(unauthorized_rate=0.99)
+    run = run_dag(
+        extract(output_path=f"s3://{s3.bucket}/voicetrack/", output_conn_id=s3.conn_id, page_size=100)
+    )
+    assert run.states == {"extract": "failed"}
+    assert s3.object_keys() == []
+
+
+def test_asset_event_is_emitted_with_the_summary(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    run = run_dag(extract(output_path=f"file://{tmp_path}/{{{{ ds_nodash }}}}/day.jsonl"))
+    assert run.states == {"extract": "success"}
+    with create_session() as session:
+        events = session.execute(
+            select(AssetModel.uri, AssetEvent.extra)
+            .join(AssetEvent.asset)
+            .where(AssetEvent.source_run_id == run.dag_run.run_id)
+        ).all()
+    assert events == [(f"file://{tmp_path}", run.results["extract"])]
+    assert run.results["extract"]["path"] == f"file://{tmp_path}/20261103/day.jsonl"
+
+
+def test_split_interval_maps_one_task_per_window(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    windows = split_interval("2026-11-02T00:00:00Z", "2026-11-02T12:00:00Z", timedelta(hours=5))
+
+    def build() -> None:
+        VoiceTrackingOperator.partial(task_id="extract", output_path=f"file://{tmp_path}/").expand_kwargs(
+            windows
+        )
+
+    run = run_dag(build)
+    assert run.states == {"extract[0]": "success", "extract[1]": "success", "extract[2]": "success"}
+    for index, window in enumerate(windows):
+        summary = run.results[f"extract[{index}]"]
+        written = read_jsonl(Path(ObjectStoragePath(summary["path"]).path))
+        assert by_id(written) == emulator.truth(**window)

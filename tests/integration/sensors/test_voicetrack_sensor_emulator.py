@@ -1,0 +1,339 @@
+"""VoiceMessageStatusSensor and its trigger against the emulator over HTTP, with real Airflow.
+
+Statuses progress in real time (the emulator settles every message within ``SETTLE_SECONDS`` of
+its clock restart); DAGs run with ``dag.test()``, which runs a deferred task's trigger inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.models.dagrun import DagRun
+from airflow.sdk import DAG, task
+from airflow.sdk._shared.module_loading import import_string
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
+from airflow.utils.state import DagRunState, TaskInstanceState
+
+from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.emulator.process import EmulatorProcess
+from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
+from airflow_voicetrack.status import FAILED_IDS_CAP
+from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
+
+START, END = "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z"
+SEARCH = "POST /voice/tracking"
+GET_ONE = "GET /voice/tracking/{message_id}"
+RunDag = Callable[[DAG], DagRun]
+
+
+def by_status(messages: list[dict[str, Any]]) -> dict[str, int]:
+    counts = Counter(m["status"]["status"] for m in messages)
+    return {status: counts.get(status, 0) for status in sorted(DEFAULT_TERMINAL_STATUSES)}
+
+
+def wait_until_settled(emu: EmulatorProcess) -> None:
+    """Wait (bounded) until every message of the emulator is terminal."""
+    deadline = time.monotonic() + 30
+    while any(m["status"]["status"] not in DEFAULT_TERMINAL_STATUSES for m in emu.truth(START, END)):
+        assert time.monotonic() < deadline, "the emulator's messages did not settle"
+        time.sleep(0.5)
+
+
+def api_requests(emu: EmulatorProcess, route: str = SEARCH) -> int:
+    return int(emu.stats()["requests"].get(route, 0))
+
+
+def sensor_dag(emu: EmulatorProcess, dag_id: str, **sensor_kwargs: Any) -> tuple[DAG, list[Any], list[Any]]:
+    """A DAG that "places the calls" (restarts the emulator's clock), waits, then hands the summary on.
+
+    :return: the DAG, the list the downstream task appends the summary to, and the list the
+        sensor's failure callback appends its exception to.
+    """
+    summaries: list[Any] = []
+    errors: list[Any] = []
+    with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+
+        @task
+        def place_calls() -> None:
+            emu.reset()
+
+        wait = VoiceMessageStatusSensor(
+            task_id="wait",
+            on_failure_callback=lambda context: errors.append(context["exception"]),
+            **{"poke_interval": 0.5, "timeout": 60, **sensor_kwargs},
+        )
+
+        @task
+        def report(summary: dict[str, Any]) -> None:
+            summaries.append(summary)
+
+        place_calls() >> wait
+        report(wait.output)
+    return dag, summaries, errors
+
+
+def sensor_ti(run: DagRun) -> Any:
+    return run.get_task_instance("wait")
+
+
+# -- the three modes under dag.test() -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_every_mode_succeeds_once_every_message_is_terminal(
+    progressing: EmulatorProcess, run_dag: RunDag, mode: str
+) -> None:
+    mode_kwargs = {"deferrable": True} if mode == "deferrable" else {"mode": mode}
+    dag, summaries, errors = sensor_dag(
+        progressing, f"voicetrack_sensor_{mode}", date_start=START, date_end=END, **mode_kwargs
+    )
+    run = run_dag(dag)
+    assert run.state == DagRunState.SUCCESS, errors
+    truth = progressing.truth(START, END)
+    assert summaries == [
+        {
+            "total": len(truth),
+            "pending": 0,
+            "by_status": by_status(truth),
+            "failed_ids": {},
+        }
+    ]
+    # It waited: more than one poke (a final poke costs 1 + 7 searches, a waiting one 1).
+    assert api_requests(progressing) > 1 + len(DEFAULT_TERMINAL_STATUSES)
+
+
+def test_ids_rendered_from_an_upstream_xcom_are_waited_for(
+    progressing: EmulatorProcess, run_dag: RunDag
+) -> None:
+    ids = [m["messageId"] for m in progressing.truth(START, END)[:25]]
+    summaries: list[Any] = []
+    with DAG(
+        "voicetrack_sensor_ids", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")
+    ) as dag:
+
+        @task
+        def place_calls() -> list[str]:
+            progressing.reset()
+            return ids
+
+        wait = VoiceMessageStatusSensor(
+            task_id="wait",
+            message_ids="{{ ti.xcom_pull(task_ids='place_calls') }}",
+            poke_interval=0.5,
+            timeout=60,
+        )
+
+        @task
+        def report(summary: dict[str, Any]) -> None:
+            summaries.append(summary)
+
+        place_calls() >> wait
+        report(wait.output)
+
+    assert run_dag(dag).state == DagRunState.SUCCESS
+    final = [m for m in progressing.truth(START, END) if m["messageId"] in set(ids)]
+    assert summaries == [{"total": 25, "pending": 0, "by_status": by_status(final), "failed_ids": {}}]
+
+
+# -- failures, timeouts and errors --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_failure_statuses_fail_fast_without_retry(
+    progressing: EmulatorProcess, run_dag: RunDag, deferrable: bool
+) -> None:
+    dag, summaries, errors = sensor_dag(
+        progressing,
+        f"voicetrack_sensor_failure_{deferrable}",
+        date_start=START,
+        date_end=END,
+        failure_statuses={"Failed", "Unsent"},
+        retries=2,
+        deferrable=deferrable,
+    )
+    began = time.monotonic()
+    run = run_dag(dag)
+    assert run.state == DagRunState.FAILED
+    ti = sensor_ti(run)
+    assert (ti.state, ti.try_number) == (TaskInstanceState.FAILED, 1)
+    assert summaries == []
+    [error] = errors
+    assert isinstance(error, AirflowFailException)
+    # Failed fast: some messages were still pending when it gave up.
+    assert "still pending" in str(error)
+    assert "ended in failure statuses" in str(error)
+    assert time.monotonic() - began < 60
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_timeout_raises_sensor_timeout(
+    progressing: EmulatorProcess, run_dag: RunDag, deferrable: bool
+) -> None:
+    dag, summaries, errors = sensor_dag(
+        progressing,
+        f"voicetrack_sensor_timeout_{deferrable}",
+        date_start=START,
+        date_end=END,
+        poke_interval=0.3,
+        timeout=1,
+        retries=2,
+        deferrable=deferrable,
+    )
+    run = run_dag(dag)
+    assert run.state == DagRunState.FAILED
+    assert sensor_ti(run).try_number == 1
+    [error] = errors
+    assert isinstance(error, AirflowSensorTimeout)
+    assert summaries == []
+
+
+def test_an_error_event_is_raised_with_its_message(
+    progressing: EmulatorProcess, run_dag: RunDag, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "not-the-secret-0123456789"
+    wrong = progressing.connection_json().replace(progressing.client_secret, secret)
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", wrong)
+    dag, _, errors = sensor_dag(
+        progressing, "voicetrack_sensor_error", date_start=START, date_end=END, deferrable=True
+    )
+    assert run_dag(dag).state == DagRunState.FAILED
+    [error] = errors
+    assert isinstance(error, AirflowException)
+    assert "VoiceMessageStatusTrigger failed: VoiceTrackAuthError" in str(error)
+    assert secret not in str(error)
+
+
+# -- the trigger on its own ---------------------------------------------------------------------
+
+
+def deferred_trigger(**sensor_kwargs: Any) -> VoiceMessageStatusTrigger:
+    """The trigger a deferrable sensor hands to the triggerer, rebuilt from its serialization."""
+    sensor = VoiceMessageStatusSensor(task_id="wait", deferrable=True, **sensor_kwargs)
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute({})  # type: ignore[arg-type]
+    classpath, kwargs = info.value.trigger.serialize()
+    return import_string(classpath)(**kwargs)
+
+
+def first_event(trigger: VoiceMessageStatusTrigger) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        return (await anext(trigger.run())).payload
+
+    return asyncio.run(asyncio.wait_for(run(), timeout=60))
+
+
+def test_trigger_rebuilt_from_its_serialization_waits_for_the_messages(progressing: EmulatorProcess) -> None:
+    trigger = deferred_trigger(
+        date_start=START, date_end=END, failure_statuses={"Failed"}, failure_threshold=0.5, poke_interval=0.3
+    )
+    event = first_event(trigger)
+    truth = progressing.truth(START, END)
+    failed = [m["messageId"] for m in truth if m["status"]["status"] == "Failed"]
+    assert event["status"] == "success"
+    assert event["summary"]["by_status"] == by_status(truth)
+    assert set(event["summary"]["failed_ids"]["Failed"]) <= set(failed)
+    assert len(event["summary"]["failed_ids"]["Failed"]) == min(len(failed), FAILED_IDS_CAP)
+
+
+def test_trigger_turns_repeated_transient_errors_into_an_error_event(
+    progressing: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", progressing.connection_json(max_retries=0))
+    progressing.set_faults(error_burst=1000, error_status=503)
+    event = first_event(deferred_trigger(date_start=START, date_end=END, poke_interval=0.1))
+    assert event["status"] == "error"
+    assert "3 transient errors in a row" in event["message"]
+    assert api_requests(progressing) == 3
+
+
+def test_trigger_in_ids_mode_fails_on_an_unknown_id(progressing: EmulatorProcess) -> None:
+    known = progressing.truth(START, END)[0]["messageId"]
+    event = first_event(deferred_trigger(message_ids=[known, "no-such-message"], poke_interval=0.2))
+    assert event["status"] == "failure"
+    assert "no-such-message" in event["message"]
+
+
+# -- request budget and ids mode, poke by poke ---------------------------------------------------
+
+
+def poke(sensor: VoiceMessageStatusSensor) -> Any:
+    return sensor.poke({})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("messages", [100, 20_000])
+def test_search_pokes_cost_a_constant_number_of_requests(
+    messages: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EmulatorProcess(messages=messages, settle_seconds=0) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json())
+
+        # A waiting poke (Busy, NoAnswer, ... never become "Completed"): one counting search.
+        waiting = VoiceMessageStatusSensor(
+            task_id="waiting", date_start=START, date_end=END, terminal_statuses={"Completed"}
+        )
+        emu.reset_stats()
+        assert not poke(waiting).is_done
+        assert api_requests(emu) == 1
+
+        # A final poke: 1 pending count + 7 status counts + one page of example ids of the failure
+        # status (more than 20 in both data sets), plus at most the one page the hook may read ahead.
+        final = VoiceMessageStatusSensor(
+            task_id="final",
+            date_start=START,
+            date_end=END,
+            failure_statuses={"Completed"},
+            failure_threshold=0.99,
+        )
+        emu.reset_stats()
+        result = poke(final)
+        assert result.is_done
+        assert result.xcom_value["total"] == messages
+        assert len(result.xcom_value["failed_ids"]["Completed"]) == FAILED_IDS_CAP
+        assert (
+            1 + len(DEFAULT_TERMINAL_STATUSES) + 1
+            <= api_requests(emu)
+            <= 1 + len(DEFAULT_TERMINAL_STATUSES) + 2
+        )
+
+
+def test_ids_mode_rechecks_only_ids_not_yet_terminal(progressing: EmulatorProcess) -> None:
+    ids = [m["messageId"] for m in progressing.truth(START, END)[:40]]
+    sensor = VoiceMessageStatusSensor(task_id="wait", message_ids=ids)
+    pending_before = list(ids)
+    deadline = time.monotonic() + 30
+    while True:
+        progressing.reset_stats()
+        result = poke(sensor)
+        assert api_requests(progressing, GET_ONE) == len(pending_before)
+        pending_now = sensor._ids.pending_ids()  # type: ignore[union-attr]
+        assert set(pending_now) <= set(pending_before)
+        if result.is_done:
+            break
+        assert time.monotonic() < deadline
+        pending_before = pending_now
+        time.sleep(0.5)
+    assert result.xcom_value["total"] == 40
+    assert len(pending_before) < 40  # some pokes re-checked only a part of the ids
+
+
+def test_unknown_id_fails_naming_it(progressing: EmulatorProcess) -> None:
+    known = progressing.truth(START, END)[0]["messageId"]
+    sensor = VoiceMessageStatusSensor(task_id="wait", message_ids=[known, "no-such-message"])
+    with pytest.raises(AirflowFailException, match=r"no-such-message.*missing='wait'"):
+        poke(sensor)
+
+
+def test_unknown_id_keeps_waiting_with_missing_wait(progressing: EmulatorProcess) -> None:
+    known = progressing.truth(START, END)[0]["messageId"]
+    sensor = VoiceMessageStatusSensor(task_id="wait", message_ids=[known, "no-such-message"], missing="wait")
+    wait_until_settled(progressing)
+    result = poke(sensor)
+    assert not result.is_done
+    assert result.xcom_value["missing_ids"] == ["no-such-message"]
+    assert sensor._ids.pending_ids() == ["no-such-message"]  # type: ignore[union-attr]

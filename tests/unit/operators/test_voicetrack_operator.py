@@ -1,0 +1,155 @@
+"""VoiceTrackingOperator arguments, asset declaration and interval splitting (no sockets)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.sdk import Asset, ObjectStoragePath
+
+from airflow_voicetrack.operators.voicetrack import (
+    VoiceTrackingOperator,
+    default_file_name,
+    output_asset,
+    resolve_format,
+    split_interval,
+)
+
+
+def operator(**kwargs: Any) -> VoiceTrackingOperator:
+    return VoiceTrackingOperator(task_id="extract", **kwargs)
+
+
+def test_interval_search_and_output_arguments_are_templated() -> None:
+    assert {"date_start", "date_end", "filters", "campaign_id", "sort", "output_path"} <= set(
+        VoiceTrackingOperator.template_fields
+    )
+
+
+def test_defaults_extract_the_data_interval_to_xcom() -> None:
+    task = operator()
+    assert (task.date_start, task.date_end) == ("{{ data_interval_start }}", "{{ data_interval_end }}")
+    assert task.output_path is None
+    assert task.outlets == []
+
+
+@pytest.mark.parametrize(
+    ("output_format", "compression", "expected"),
+    [
+        ("jsonl", None, "jsonl"),
+        ("jsonl", "gzip", "jsonl.gz"),
+        ("jsonl.gz", None, "jsonl.gz"),
+        ("jsonl.gz", "gzip", "jsonl.gz"),
+        ("csv", "gzip", "csv.gz"),
+        ("parquet", None, "parquet"),
+    ],
+)
+def test_format_and_compression_resolve_to_a_format_name(
+    output_format: str, compression: str | None, expected: str
+) -> None:
+    assert resolve_format(output_format, compression) == expected
+
+
+def test_unknown_output_format_is_rejected_naming_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"output_format='xml'.*jsonl, jsonl\.gz, csv, csv\.gz, parquet"):
+        operator(output_format="xml")
+
+
+def test_gzip_parquet_is_rejected_explaining_why() -> None:
+    with pytest.raises(ValueError, match="Parquet compresses internally"):
+        operator(output_format="parquet", compression="gzip")
+
+
+def test_unknown_compression_is_rejected() -> None:
+    with pytest.raises(ValueError, match="compression must be None or 'gzip'"):
+        operator(compression="zstd")  # type: ignore[arg-type]
+
+
+def test_unknown_empty_interval_policy_is_rejected() -> None:
+    with pytest.raises(ValueError, match="empty_interval must be one of 'fail', 'skip', 'lookback'"):
+        operator(empty_interval="ignore")  # type: ignore[arg-type]
+
+
+def test_lookback_policy_needs_a_positive_lookback() -> None:
+    with pytest.raises(ValueError, match="needs lookback, a positive timedelta"):
+        operator(empty_interval="lookback")
+    with pytest.raises(ValueError, match="needs lookback, a positive timedelta"):
+        operator(empty_interval="lookback", lookback=timedelta(0))
+
+
+def test_lookback_without_the_lookback_policy_is_rejected() -> None:
+    with pytest.raises(ValueError, match="lookback is used only with empty_interval='lookback'"):
+        operator(lookback=timedelta(hours=1))
+
+
+@pytest.mark.parametrize("cap", [-1, 1.5, True])
+def test_xcom_cap_must_be_a_non_negative_integer(cap: Any) -> None:
+    with pytest.raises(ValueError, match="xcom_max_records must be a non-negative integer"):
+        operator(xcom_max_records=cap)
+
+
+def test_page_size_is_checked_against_the_api_maximum() -> None:
+    with pytest.raises(ValueError, match="page_size must be an integer from 1 to 2000"):
+        operator(page_size=5000)
+
+
+def test_max_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_concurrency must be a positive integer"):
+        operator(max_concurrency=0)
+
+
+def test_static_output_path_is_the_outlet_asset() -> None:
+    task = operator(output_path="s3://bucket/voicetrack/all.jsonl", output_conn_id="aws_default")
+    assert task.outlets == [Asset("s3://bucket/voicetrack/all.jsonl")]
+
+
+def test_templated_output_path_declares_its_static_directory_as_the_asset() -> None:
+    asset = output_asset("s3://bucket/voicetrack/{{ ds }}/messages.jsonl")
+    assert asset == Asset("s3://bucket/voicetrack/")
+
+
+def test_directory_output_path_is_the_asset() -> None:
+    assert output_asset("file:///data/voicetrack/") == Asset("file:///data/voicetrack/")
+
+
+def test_asset_uri_leaves_out_the_connection_id() -> None:
+    assert output_asset("s3://aws_default@bucket/voicetrack/x.jsonl") == Asset(
+        "s3://bucket/voicetrack/x.jsonl"
+    )
+
+
+def test_object_storage_path_output_declares_an_asset() -> None:
+    assert output_asset(ObjectStoragePath("file:///data/{{ ds }}/x.jsonl")) == Asset("file:///data/")
+
+
+@pytest.mark.parametrize(
+    "path", ["{{ var.value.target }}", "s3://{{ var.value.bucket }}/x.jsonl", "file:///{{ ds }}"]
+)
+def test_output_path_without_a_static_part_declares_no_asset(path: str) -> None:
+    assert output_asset(path) is None
+    assert operator(output_path=path).outlets == []
+
+
+def test_default_file_name_is_built_from_the_interval_and_format() -> None:
+    start, end = pendulum.datetime(2026, 11, 1, tz="UTC"), pendulum.datetime(2026, 11, 2, tz="UTC")
+    assert default_file_name(start, end, "csv.gz") == "voicetrack_20261101T000000Z_20261102T000000Z.csv.gz"
+
+
+def test_split_interval_covers_the_range_with_windows() -> None:
+    assert split_interval("2026-11-01T00:00:00Z", "2026-11-02T06:00:00+00:00", timedelta(hours=12)) == [
+        {"date_start": "2026-11-01T00:00:00Z", "date_end": "2026-11-01T12:00:00Z"},
+        {"date_start": "2026-11-01T12:00:00Z", "date_end": "2026-11-02T00:00:00Z"},
+        {"date_start": "2026-11-02T00:00:00Z", "date_end": "2026-11-02T06:00:00Z"},
+    ]
+
+
+def test_split_interval_rejects_an_empty_range() -> None:
+    with pytest.raises(ValueError, match="must be after date_start"):
+        split_interval("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z", timedelta(days=1))
+
+
+def test_split_interval_rejects_a_window_below_one_second() -> None:
+    with pytest.raises(ValueError, match="every must be a timedelta of at least one second"):
+        split_interval("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", timedelta(0))

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+
+import pytest
+
+from airflow_voicetrack.exceptions import (
+    VoiceTrackAPIError,
+    VoiceTrackAuthError,
+    VoiceTrackConnectionError,
+    VoiceTrackNotFoundError,
+    VoiceTrackResponseError,
+    VoiceTrackTransientError,
+)
+from airflow_voicetrack.protocol import (
+    Call,
+    RefreshToken,
+    Request,
+    Response,
+    Retry,
+    RetryPolicy,
+    Success,
+    parse_message,
+    parse_retry_after,
+)
+
+NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+REQUEST = Request("GET", "http://127.0.0.1:1/voice/tracking/m1")
+
+
+POLICY = RetryPolicy(max_retries=3, max_retry_wait=10, max_retry_time=100)
+
+
+def call(policy=POLICY, request=REQUEST, **kw):
+    return Call(request, parse_message, policy, started=0.0, rng=random.Random(1), **kw)
+
+
+def respond(c, status, body=b"{}", headers=None, now=0.0):
+    return c.on_response(Response(status, headers or {}, body), now=now, wall_now=NOW)
+
+
+def test_success_is_parsed():
+    assert respond(call(), 200, b'{"messageId": "m1"}') == Success({"messageId": "m1"})
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_first_auth_failure_asks_for_a_new_token(status):
+    assert respond(call(), status) == RefreshToken(status)
+
+
+@pytest.mark.parametrize(("status", "reason"), [(401, "credentials"), (403, "permissions")])
+def test_second_auth_failure_raises_saying_what_is_at_fault(status, reason):
+    c = call()
+    respond(c, status)
+    with pytest.raises(VoiceTrackAuthError) as info:
+        respond(c, status)
+    assert info.value.reason == reason and reason in str(info.value)
+
+
+def test_token_endpoint_rejection_is_not_retried_with_a_new_token():
+    token_request = Request("POST", "http://127.0.0.1:1/oauth/token", needs_token=False)
+    with pytest.raises(VoiceTrackAuthError, match="credentials"):
+        respond(call(request=token_request), 401, b'{"error": "unauthorized", "message": "Bad credentials"}')
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_transient_statuses_are_retried(status):
+    assert isinstance(respond(call(), status), Retry)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, VoiceTrackAPIError),
+        (404, VoiceTrackNotFoundError),
+        (409, VoiceTrackAPIError),
+        (418, VoiceTrackAPIError),
+    ],
+)
+def test_permanent_statuses_raise_at_once(status, error):
+    with pytest.raises(error):
+        respond(call(), status)
+
+
+def test_retry_after_seconds_is_honoured():
+    assert respond(call(), 429, headers={"Retry-After": "3"}).wait == 3
+
+
+def test_retry_after_http_date_is_honoured():
+    retry = respond(call(), 503, headers={"Retry-After": "Sun, 01 Nov 2026 12:00:04 GMT"})
+    assert retry.wait == pytest.approx(4)
+
+
+def test_retry_after_is_capped_by_max_retry_wait():
+    assert respond(call(), 429, headers={"Retry-After": "3600"}).wait == 10
+
+
+def test_retry_after_in_the_past_means_now():
+    assert parse_retry_after("Sun, 01 Nov 2026 11:00:00 GMT", NOW) == 0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5"])
+def test_unreadable_retry_after_is_ignored(value):
+    assert parse_retry_after(value, NOW) is None
+
+
+def test_backoff_grows_exponentially_with_jitter():
+    policy = RetryPolicy(max_retry_wait=60)
+    rng = random.Random(7)
+    waits = [policy.backoff(n, rng) for n in range(1, 6)]
+    for n, wait in enumerate(waits, start=1):
+        ceiling = 0.5 * 2 ** (n - 1)
+        assert ceiling / 2 <= wait <= ceiling
+    assert len({round(w / (0.5 * 2 ** (n - 1)), 6) for n, w in enumerate(waits, 1)}) > 1  # jittered
+
+
+def test_backoff_is_capped():
+    assert RetryPolicy(max_retry_wait=2).backoff(20) <= 2
+
+
+def test_retries_stop_after_max_retries():
+    c = call(RetryPolicy(max_retries=2, max_retry_wait=0, max_retry_time=100))
+    respond(c, 500)
+    respond(c, 500)
+    with pytest.raises(VoiceTrackTransientError, match=r"giving up after 2 retries.*last failure: HTTP 500"):
+        respond(c, 500)
+
+
+def test_retries_stop_when_the_total_retry_time_would_be_exceeded():
+    c = call(RetryPolicy(max_retries=50, max_retry_wait=10, max_retry_time=30))
+    with pytest.raises(VoiceTrackTransientError, match="max_retry_time=30"):
+        respond(c, 429, headers={"Retry-After": "5"}, now=26.0)
+
+
+def test_malformed_body_is_retried_then_fails_as_response_error():
+    c = call(RetryPolicy(max_retries=1, max_retry_wait=0))
+    assert isinstance(respond(c, 200, b"{trunc"), Retry)
+    with pytest.raises(VoiceTrackResponseError, match="not valid JSON"):
+        respond(c, 200, b"{trunc")
+
+
+def test_network_errors_are_retried():
+    c = call()
+    assert isinstance(c.on_transport_error("protocol", "Connection reset", now=0.0), Retry)
+    assert isinstance(c.on_transport_error("timeout", "read timed out", now=0.0), Retry)
+
+
+def test_unreachable_host_fails_as_connection_error_after_retries():
+    c = call(RetryPolicy(max_retries=0))
+    with pytest.raises(VoiceTrackConnectionError, match=r"host 127\.0\.0\.1:1 unreachable") as info:
+        c.on_transport_error("connect", "Connection refused", now=0.0)
+    assert info.value.kind == "unreachable"
+
+
+def test_tls_failure_is_not_retried():
+    with pytest.raises(VoiceTrackConnectionError, match=r"TLS with 127\.0\.0\.1:1 failed") as info:
+        call().on_transport_error("tls", "certificate verify failed", now=0.0)
+    assert info.value.kind == "tls"

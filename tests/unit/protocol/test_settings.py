@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from airflow_voicetrack.protocol import Settings
+
+
+def build(host="http://127.0.0.1:8099", port=None, login="app", password="secret", extra=None, **overrides):
+    return Settings.from_connection(
+        conn_id="vt",
+        host=host,
+        port=port,
+        login=login,
+        password=password,
+        extra=extra or {},
+        overrides=overrides,
+    )
+
+
+def test_defaults_follow_the_connection_contract():
+    settings = build(host="")
+    assert settings.base_url == "https://connect.routee.net"
+    assert settings.token_url == "https://auth.routee.net/oauth/token"
+    assert (settings.connect_timeout, settings.read_timeout, settings.verify_ssl) == (10, 60, True)
+    assert (settings.page_size, settings.max_concurrency, settings.max_retries) == (2000, 4, 8)
+    assert (settings.max_retry_wait, settings.window) == (60, timedelta(hours=24))
+
+
+def test_extras_are_read():
+    settings = build(
+        extra={
+            "token_url": "http://127.0.0.1:8099/oauth/token",
+            "scope": "a,b",
+            "connect_timeout": 1.5,
+            "read_timeout": "7",
+            "verify_ssl": "false",
+            "page_size": 100,
+            "max_concurrency": 8,
+            "max_retries": 0,
+            "max_retry_wait": 0.1,
+            "window_hours": 6,
+        }
+    )
+    assert settings.token_url == "http://127.0.0.1:8099/oauth/token"
+    assert (settings.scope, settings.connect_timeout, settings.read_timeout) == ("a,b", 1.5, 7.0)
+    assert (settings.verify_ssl, settings.page_size, settings.max_concurrency) == (False, 100, 8)
+    assert (settings.max_retries, settings.max_retry_wait, settings.window) == (0, 0.1, timedelta(hours=6))
+
+
+def test_hook_arguments_win_over_extras():
+    settings = build(extra={"page_size": 100, "window_hours": 6}, page_size=10, window=timedelta(hours=1))
+    assert (settings.page_size, settings.window) == (10, timedelta(hours=1))
+
+
+def test_port_replaces_the_port_of_host():
+    assert build(host="http://127.0.0.1:1/", port=8099).base_url == "http://127.0.0.1:8099"
+
+
+def test_secret_is_not_in_repr():
+    assert "secret" not in repr(build(password="secret"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"login": ""}, "connection 'vt' has no login: set it to the Routee application id"),
+        ({"password": None}, "connection 'vt' has no password: set it to the Routee application secret"),
+        ({"host": "connect.routee.net"}, "host of connection 'vt' must be an http\\(s\\) URL"),
+        ({"host": "ftp://x"}, "host of connection 'vt' must be an http\\(s\\) URL"),
+        ({"extra": {"token_url": "auth"}}, "extra 'token_url' of connection 'vt' must be an http\\(s\\) URL"),
+        ({"extra": {"page_size": 5000}}, "page_size must be an integer from 1 to 2000, got 5000"),
+        ({"page_size": 0}, "page_size must be an integer from 1 to 2000, got 0"),
+        ({"extra": {"page_size": 1.5}}, "page_size must be an integer from 1 to 2000, got 1.5"),
+        ({"max_concurrency": 0}, "max_concurrency must be an integer >= 1, got 0"),
+        ({"extra": {"connect_timeout": 0}}, "connect_timeout must be a number > 0, got 0"),
+        ({"extra": {"read_timeout": "soon"}}, "read_timeout must be a number > 0, got 'soon'"),
+        ({"extra": {"max_retries": -1}}, "max_retries must be an integer >= 0, got -1"),
+        ({"extra": {"max_retry_wait": -1}}, "max_retry_wait must be a number >= 0, got -1"),
+        ({"extra": {"verify_ssl": "maybe"}}, "verify_ssl must be true or false, got 'maybe'"),
+        ({"extra": {"window_hours": 0}}, "window_hours must be a number > 0, got 0"),
+        ({"window": timedelta(0)}, "window must be a timedelta of at least one second"),
+        ({"extra": {"scope": ["a"]}}, "extra 'scope' of connection 'vt' must be a comma-separated string"),
+    ],
+)
+def test_invalid_settings_name_the_parameter(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build(**kwargs)

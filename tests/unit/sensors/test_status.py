@@ -1,0 +1,223 @@
+"""The pure status evaluation shared by the sensor and the trigger."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.status import (
+    FAILED_IDS_CAP,
+    IdsTracker,
+    SearchTarget,
+    StatusCriteria,
+    Verdict,
+    evaluate_counts,
+    resolve_message_ids,
+    statuses_to_count,
+    statuses_to_sample,
+)
+
+RANGED = SearchTarget.build(date_start="2026-11-01T00:00:00Z", date_end="2026-11-08T00:00:00Z")
+
+
+def message(message_id: str, status: str) -> dict:
+    return {"messageId": message_id, "status": {"date": "2026-11-01T00:00:00Z", "status": status}}
+
+
+def test_default_terminal_statuses_include_unknown() -> None:
+    assert StatusCriteria.build().terminal_statuses == DEFAULT_TERMINAL_STATUSES
+    assert "Unknown" in DEFAULT_TERMINAL_STATUSES
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"terminal_statuses": ["Completed", "Done"]}, ["terminal_statuses", "Done"]),
+        ({"terminal_statuses": "Completed"}, ["terminal_statuses", "not a string"]),
+        ({"terminal_statuses": []}, ["terminal_statuses"]),
+        ({"failure_statuses": ["Queued"]}, ["failure_statuses", "Queued", "terminal_statuses"]),
+        ({"failure_statuses": ["Failed"], "failure_threshold": 1.0}, ["failure_threshold", "[0, 1)"]),
+        ({"failure_statuses": ["Failed"], "failure_threshold": -0.1}, ["failure_threshold"]),
+        ({"failure_statuses": ["Failed"], "failure_threshold": "0.1"}, ["failure_threshold"]),
+        ({"failure_threshold": 0.1}, ["failure_threshold", "failure_statuses"]),
+        ({"missing": "skip"}, ["missing", "wait"]),
+    ],
+)
+def test_invalid_criteria_are_rejected_naming_the_parameter(kwargs: dict, names: list[str]) -> None:
+    with pytest.raises(ValueError) as info:
+        StatusCriteria.build(**kwargs)
+    for name in names:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (["a", "b", "a"], ["a", "b"]),
+        (("a",), ["a"]),
+        ('["a", "b"]', ["a", "b"]),
+        ("a", ["a"]),
+        ([], []),
+        ("['a', 'b']", ["a", "b"]),
+    ],
+)
+def test_message_ids_accept_lists_json_lists_and_a_single_id(value: object, expected: list[str]) -> None:
+    assert resolve_message_ids(value) == expected
+
+
+@pytest.mark.parametrize("value", ['["a", ', [1, 2], ["a", ""], {"a": 1}, 5])
+def test_invalid_message_ids_are_rejected(value: object) -> None:
+    with pytest.raises(ValueError, match="message_ids"):
+        resolve_message_ids(value)
+
+
+def test_search_target_validates_and_formats_the_range() -> None:
+    target = SearchTarget.build(date_start="2026-11-01T00:00:00+02:00", date_end="2026-11-02T00:00:00Z")
+    assert (target.date_start, target.date_end) == ("2026-10-31T22:00:00Z", "2026-11-02T00:00:00Z")
+    with pytest.raises(ValueError, match="date_end"):
+        SearchTarget.build(date_start="2026-11-02T00:00:00Z", date_end="2026-11-01T00:00:00Z")
+    with pytest.raises(ValueError, match="date_start"):
+        SearchTarget.build(date_start="2026-11-02T00:00:00")
+    with pytest.raises(ValueError, match="fieldName"):
+        SearchTarget.build(filters=[{"fieldName": "colour", "searchTerm": "red"}])
+
+
+def test_pending_filters_add_one_is_not_filter_per_terminal_status_to_the_user_filters() -> None:
+    target = SearchTarget.build(filters=[{"fieldName": "country", "searchTerm": "GR"}])
+    filters = target.pending_filters({"Completed", "Failed"})
+    assert filters == [
+        {"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"},
+        {"fieldName": "status.status", "searchOperator": "is_not", "searchTerm": "Completed"},
+        {"fieldName": "status.status", "searchOperator": "is_not", "searchTerm": "Failed"},
+    ]
+    assert target.status_filters("Busy")[-1] == {
+        "fieldName": "status.status",
+        "searchOperator": "is",
+        "searchTerm": "Busy",
+    }
+
+
+def test_a_waiting_poke_counts_statuses_only_when_failures_can_end_it() -> None:
+    assert statuses_to_count(StatusCriteria.build(), pending=5) == []
+    assert statuses_to_count(StatusCriteria.build(), pending=0) == sorted(DEFAULT_TERMINAL_STATUSES)
+    with_failures = StatusCriteria.build(failure_statuses={"Failed"})
+    assert statuses_to_count(with_failures, pending=5) == sorted(DEFAULT_TERMINAL_STATUSES)
+
+
+def test_search_is_done_when_nothing_is_pending() -> None:
+    evaluation = evaluate_counts(StatusCriteria.build(), pending=0, counts={"Completed": 8, "Busy": 2})
+    assert evaluation.verdict is Verdict.DONE
+    assert evaluation.summary["total"] == 10
+    assert evaluation.summary["by_status"]["Completed"] == 8
+    assert evaluation.summary["by_status"]["Unknown"] == 0
+
+
+def test_search_waits_while_messages_are_pending() -> None:
+    evaluation = evaluate_counts(StatusCriteria.build(), pending=3, counts=None)
+    assert evaluation.verdict is Verdict.WAITING
+    assert evaluation.summary["total"] is None
+    assert "3 messages" in evaluation.message
+
+
+def test_empty_search_succeeds_unless_waiting_for_messages() -> None:
+    counts = dict.fromkeys(DEFAULT_TERMINAL_STATUSES, 0)
+    assert evaluate_counts(StatusCriteria.build(), pending=0, counts=counts).verdict is Verdict.DONE
+    waiting = StatusCriteria.build(wait_for_messages=True)
+    assert evaluate_counts(waiting, pending=0, counts=counts).verdict is Verdict.WAITING
+
+
+def test_any_failure_fails_fast_even_while_messages_are_pending() -> None:
+    criteria = StatusCriteria.build(failure_statuses={"Failed", "Unsent"})
+    evaluation = evaluate_counts(criteria, pending=50, counts={"Completed": 40, "Failed": 1})
+    assert evaluation.verdict is Verdict.FAILED
+    assert "1 of 91 messages (50 still pending)" in evaluation.message
+    assert statuses_to_sample(criteria, evaluation) == ["Failed"]
+
+
+def test_failures_at_or_below_the_threshold_do_not_fail() -> None:
+    criteria = StatusCriteria.build(failure_statuses={"Failed"}, failure_threshold=0.1)
+    done = evaluate_counts(criteria, pending=0, counts={"Completed": 90, "Failed": 10})
+    assert done.verdict is Verdict.DONE
+    assert statuses_to_sample(criteria, done) == ["Failed"]
+    failed = evaluate_counts(criteria, pending=0, counts={"Completed": 89, "Failed": 11})
+    assert failed.verdict is Verdict.FAILED
+    assert "more than 10.0% allowed" in failed.message
+
+
+def test_waiting_polls_do_not_sample_failed_ids() -> None:
+    criteria = StatusCriteria.build(failure_statuses={"Failed"}, failure_threshold=0.5)
+    evaluation = evaluate_counts(criteria, pending=10, counts={"Failed": 1})
+    assert evaluation.verdict is Verdict.WAITING
+    assert statuses_to_sample(criteria, evaluation) == []
+
+
+def test_example_ids_can_be_searched_only_with_both_ends_of_the_range() -> None:
+    assert RANGED.full_range == ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
+    assert SearchTarget.build(campaign_id="c", date_start="2026-11-01T00:00:00Z").full_range is None
+
+
+def test_search_hook_reads_the_whole_range_as_one_window_without_read_ahead() -> None:
+    assert RANGED.hook_kwargs() == {"max_concurrency": 1, "window": timedelta(days=7)}
+    assert SearchTarget.build(campaign_id="c").hook_kwargs() == {"max_concurrency": 1}
+
+
+def test_failed_ids_are_capped() -> None:
+    criteria = StatusCriteria.build(failure_statuses={"Failed"})
+    ids = [f"id-{n}" for n in range(50)]
+    evaluation = evaluate_counts(criteria, pending=0, counts={"Failed": 50}, failed_ids={"Failed": ids})
+    assert evaluation.summary["failed_ids"] == {"Failed": ids[:FAILED_IDS_CAP]}
+
+
+def test_ids_tracker_rechecks_only_ids_not_yet_terminal() -> None:
+    tracker = IdsTracker(["a", "b", "c"], StatusCriteria.build())
+    first = tracker.evaluate(
+        {"a": message("a", "Completed"), "b": message("b", "Ringing"), "c": message("c", "Busy")}
+    )
+    assert first.verdict is Verdict.WAITING
+    assert tracker.pending_ids() == ["b"]
+    second = tracker.evaluate({"b": message("b", "NoAnswer")})
+    assert second.verdict is Verdict.DONE
+    assert second.summary["total"] == 3
+    assert {k: v for k, v in second.summary["by_status"].items() if v} == {
+        "Completed": 1,
+        "Busy": 1,
+        "NoAnswer": 1,
+    }
+    assert tracker.pending_ids() == []
+
+
+def test_ids_tracker_treats_a_message_without_status_as_pending() -> None:
+    tracker = IdsTracker(["a"], StatusCriteria.build())
+    assert tracker.evaluate({"a": {"messageId": "a", "status": None}}).verdict is Verdict.WAITING
+
+
+def test_ids_tracker_lists_failed_ids_in_the_given_order() -> None:
+    tracker = IdsTracker(["c", "a", "b"], StatusCriteria.build(failure_statuses={"Failed"}))
+    evaluation = tracker.evaluate({i: message(i, "Failed" if i != "b" else "Completed") for i in "abc"})
+    assert evaluation.verdict is Verdict.FAILED
+    assert evaluation.summary["failed_ids"] == {"Failed": ["c", "a"]}
+
+
+def test_unknown_ids_fail_by_default_naming_them() -> None:
+    tracker = IdsTracker(["a", "ghost"], StatusCriteria.build())
+    evaluation = tracker.evaluate({"a": message("a", "Completed"), "ghost": None})
+    assert evaluation.verdict is Verdict.FAILED
+    assert "ghost" in evaluation.message
+    assert "missing='wait'" in evaluation.message
+    assert evaluation.summary["missing_ids"] == ["ghost"]
+
+
+def test_unknown_ids_are_pending_with_missing_wait() -> None:
+    tracker = IdsTracker(["a", "ghost"], StatusCriteria.build(missing="wait"))
+    evaluation = tracker.evaluate({"a": message("a", "Completed"), "ghost": None})
+    assert evaluation.verdict is Verdict.WAITING
+    assert tracker.pending_ids() == ["ghost"]
+    assert tracker.evaluate({"ghost": message("ghost", "Completed")}).verdict is Verdict.DONE
+
+
+def test_an_empty_id_list_is_done_with_a_zero_summary() -> None:
+    evaluation = IdsTracker([], StatusCriteria.build()).evaluate({})
+    assert evaluation.verdict is Verdict.DONE
+    assert evaluation.summary["total"] == 0
