@@ -478,18 +478,16 @@ def build_campaign_request(
 
 def validate_sort(sort: str | None) -> str | None:
     """
-    :param sort: ``field``, ``field,asc`` or ``field,desc`` (Spring syntax), or ``None``.
+    :param sort: Spring syntax ``field[,field...][,asc|desc]``, or ``None``.
     :raises ValueError: for anything else.
     """
     if sort is None:
         return None
-    parts = sort.split(",") if isinstance(sort, str) else []
-    if (
-        not 1 <= len(parts) <= 2
-        or not parts[0].strip()
-        or (len(parts) == 2 and parts[1] not in ("asc", "desc"))
-    ):
-        raise ValueError(f"sort must look like 'field', 'field,asc' or 'field,desc', got {sort!r}")
+    fields = sort.split(",") if isinstance(sort, str) else [""]
+    if fields[-1] in ("asc", "desc") and len(fields) > 1:
+        fields = fields[:-1]
+    if not all(name.strip() and name.strip() not in ("asc", "desc") for name in fields):
+        raise ValueError(f"sort must look like 'field', 'field,asc' or 'field1,field2,desc', got {sort!r}")
     return sort
 
 

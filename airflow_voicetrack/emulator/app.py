@@ -273,7 +273,10 @@ class Emulator:
             return _json({"error": error, "error_description": description}, 400)
         lifetime = self.faults.settings.token_lifetime
         token = secrets.token_urlsafe(32)
-        self.tokens[token] = time.monotonic() + lifetime
+        now = time.monotonic()
+        if len(self.tokens) > 10_000:
+            self.tokens = {t: expires for t, expires in self.tokens.items() if expires > now}
+        self.tokens[token] = now + lifetime
         self.tokens_issued += 1
         return _json(
             {

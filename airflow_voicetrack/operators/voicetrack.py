@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     import pendulum
     from airflow.sdk import Context
 
+#: Default ``date_start`` / ``date_end``: the run's data interval. Runs without a logical date have no
+#: ``data_interval_*`` in their context; ``default(None)`` lets ``empty_interval`` handle them.
+DEFAULT_DATE_START = "{{ data_interval_start | default(None) }}"
+DEFAULT_DATE_END = "{{ data_interval_end | default(None) }}"
 #: Accepted values of ``empty_interval``.
 EMPTY_INTERVAL_POLICIES: tuple[str, ...] = ("fail", "skip", "lookback")
 #: Name of the API dataset in OpenLineage (its namespace is the API base URL).
@@ -78,8 +82,8 @@ class VoiceTrackingOperator(BaseOperator):
 
     :param voicetrack_conn_id: The voice tracking connection.
     :param date_start: Start of the interval, inclusive: an aware datetime or ISO-8601 string.
-        Default ``{{ data_interval_start }}``. (templated)
-    :param date_end: End of the interval, exclusive. Default ``{{ data_interval_end }}``. (templated)
+        Default: the data interval's start, :data:`DEFAULT_DATE_START`. (templated)
+    :param date_end: End of the interval, exclusive. Default: the data interval's end. (templated)
     :param filters: Search filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or
         :class:`~airflow_voicetrack.protocol.SearchFilter` objects, or a JSON string of such a list;
         combined with AND. (templated)
@@ -119,8 +123,8 @@ class VoiceTrackingOperator(BaseOperator):
         self,
         *,
         voicetrack_conn_id: str = VoiceTrackHook.default_conn_name,
-        date_start: str | datetime | None = "{{ data_interval_start }}",
-        date_end: str | datetime | None = "{{ data_interval_end }}",
+        date_start: str | datetime | None = DEFAULT_DATE_START,
+        date_end: str | datetime | None = DEFAULT_DATE_END,
         filters: list[dict[str, str]] | list[Any] | str | None = None,
         campaign_id: str | None = None,
         sort: str | None = None,

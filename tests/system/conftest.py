@@ -123,7 +123,9 @@ class AirflowDeployment:
             check=False,
         )
         if result.returncode:
-            raise RuntimeError(f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}"
+            )
         return result.stdout
 
     def start(self) -> None:
@@ -196,7 +198,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployment_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AirflowDeployment]]:
+def deployment_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., AirflowDeployment]]:
     """Start :class:`AirflowDeployment` objects on demand; stop every one of them at module end."""
     started: list[AirflowDeployment] = []
 

@@ -36,7 +36,9 @@ def test_package_name_matches_the_distribution(provider_info: dict) -> None:
 
 def test_entry_point_points_at_get_provider_info() -> None:
     (entry_point,) = [
-        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_voicetrack")
+        ep
+        for ep in entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_voicetrack")
     ]
     assert entry_point.load() is get_provider_info
 

@@ -28,7 +28,7 @@ def load_example_dag(output_base: Path) -> Callable[[str], DAG]:
     from airflow.dag_processing.dagbag import DagBag
 
     def load(dag_id: str) -> DAG:
-        dagbag = DagBag(dag_folder=EXAMPLE_DAGS, include_examples=False)
+        dagbag = DagBag(dag_folder=EXAMPLE_DAGS)
         assert not dagbag.import_errors
         return dagbag.get_dag(dag_id)
 
@@ -50,4 +50,3 @@ def progressing(
     progressing_emulator_process.reset()
     monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", progressing_emulator_process.connection_json())
     return progressing_emulator_process
-

@@ -87,7 +87,13 @@ def test_gate_dag_waits_for_the_calls_then_counts_the_extracted_messages_per_sta
     results = task_results(dag_run)
     assert results["count_by_status"] == expected_counts
     assert results["wait_for_calls"]["total"] == len(truth)
-    written = read_jsonl(output_base / "voicetrack" / "campaigns" / CAMPAIGN_ID / Path(results["extract_campaign"]["path"]).name)
+    written = read_jsonl(
+        output_base
+        / "voicetrack"
+        / "campaigns"
+        / CAMPAIGN_ID
+        / Path(results["extract_campaign"]["path"]).name
+    )
     assert by_id(written) == by_id(truth)
 
 
@@ -101,7 +107,9 @@ def test_backfill_dag_maps_one_extraction_per_window_and_sums_their_records(
 
     assert dag_run.state == "success"
     results = task_results(dag_run)
-    windows = sorted(summary["date_start"] for key, summary in results.items() if key.startswith("extract_window["))
+    windows = sorted(
+        summary["date_start"] for key, summary in results.items() if key.startswith("extract_window[")
+    )
     assert windows == ["2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"]
     truth = emulator.truth(date_start=conf["date_start"], date_end=conf["date_end"])
     assert results["total_records"] == len(truth)

@@ -256,11 +256,11 @@ def test_test_connection_reports_an_invalid_connection(emu, monkeypatch):
             lambda h: h.search_messages(START, END, page_size=2001),
             "page_size must be an integer from 1 to 2000",
         ),
-        (lambda h: h.search_messages(START, END, sort="messageId,up"), "sort must look like"),
+        (lambda h: h.search_messages(START, END, sort="messageId,,asc"), "sort must look like"),
         (lambda h: h.search_messages(START, END, tagged="yes"), "tagged must be True, False or None"),
         (lambda h: h.count_messages(START, START), "must be after date_start"),
         (lambda h: h.get_message(""), "message_id must be a non-empty string"),
-        (lambda h: h.get_campaign_messages("c", sort="a,b,c,d,up"), "sort must look like"),
+        (lambda h: h.get_campaign_messages("c", sort="asc"), "sort must look like"),
         (
             lambda h: VoiceTrackHook(page_size=0).count_messages(),
             "page_size must be an integer from 1 to 2000",

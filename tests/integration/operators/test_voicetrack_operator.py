@@ -162,9 +162,10 @@ def test_zero_width_interval_fails_without_retry_naming_the_fix(
 def test_missing_interval_fails_naming_the_fix(
     emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
 ) -> None:
-    run = run_dag(
-        extract(date_start="{{ data_interval_start }}", date_end="{{ data_interval_end }}"), logical_date=None
-    )
+    def build() -> None:
+        VoiceTrackingOperator(task_id="extract", output_path=f"file://{tmp_path}/x.jsonl")
+
+    run = run_dag(build, logical_date=None)
     assert run.states == {"extract": "failed"}
     assert "date_start='None'" in run.errors["extract"][0]
     assert "CronDataIntervalTimetable(" in run.errors["extract"][0]
@@ -200,6 +201,26 @@ def test_zero_width_interval_can_look_back(
     assert run.results["extract"]["date_start"] == "2026-11-02T18:00:00Z"
     truth = emulator.truth(date_start="2026-11-02T18:00:00Z", date_end="2026-11-03T00:00:00Z")
     assert by_id(read_jsonl(tmp_path / "x.jsonl")) == truth
+
+
+def test_missing_interval_looks_back_from_the_run_after_date(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    def build() -> None:
+        VoiceTrackingOperator(
+            task_id="extract",
+            output_path=f"file://{tmp_path}/x.jsonl",
+            empty_interval="lookback",
+            lookback=timedelta(hours=1),
+        )
+
+    run = run_dag(build, logical_date=None)
+    assert run.states == {"extract": "success"}
+    run_after = run.dag_run.run_after.replace(microsecond=0)
+    assert run.results["extract"]["date_end"] == run_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run.results["extract"]["date_start"] == (run_after - timedelta(hours=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 def test_xcom_mode_returns_the_messages(emulator: EmulatorProcess, run_dag: RunDag) -> None:

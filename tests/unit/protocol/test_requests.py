@@ -67,7 +67,7 @@ def test_query_splits_into_windows():
     [
         ({"page_size": 0}, "page_size must be an integer from 1 to 2000, got 0"),
         ({"page_size": 2001}, "page_size must be an integer from 1 to 2000, got 2001"),
-        ({"sort": "messageId,up"}, "sort must look like 'field', 'field,asc' or 'field,desc'"),
+        ({"sort": "messageId,,asc"}, "sort must look like 'field', 'field,asc'"),
         ({"campaign_id": ""}, "campaign_id must be a non-empty string"),
         ({"tagged": "yes"}, "tagged must be True, False or None"),
     ],

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from airflow_voicetrack.protocol import MAX_WINDOW_REPASSES, Page, SearchStats, WindowTally
+from airflow_voicetrack.protocol import Page, PagePlan, SearchStats, WindowTally
 
 
 def page(ids, number=0, total=None, size=10):
@@ -10,47 +10,59 @@ def page(ids, number=0, total=None, size=10):
 
 def test_duplicates_are_dropped_and_counted():
     tally = WindowTally(SearchStats())
-    tally.start_pass()
-    assert [m["messageId"] for m in tally.accept(page(["a", "b"], total=3))] == ["a", "b"]
-    assert [m["messageId"] for m in tally.accept(page(["b", "c"], number=1, total=3))] == ["c"]
+    assert [m["messageId"] for m in tally.accept(page(["a", "b"], total=3, size=2))] == ["a", "b"]
+    assert [m["messageId"] for m in tally.accept(page(["b", "c"], number=1, total=4, size=2))] == ["c"]
     assert tally.stats.duplicates == 1 and tally.stats.records == 3
 
 
-def test_stable_complete_window_needs_no_second_pass():
+def test_complete_window_has_no_mismatch():
     tally = WindowTally(SearchStats())
-    tally.start_pass()
     tally.accept(page(["a", "b"]))
-    assert not tally.needs_another_pass() and tally.finish() is None
+    assert tally.stale_pages() == [] and tally.finish() is None
 
 
-def test_total_that_changed_while_paging_asks_for_another_pass():
+def test_fewer_messages_than_the_first_total_is_a_mismatch():
     tally = WindowTally(SearchStats())
-    tally.start_pass()
-    tally.accept(page(["a", "b"], total=3, size=2))
-    tally.accept(page(["c", "d"], number=1, total=4, size=2))
-    assert tally.needs_another_pass()
+    tally.accept(page(["a"], total=2, size=1))
+    assert tally.finish() == (
+        "1 distinct messages read but the API reported totalElements=2 at the start and 2 at most"
+    )
 
 
-def test_fewer_messages_than_total_asks_for_another_pass():
+def test_messages_added_while_paging_are_not_a_mismatch():
     tally = WindowTally(SearchStats())
-    tally.start_pass()
-    tally.accept(page(["a"], total=2))
-    assert tally.needs_another_pass()
+    tally.accept(page(["a", "b"], total=4, size=2))
+    tally.accept(page(["b", "c"], number=1, total=6, size=2))
+    tally.accept(page(["c", "d"], number=2, total=6, size=2))
+    assert tally.finish() is None
 
 
-def test_passes_are_bounded_and_the_mismatch_is_reported():
+def test_page_read_before_an_insertion_behind_a_lower_page_is_stale():
     tally = WindowTally(SearchStats())
-    for _ in range(MAX_WINDOW_REPASSES + 1):
-        tally.start_pass()
-        tally.accept(page(["a"], total=2))
-    assert not tally.needs_another_pass()
-    assert tally.finish() == "1 distinct messages read but the API reported totalElements=2 after 4 pass(es)"
+    tally.accept(page(["a"], number=0, total=4, size=1))
+    tally.accept(page(["c"], number=2, total=4, size=1))  # read early, concurrently
+    tally.accept(page(["b"], number=1, total=5, size=1))  # read after an insertion
+    assert tally.stale_pages() == [2]
+
+
+def test_plan_reads_page_zero_alone_then_follows_a_growing_page_count():
+    plan = PagePlan()
+    assert (plan.next_number(), plan.next_number()) == (0, None)
+    plan.seen(page(["a", "b"], total=4, size=2))
+    assert (plan.next_number(), plan.next_number()) == (1, None)
+    plan.seen(page(["b", "c"], number=1, total=6, size=2))
+    assert (plan.next_number(), plan.next_number()) == (2, None)
+
+
+def test_plan_with_numbers_reads_those():
+    plan = PagePlan([3, 5])
+    assert [plan.next_number(), plan.next_number(), plan.next_number()] == [3, 5, None]
+    assert not plan.is_first_pass
 
 
 def test_stats_report_pages_records_and_rate():
     stats = SearchStats()
     tally = WindowTally(stats)
-    tally.start_pass()
     tally.accept(page(["a", "b"], total=2))
     tally.finish()
     stats.finish()

@@ -10,6 +10,8 @@ import pytest
 from airflow.sdk import Asset, ObjectStoragePath
 
 from airflow_voicetrack.operators.voicetrack import (
+    DEFAULT_DATE_END,
+    DEFAULT_DATE_START,
     VoiceTrackingOperator,
     default_file_name,
     output_asset,
@@ -30,7 +32,9 @@ def test_interval_search_and_output_arguments_are_templated() -> None:
 
 def test_defaults_extract_the_data_interval_to_xcom() -> None:
     task = operator()
-    assert (task.date_start, task.date_end) == ("{{ data_interval_start }}", "{{ data_interval_end }}")
+    assert (task.date_start, task.date_end) == (DEFAULT_DATE_START, DEFAULT_DATE_END)
+    assert "data_interval_start" in DEFAULT_DATE_START
+    assert "data_interval_end" in DEFAULT_DATE_END
     assert task.output_path is None
     assert task.outlets == []
 

@@ -1,0 +1,42 @@
+"""``make demo`` (``python -m example_dags.demo``) runs end to end and reports the right count."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from airflow_voicetrack.emulator.process import EmulatorProcess
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_demo_prints_the_output_path_and_the_emulators_record_count(emulator: EmulatorProcess) -> None:
+    # The session emulator serves the same default data set as the demo's own emulator.
+    expected = len(
+        emulator.truth(
+            date_start=datetime(2026, 11, 2, tzinfo=timezone.utc),
+            date_end=datetime(2026, 11, 3, tzinfo=timezone.utc),
+        )
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "example_dags.demo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    path = REPO / ".demo-output/voicetrack/daily/voicetrack_20261102T000000Z_20261103T000000Z.jsonl"
+    assert f"Output: {path.as_uri()}" in result.stdout
+    printed = re.search(r"([\d,]+) records", result.stdout)
+    assert printed is not None, result.stdout
+    assert int(printed.group(1).replace(",", "")) == expected
+    assert "match" in result.stdout
