@@ -27,7 +27,7 @@ def cli_output() -> dict[str, list[dict]]:
         return json.loads(result.stdout)
 
     with ThreadPoolExecutor(len(COMMANDS)) as pool:
-        return dict(zip(COMMANDS, pool.map(run, COMMANDS)))
+        return dict(zip(COMMANDS, pool.map(run, COMMANDS), strict=True))
 
 
 def test_providers_list_shows_the_package(cli_output: dict[str, list[dict]]) -> None:
