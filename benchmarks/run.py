@@ -211,7 +211,7 @@ def run_child(
 
     :param command: The command line.
     :param env: Its environment.
-    :param log_path: Where its stderr goes.
+    :param log_path: Where its stderr (then its stdout) goes.
     :param timeout: Seconds before it is killed.
     :param memory_limit_mb: Resident set size at which it is killed.
     """
@@ -236,6 +236,7 @@ def run_child(
                 break
             time.sleep(0.2)
         stdout = proc.communicate()[0].decode(errors="replace")
+        log.write(b"\n--- stdout ---\n" + stdout.encode())
     elapsed = time.perf_counter() - started
     result: dict[str, Any] = {}
     for line in stdout.splitlines():
