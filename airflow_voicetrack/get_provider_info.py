@@ -110,6 +110,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Cap on one wait, including Retry-After. Default: 60.",
                         "schema": {"type": ["number", "null"], "minimum": 0},
                     },
+                    "max_retry_time": {
+                        "label": "Total retry time (s)",
+                        "description": "Cap on the time one request spends retrying. Default: 600.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
                     "window_hours": {
                         "label": "Search window (hours)",
                         "description": "A long range is searched in windows of this length. Default: 24.",
