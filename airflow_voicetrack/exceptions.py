@@ -91,7 +91,18 @@ class VoiceTrackNotFoundError(VoiceTrackAPIError):
 
 
 class VoiceTrackTransientError(VoiceTrackError):
-    """A transient failure (429, 5xx, network error, timeout) persisted after all retries."""
+    """
+    A transient failure (429, 5xx, network error, timeout) persisted after all retries.
+
+    :param retry_after: the wait in seconds the server asked for with ``Retry-After`` (as sent, not
+        capped by ``max_retry_wait``) when the last failure was a retryable status such as 429 or
+        503 carrying that header; ``None`` otherwise. Callers that try again later (e.g. the
+        trigger) should wait at least this long.
+    """
+
+    def __init__(self, *args: Any, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(*args)
 
 
 class VoiceTrackConnectionError(VoiceTrackTransientError):

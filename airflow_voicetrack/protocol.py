@@ -127,7 +127,7 @@ class Settings:
             raise ValueError(f"extra 'scope' of {where} must be a comma-separated string, got {scope!r}")
         return cls(
             base_url=_api_base_url(host, port, where),
-            token_url=_http_url(token_url, f"extra 'token_url' of {where}"),
+            token_url=_http_url(token_url, f"extra 'token_url' of {where}", DEFAULT_TOKEN_URL),
             client_id=login,
             client_secret=password,
             scope=scope or None,
@@ -164,18 +164,35 @@ def validate_page_size(page_size: int) -> int:
     return page_size
 
 
+def validate_limit(limit: int | None) -> int | None:
+    """
+    :param limit: the most messages a search yields, or ``None`` for all.
+    :return: ``limit`` when it is ``None`` or an int >= 0.
+    :raises ValueError: otherwise.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be None (no limit) or an integer >= 0, got {limit!r}")
+    return limit
+
+
 def _api_base_url(host: str | None, port: int | None, where: str) -> str:
-    url = _http_url(host or DEFAULT_API_URL, f"host of {where}")
+    url = _http_url(host or DEFAULT_API_URL, f"host field of {where}")
     if port:
         parts = urlsplit(url)
         url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
     return url.rstrip("/")
 
 
-def _http_url(value: Any, what: str) -> str:
+def _http_url(value: Any, what: str, example: str = DEFAULT_API_URL) -> str:
+    if isinstance(value, str) and value.strip() and "://" not in value:
+        # A bare host name such as "connect.routee.net": say which field to fix, and how.
+        fixed = "https://" + value.strip().lstrip("/")
+        raise ValueError(
+            f"{what} must be an http(s) URL with its scheme, got {value!r} (no scheme); set it to {fixed!r}"
+        )
     parts = urlsplit(value) if isinstance(value, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} must be an http(s) URL such as {DEFAULT_API_URL!r}, got {value!r}")
+        raise ValueError(f"{what} must be an http(s) URL such as {example!r}, got {value!r}")
     return value
 
 
@@ -792,6 +809,8 @@ class Call(Generic[T]):
         self.refreshed = False
         self._rng = rng
         self._last_failure = ""
+        #: the ``Retry-After`` wait (seconds, uncapped) of the last failure, ``None`` when it had none
+        self._last_retry_after: float | None = None
 
     def on_response(
         self, response: Response, *, now: float, wall_now: datetime | None = None
@@ -851,12 +870,16 @@ class Call(Generic[T]):
     ) -> Retry:
         retry = self._next_retry(failure, retry_after, now)
         if retry is None:
-            raise error(f"{self.request.label}: {self._give_up_text(now)}")
+            text = f"{self.request.label}: {self._give_up_text(now)}"
+            if issubclass(error, VoiceTrackTransientError):
+                raise error(text, retry_after=self._last_retry_after)
+            raise error(text)
         return retry
 
     def _next_retry(self, failure: str, retry_after: float | None, now: float) -> Retry | None:
         """:return: the next retry, or ``None`` when the limits forbid one."""
         self._last_failure = failure
+        self._last_retry_after = retry_after
         wait = self.policy.backoff(self.retries + 1, self._rng) if retry_after is None else retry_after
         wait = min(wait, self.policy.max_retry_wait)
         if self.retries >= self.policy.max_retries or now - self.started + wait > self.policy.max_retry_time:
@@ -865,10 +888,11 @@ class Call(Generic[T]):
         return Retry(wait, failure)
 
     def _give_up_text(self, now: float) -> str:
+        asked = "" if self._last_retry_after is None else f" (Retry-After: {self._last_retry_after:g} s)"
         return (
             f"giving up after {self.retries} retries in {now - self.started:.1f} s "
             f"(max_retries={self.policy.max_retries}, max_retry_time={self.policy.max_retry_time:g} s); "
-            f"last failure: {self._last_failure}"
+            f"last failure: {self._last_failure}{asked}"
         )
 
 

@@ -191,18 +191,20 @@ class SearchTarget:
         """
         Hook arguments that keep a poke's cost independent of the number of messages.
 
-        Counts are single requests anyway; these make the example-id search read its whole range
-        as one window with no page fetched ahead beyond the next one.
+        Counts are single requests anyway. The example-id search (``limit=FAILED_IDS_CAP`` with
+        pages of that size, so never a page read ahead) must read its range as one window to cost
+        one request: a range with both bounds gets a window as long as itself (an open range is
+        one window already).
         """
-        kwargs: dict[str, Any] = {"max_concurrency": 1}
-        if self.date_start is not None and self.date_end is not None:
-            span = parse_datetime(self.date_end, "date_end") - parse_datetime(self.date_start, "date_start")
-            kwargs["window"] = max(span, timedelta(seconds=1))
-        return kwargs
+        if self.date_start is None or self.date_end is None:
+            return {}
+        span = parse_datetime(self.date_end, "date_end") - parse_datetime(self.date_start, "date_start")
+        return {"window": max(span, timedelta(seconds=1))}
 
     @property
     def full_range(self) -> tuple[str, str] | None:
-        """``(date_start, date_end)`` when both are set: the hook's search (for example ids) needs both."""
+        """``(date_start, date_end)`` when both are set, else ``None`` (kept for callers; the
+        example-id search no longer needs it, since the hook accepts open ranges)."""
         if self.date_start is None or self.date_end is None:
             return None
         return self.date_start, self.date_end
@@ -239,8 +241,8 @@ def statuses_to_count(criteria: StatusCriteria, pending: int) -> list[str]:
 
 def statuses_to_sample(criteria: StatusCriteria, evaluation: Evaluation) -> list[str]:
     """
-    Failure statuses whose example ids a search-mode poke fetches: only on a final verdict and only
-    non-empty ones. The poke skips them when the search has no :attr:`SearchTarget.full_range`.
+    Failure statuses whose example ids a search-mode poke fetches (one request each): only on a
+    final verdict and only non-empty ones.
     """
     if evaluation.verdict is Verdict.WAITING:
         return []

@@ -35,11 +35,6 @@ OUTPUT_BASE = os.environ.get(
 OUTPUT_CONN_ID = os.environ.get("VOICETRACK_OUTPUT_CONN_ID") or None
 #: Tracking id of the emulator's "Black Friday 2026" campaign.
 DEMO_CAMPAIGN_ID = "456a29f3-8d99-53bc-aea6-33373cc58bac"
-SEARCH = {
-    "campaign_id": "{{ params.campaign_id }}",
-    "date_start": "{{ params.date_start }}",
-    "date_end": "{{ params.date_end }}",
-}
 
 
 @task
@@ -71,16 +66,20 @@ with DAG(
 ):
     wait_for_calls = VoiceMessageStatusSensor(
         task_id="wait_for_calls",
-        **SEARCH,
+        campaign_id="{{ params.campaign_id }}",
+        date_start="{{ params.date_start }}",
+        date_end="{{ params.date_end }}",
         deferrable=True,
         poke_interval=10,
         timeout=timedelta(hours=6).total_seconds(),
     )
     extract_campaign = VoiceTrackingOperator(
         task_id="extract_campaign",
-        **SEARCH,
+        campaign_id="{{ params.campaign_id }}",
+        date_start="{{ params.date_start }}",
+        date_end="{{ params.date_end }}",
         output_path=OUTPUT_BASE + "/voicetrack/campaigns/{{ params.campaign_id }}/",
         output_conn_id=OUTPUT_CONN_ID,
     )
     wait_for_calls >> extract_campaign
-    count_by_status(extract_campaign.output)
+    count_by_status(extract_campaign.output)  # type: ignore[arg-type]  # the summary, at run time

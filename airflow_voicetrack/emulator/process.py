@@ -189,7 +189,13 @@ class EmulatorProcess:
         )
 
     def connection_uri(self, **extra: Any) -> str:
-        """An Airflow connection URI pointing at this emulator (host without scheme, port set).
+        """An Airflow connection URI pointing at this emulator, for ``AIRFLOW_CONN_*``.
+
+        It uses Airflow's ``conn_type://protocol://login:password@host/?extras`` form, with the
+        port inside the (percent-encoded) host, as ``Connection.get_uri()`` writes it, so that
+        ``Connection(uri=...)`` reads ``host="http://127.0.0.1:PORT"`` (the scheme the hook needs)
+        and no separate port, e.g.
+        ``voicetrack://http://demo-app-id:demo-app-secret@127.0.0.1%3A8099/?token_url=...``.
 
         :param extra: further connection extras.
         """
@@ -197,7 +203,8 @@ class EmulatorProcess:
         query = urllib.parse.urlencode({"token_url": self.token_url, **extra})
         login = urllib.parse.quote(self.client_id, safe="")
         password = urllib.parse.quote(self.client_secret, safe="")
-        return f"voicetrack://{login}:{password}@{parsed.hostname}:{parsed.port}/?{query}"
+        host = urllib.parse.quote(parsed.netloc, safe="")
+        return f"voicetrack://{parsed.scheme}://{login}:{password}@{host}/?{query}"
 
     # -- admin calls ---------------------------------------------------------------------------
 

@@ -15,7 +15,15 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -61,6 +69,7 @@ from airflow_voicetrack.protocol import (
     parse_message,
     parse_page,
     parse_token,
+    validate_limit,
     validate_sort,
 )
 
@@ -69,6 +78,40 @@ Filters = Iterable[Mapping[str, Any] | SearchFilter] | None
 DateLike = datetime | str
 #: Builds the request of one page: ``(page, size) -> Request``.
 PageRequest = Callable[[int, int], Request]
+
+
+class _Budget:
+    """
+    How many more messages a search with a ``limit`` may yield, and so which pages it may request.
+
+    Without a limit every page may be requested. With one, a page is requested only while the pages
+    already requested but not yet read (each up to ``page_size`` messages) cannot fill what is left
+    of the limit: when ``limit <= page_size`` a search makes exactly one page request.
+
+    :param limit: the most messages to yield, or ``None``.
+    :param page_size: messages per page.
+    """
+
+    def __init__(self, limit: int | None, page_size: int) -> None:
+        self.limit = limit
+        self.page_size = page_size
+        self.yielded = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the limit has been reached."""
+        return self.limit is not None and self.yielded >= self.limit
+
+    def allows(self, unread_pages: int) -> bool:
+        """:return: whether one more page may be requested while ``unread_pages`` are outstanding."""
+        return self.limit is None or unread_pages * self.page_size < self.limit - self.yielded
+
+    def take(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:return: the head of ``messages`` that fits in the limit, counted as yielded."""
+        if self.limit is not None:
+            messages = messages[: max(0, self.limit - self.yielded)]
+        self.yielded += len(messages)
+        return messages
 
 
 def _error_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -314,14 +357,15 @@ class VoiceTrackHook(_VoiceTrackHookBase):
 
     def search_messages(
         self,
-        date_start: DateLike,
-        date_end: DateLike,
+        date_start: DateLike | None,
+        date_end: DateLike | None,
         *,
         filters: Filters = None,
         campaign_id: str | None = None,
         sort: str | None = None,
         page_size: int | None = None,
         tagged: bool | None = None,
+        limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """
         Every message created in ``[date_start, date_end)`` that matches, each exactly once, lazily.
@@ -330,13 +374,26 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         other pages concurrently (at most ``max_concurrency`` in flight), yielded in page order.
         Arguments are validated when this is called, before any request.
 
-        :param date_start: aware datetime, pendulum DateTime or ISO-8601 string (inclusive).
-        :param date_end: same (exclusive); must be after ``date_start``.
+        Either bound may be ``None``: the range is then open on that side, the parameter
+        (``dateStart``/``dateEnd``) is not sent, and the search is not split into windows (it is
+        read as one window), e.g. ``search_messages(None, None, campaign_id="...")``. Routee's
+        documentation does not say whether the real API accepts a search without both bounds (the
+        emulator does); :class:`~airflow_voicetrack.operators.voicetrack.VoiceTrackingOperator`
+        therefore keeps requiring both. Pass ``None`` explicitly: no bound is the whole account.
+
+        :param date_start: aware datetime, pendulum DateTime or ISO-8601 string (inclusive), or
+            ``None`` for no lower bound.
+        :param date_end: same (exclusive), or ``None`` for no upper bound; must be after
+            ``date_start`` when both are set.
         :param filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or :class:`SearchFilter`.
         :param campaign_id: only messages of this campaign (tracking id).
         :param sort: ``field,asc|desc``, passed to the API; default: the API's own order.
         :param page_size: messages per page (default: the hook's).
         :param tagged: the API's boolean filter; sent only when set.
+        :param limit: stop after this many messages (``None``: all). No page is requested beyond
+            what the limit can need: with ``limit <= page_size`` exactly one page request is made
+            (per window read; one window when the range is open or shorter than the window), and
+            ``limit=0`` makes none. A search stopped by its limit skips the ``totalElements`` check.
         """
         query = SearchQuery.build(
             date_start,
@@ -346,9 +403,11 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             sort=sort,
             tagged=tagged,
             page_size=self.settings.page_size if page_size is None else page_size,
+            require_range=False,
         )
+        budget = _Budget(validate_limit(limit), query.page_size)
         return self._collect(
-            self._search_sources(self.settings, query, self.settings.window), query.page_size
+            self._search_sources(self.settings, query, self.settings.window), query.page_size, budget
         )
 
     def count_messages(
@@ -410,7 +469,9 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         base, size = self.settings.base_url, self.settings.page_size
         build_conversation_request(base, conversation_tracking_id, page=0, size=size)  # validate now
         source = partial(self._conversation_page, conversation_tracking_id)
-        return self._collect([(f"conversation {conversation_tracking_id}", source)], size)
+        return self._collect(
+            [(f"conversation {conversation_tracking_id}", source)], size, _Budget(None, size)
+        )
 
     def _conversation_page(self, conversation_tracking_id: str, page: int, size: int) -> Request:
         return build_conversation_request(
@@ -430,7 +491,7 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             self.settings.base_url, campaign_id, page=0, size=size, sort=validate_sort(sort)
         )
         source = partial(self._campaign_page, campaign_id, sort)
-        return self._collect([(f"campaign {campaign_id}", source)], size)
+        return self._collect([(f"campaign {campaign_id}", source)], size, _Budget(None, size))
 
     def _campaign_page(self, campaign_id: str, sort: str | None, page: int, size: int) -> Request:
         return build_campaign_request(self.settings.base_url, campaign_id, page=page, size=size, sort=sort)
@@ -458,40 +519,62 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             transport.close()
         return True, f"Connection works: got a token, and a search found {total} messages in the last day"
 
-    def _collect(self, sources: list[tuple[str, PageRequest]], size: int) -> Iterator[dict[str, Any]]:
+    def _collect(
+        self, sources: list[tuple[str, PageRequest]], size: int, budget: _Budget
+    ) -> Iterator[dict[str, Any]]:
         stats = SearchStats()
         self.last_search_stats = None
+        if budget.exhausted:  # limit=0
+            self._on_search_done(stats)
+            return
         with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
             for label, page_request in sources:
                 fetch = partial(self._fetch_page, page_request, size)
                 tally = WindowTally(stats)
                 plan: PagePlan | None = PagePlan()
                 while plan is not None:
-                    for page in self._pages(pool, fetch, plan):
-                        yield from tally.accept(page)
-                        if stats.progress_due():
-                            self.log.info(stats.progress_line())
+                    pages = self._pages(pool, fetch, plan, budget)
+                    try:
+                        for page in pages:
+                            yield from budget.take(tally.accept(page))
+                            if budget.exhausted:
+                                # Stopped by the limit: the window's count is incomplete by design.
+                                self._on_search_done(stats)
+                                return
+                            if stats.progress_due():
+                                self.log.info(stats.progress_line())
+                    finally:
+                        pages.close()
                     plan = self._refetch_plan(label, tally, plan)
                 self._on_window_done(label, tally)
         self._on_search_done(stats)
 
     def _pages(
-        self, pool: ThreadPoolExecutor, fetch: Callable[[int], Page], plan: PagePlan
-    ) -> Iterator[Page]:
-        """The pages of ``plan``, at most ``max_concurrency`` fetched ahead, yielded in plan order."""
+        self, pool: ThreadPoolExecutor, fetch: Callable[[int], Page], plan: PagePlan, budget: _Budget
+    ) -> Generator[Page, None, None]:
+        """
+        The pages of ``plan``, at most ``max_concurrency`` fetched ahead (fewer when ``budget`` says
+        they cannot be needed), yielded in plan order.
+        """
         pending: deque[Future[Page]] = deque()
 
-        def fill() -> None:
-            while len(pending) < self.settings.max_concurrency and (number := plan.next_number()) is not None:
+        def fill(unread: int) -> None:
+            while (
+                len(pending) < self.settings.max_concurrency
+                and budget.allows(len(pending) + unread)
+                and (number := plan.next_number()) is not None
+            ):
                 pending.append(pool.submit(fetch, number))
 
-        fill()
+        fill(0)
         try:
             while pending:
                 page = pending.popleft().result()
                 plan.seen(page)
-                fill()
+                fill(1)  # the page in hand is not counted in the budget yet
                 yield page
+                if not pending:  # the budget held pages back; the page read may have fallen short
+                    fill(0)
         finally:
             for future in pending:
                 future.cancel()
@@ -703,18 +786,21 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
 
     def search_messages(
         self,
-        date_start: DateLike,
-        date_end: DateLike,
+        date_start: DateLike | None,
+        date_end: DateLike | None,
         *,
         filters: Filters = None,
         campaign_id: str | None = None,
         sort: str | None = None,
         page_size: int | None = None,
         tagged: bool | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+        limit: int | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """
-        Async :meth:`VoiceTrackHook.search_messages`: use ``async for``. The arguments are checked
-        when this is called, the connection when iteration starts; before any request either way.
+        Async :meth:`VoiceTrackHook.search_messages` (open ranges and ``limit`` included): use
+        ``async for``. The arguments are checked when this is called, the connection when iteration
+        starts; before any request either way. It is an async generator: when stopping early
+        without a ``limit``, close it (``contextlib.aclosing``) so pages read ahead are cancelled.
         """
         query = SearchQuery.build(
             date_start,
@@ -724,48 +810,69 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
             sort=sort,
             tagged=tagged,
             page_size=1 if page_size is None else page_size,
+            require_range=False,
         )
-        return self._search(query, page_size)
+        return self._search(query, page_size, validate_limit(limit))
 
-    async def _search(self, query: SearchQuery, page_size: int | None) -> AsyncIterator[dict[str, Any]]:
+    async def _search(
+        self, query: SearchQuery, page_size: int | None, limit: int | None
+    ) -> AsyncGenerator[dict[str, Any], None]:
         settings = await self.get_settings()
         if page_size is None:
             query = replace(query, page_size=settings.page_size)
-        transport = await self._get_transport()
         stats = SearchStats()
         self.last_search_stats = None
+        budget = _Budget(limit, query.page_size)
+        if budget.exhausted:  # limit=0
+            self._on_search_done(stats)
+            return
+        transport = await self._get_transport()
         for label, page_request in self._search_sources(settings, query, settings.window):
             fetch = partial(self._fetch_page, transport, page_request, query.page_size)
             tally = WindowTally(stats)
             plan: PagePlan | None = PagePlan()
             while plan is not None:
-                async for page in self._pages(fetch, plan, settings.max_concurrency):
-                    for message in tally.accept(page):
-                        yield message
-                    if stats.progress_due():
-                        self.log.info(stats.progress_line())
+                pages = self._pages(fetch, plan, settings.max_concurrency, budget)
+                try:
+                    async for page in pages:
+                        for message in budget.take(tally.accept(page)):
+                            yield message
+                        if budget.exhausted:
+                            # Stopped by the limit: the window's count is incomplete by design.
+                            self._on_search_done(stats)
+                            return
+                        if stats.progress_due():
+                            self.log.info(stats.progress_line())
+                finally:
+                    await pages.aclose()
                 plan = self._refetch_plan(label, tally, plan)
             self._on_window_done(label, tally)
         self._on_search_done(stats)
 
     @staticmethod
     async def _pages(
-        fetch: Callable[[int], Awaitable[Page]], plan: PagePlan, max_concurrency: int
-    ) -> AsyncIterator[Page]:
+        fetch: Callable[[int], Awaitable[Page]], plan: PagePlan, max_concurrency: int, budget: _Budget
+    ) -> AsyncGenerator[Page, None]:
         """Async :meth:`VoiceTrackHook._pages`, with tasks."""
         pending: deque[asyncio.Future[Page]] = deque()
 
-        def fill() -> None:
-            while len(pending) < max_concurrency and (number := plan.next_number()) is not None:
+        def fill(unread: int) -> None:
+            while (
+                len(pending) < max_concurrency
+                and budget.allows(len(pending) + unread)
+                and (number := plan.next_number()) is not None
+            ):
                 pending.append(asyncio.ensure_future(fetch(number)))
 
-        fill()
+        fill(0)
         try:
             while pending:
                 page = await pending.popleft()
                 plan.seen(page)
-                fill()
+                fill(1)  # the page in hand is not counted in the budget yet
                 yield page
+                if not pending:  # the budget held pages back; the page read may have fallen short
+                    fill(0)
         finally:
             for task in pending:
                 task.cancel()

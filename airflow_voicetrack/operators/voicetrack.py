@@ -57,10 +57,10 @@ class VoiceTrackingOperator(BaseOperator):
     **Object storage** (``output_path`` set): the messages are streamed, with flat memory, into one
     object in ``output_format`` (see :mod:`airflow_voicetrack.writers` for the formats and the CSV and
     Parquet columns). The object is replaced atomically: readers see the old object or the complete
-    new one, never a partial one, and a rerun of the interval replaces it. When ``output_path`` ends
-    with ``/`` it is a directory and the file is named after the interval and the format, e.g.
-    ``voicetrack_20261101T000000Z_20261102T000000Z.jsonl``, which makes the default layout partitioned
-    by the data interval::
+    new one, never a partial one, and a rerun of the interval replaces it. When ``output_path`` is a
+    URI string ending with ``/`` it is a directory and the file is named after the interval and the
+    format, e.g. ``voicetrack_20261101T000000Z_20261102T000000Z.jsonl``, which makes the default layout
+    partitioned by the data interval::
 
         VoiceTrackingOperator(task_id="extract", output_path="s3://bucket/voicetrack/", output_conn_id="aws")
 
@@ -91,8 +91,8 @@ class VoiceTrackingOperator(BaseOperator):
     :param sort: ``field``, ``field,asc`` or ``field,desc``. (templated)
     :param tagged: The API's unnamed boolean search parameter; sent only when set.
     :param output_path: Where to write: a URI (``file://``, ``s3://`` or any scheme
-        :class:`~airflow.sdk.ObjectStoragePath` knows) or an ``ObjectStoragePath``; ending with ``/``
-        for a directory. None returns the messages to XCom. (templated)
+        :class:`~airflow.sdk.ObjectStoragePath` knows), ending with ``/`` for a directory, or an
+        ``ObjectStoragePath`` of the file. None returns the messages to XCom. (templated)
     :param output_conn_id: Connection of the object store, e.g. ``aws_default`` for S3.
     :param output_format: ``jsonl`` (default), ``csv``, ``parquet`` (needs the ``[parquet]`` extra),
         or ``jsonl.gz`` / ``csv.gz`` for gzip-compressed output.
@@ -248,9 +248,9 @@ class VoiceTrackingOperator(BaseOperator):
 
     def _final_path(self, start: pendulum.DateTime, end: pendulum.DateTime) -> ObjectStoragePath:
         assert self.output_path is not None
-        text = str(self.output_path) if isinstance(self.output_path, str) else self.output_path.key
         path = ObjectStoragePath(self.output_path, conn_id=self.output_conn_id)
-        if text.endswith("/") or not text:
+        # ObjectStoragePath drops a trailing "/", so only a URI string can name a directory.
+        if isinstance(self.output_path, str) and self.output_path.endswith("/"):
             path = path / default_file_name(start, end, self.output_format)
         return path
 
@@ -346,7 +346,9 @@ def split_interval(
             split_interval("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", timedelta(days=1))
         )
 
-    With a directory ``output_path`` (ending with ``/``) every window writes its own object.
+    With a directory ``output_path`` (ending with ``/``) every window writes its own object. A mapped
+    task's outlets come from ``partial()``, so pass ``outlets=[Asset("s3://bucket/voicetrack/")]`` there
+    for downstream DAGs to be scheduled on the windows' asset events.
 
     :param date_start: Start, inclusive: an aware datetime or ISO-8601 string.
     :param date_end: End, exclusive.

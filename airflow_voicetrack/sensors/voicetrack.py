@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
@@ -41,10 +40,13 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
     of messages: one one-item search counts the messages that are not terminal (the user's filters
     AND one ``status.status is_not`` filter per terminal status, read from ``totalElements``);
     only when that reaches 0, or when ``failure_statuses`` are set, one count per terminal status
-    follows, and, on a final poke with failures, one small search per failure status for example
-    ids. In ids mode only the ids not yet terminal are fetched again, concurrently (bounded by the
-    connection's ``max_concurrency``); the terminal ones are remembered on the instance in poke
-    mode and in the trigger in deferrable mode (reschedule mode re-fetches every id on each poke).
+    follows, and, on a final poke with failures, one search of one page (``limit`` 20) per failure
+    status that has messages, for example ids. So with ``T`` terminal statuses a waiting poke costs
+    1 request (``1 + T`` with ``failure_statuses``) and the final poke ``1 + T + F``, ``F`` being
+    the failure statuses with at least one message. In ids mode only the ids not yet terminal are
+    fetched again, concurrently (bounded by the connection's ``max_concurrency``); the terminal ones
+    are remembered on the instance in poke mode and in the trigger in deferrable mode (reschedule
+    mode re-fetches every id on each poke).
 
     Returned to XCom (in every mode)::
 
@@ -209,18 +211,21 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         to_count = statuses_to_count(criteria, pending)
         counts = {status: count(target.status_filters(status)) for status in to_count} if to_count else None
         evaluation = evaluate_counts(criteria, pending=pending, counts=counts)
-        to_sample, bounds = statuses_to_sample(criteria, evaluation), target.full_range
-        if not to_sample or bounds is None:
+        to_sample = statuses_to_sample(criteria, evaluation)
+        if not to_sample:
             return evaluation
         failed_ids: dict[str, list[str]] = {}
         for status in to_sample:
+            # One request: a page of FAILED_IDS_CAP and limit=FAILED_IDS_CAP read nothing ahead.
             messages = hook.search_messages(
-                *bounds,
+                target.date_start,
+                target.date_end,
                 filters=target.status_filters(status),
                 campaign_id=target.campaign_id,
                 page_size=FAILED_IDS_CAP,
+                limit=FAILED_IDS_CAP,
             )
-            failed_ids[status] = [message["messageId"] for message in islice(messages, FAILED_IDS_CAP)]
+            failed_ids[status] = [message["messageId"] for message in messages]
         return evaluate_counts(criteria, pending=pending, counts=counts, failed_ids=failed_ids)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

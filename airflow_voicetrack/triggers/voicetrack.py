@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -50,8 +50,10 @@ class VoiceMessageStatusTrigger(BaseTrigger):
       :data:`MAX_CONSECUTIVE_ERRORS` transient errors in a row.
 
     It sleeps ``poke_interval`` (with jitter) between evaluations and backs off exponentially after
-    transient errors. Arguments are the already validated values the sensor passes; they hold no
-    secret (the connection is looked up by id, asynchronously, in the triggerer).
+    transient errors, waiting at least the ``Retry-After`` the server sent with the last one (see
+    :attr:`VoiceTrackTransientError.retry_after`), and never past ``timeout_at``. Arguments are
+    the already validated values the sensor passes; they hold no secret (the connection is looked
+    up by id, asynchronously, in the triggerer).
 
     :param voicetrack_conn_id: connection id.
     :param message_ids: ids to wait for (ids mode), or ``None`` for search mode.
@@ -155,8 +157,12 @@ class VoiceMessageStatusTrigger(BaseTrigger):
                 if errors >= MAX_CONSECUTIVE_ERRORS:
                     return {"status": "error", "message": f"{errors} transient errors in a row, last: {err}"}
                 delay = min(self.poke_interval * 2**errors, MAX_ERROR_BACKOFF)
-                self.log.warning("Transient error (%s), retrying in about %.0f s: %s", errors, delay, err)
-                if not await self._sleep(delay):
+                # The server's Retry-After (when the last failure carried one) is a floor.
+                floor = err.retry_after or 0.0
+                self.log.warning(
+                    "Transient error (%s), retrying in about %.0f s: %s", errors, max(delay, floor), err
+                )
+                if not await self._sleep(delay, minimum=floor):
                     return self._timeout_payload(None, f"last attempt failed: {err}")
                 continue
             except Exception as err:
@@ -186,32 +192,30 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             {status: await count(target.status_filters(status)) for status in to_count} if to_count else None
         )
         evaluation = evaluate_counts(criteria, pending=pending, counts=counts)
-        to_sample, bounds = statuses_to_sample(criteria, evaluation), target.full_range
-        if not to_sample or bounds is None:
+        to_sample = statuses_to_sample(criteria, evaluation)
+        if not to_sample:
             return evaluation
         failed_ids: dict[str, list[str]] = {}
         for status in to_sample:
-            # The hook's search is an async generator: close it so no page is read ahead.
-            messages = cast(
-                "AsyncGenerator[dict[str, Any], None]",
-                hook.search_messages(
-                    *bounds,
-                    filters=target.status_filters(status),
-                    campaign_id=target.campaign_id,
-                    page_size=FAILED_IDS_CAP,
-                ),
+            # One request: a page of FAILED_IDS_CAP and limit=FAILED_IDS_CAP read nothing ahead.
+            messages = hook.search_messages(
+                target.date_start,
+                target.date_end,
+                filters=target.status_filters(status),
+                campaign_id=target.campaign_id,
+                page_size=FAILED_IDS_CAP,
+                limit=FAILED_IDS_CAP,
             )
-            failed_ids[status] = []
             async with aclosing(messages):
-                async for message in messages:
-                    failed_ids[status].append(message["messageId"])
-                    if len(failed_ids[status]) == FAILED_IDS_CAP:
-                        break
+                failed_ids[status] = [message["messageId"] async for message in messages]
         return evaluate_counts(criteria, pending=pending, counts=counts, failed_ids=failed_ids)
 
-    async def _sleep(self, seconds: float) -> bool:
-        """Sleep ``seconds`` with jitter, never past ``timeout_at``; return False if it has passed."""
-        delay = seconds * random.uniform(1 - JITTER, 1 + JITTER)
+    async def _sleep(self, seconds: float, *, minimum: float = 0.0) -> bool:
+        """
+        Sleep ``seconds`` with jitter, at least ``minimum`` (e.g. a server's ``Retry-After``), never
+        past ``timeout_at``; return False if it has passed.
+        """
+        delay = max(seconds * random.uniform(1 - JITTER, 1 + JITTER), minimum)
         if self.timeout_at is not None:
             remaining = self.timeout_at.timestamp() - time.time()
             if remaining <= 0:

@@ -101,9 +101,9 @@ def test_backfill_dag_maps_one_extraction_per_window_and_sums_their_records(
     emulator: EmulatorProcess, output_base: Path, load_example_dag: Callable[[str], DAG]
 ) -> None:
     dag = load_example_dag("example_voicetrack_backfill")
-    conf = {"date_start": "2026-11-01T00:00:00Z", "date_end": "2026-11-03T12:00:00Z", "window_hours": 24}
+    start, end = "2026-11-01T00:00:00Z", "2026-11-03T12:00:00Z"
 
-    dag_run = dag.test(run_conf=conf)
+    dag_run = dag.test(run_conf={"date_start": start, "date_end": end, "window_hours": 24})
 
     assert dag_run.state == "success"
     results = task_results(dag_run)
@@ -111,7 +111,7 @@ def test_backfill_dag_maps_one_extraction_per_window_and_sums_their_records(
         summary["date_start"] for key, summary in results.items() if key.startswith("extract_window[")
     )
     assert windows == ["2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"]
-    truth = emulator.truth(date_start=conf["date_start"], date_end=conf["date_end"])
+    truth = emulator.truth(date_start=start, date_end=end)
     assert results["total_records"] == len(truth)
     files = sorted((output_base / "voicetrack" / "backfill").iterdir())
     assert [file.name for file in files] == [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from airflow.sdk import ObjectStoragePath
+from airflow.sdk import Asset, ObjectStoragePath
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
@@ -293,7 +293,7 @@ def test_writer_killed_mid_write_leaves_nothing_at_the_final_path(
     final = tmp_path / "day.jsonl"
     emulator.set_faults(latency_ms=300)
     script = (
-        "from airflow.sdk import ObjectStoragePath\n"
+        "from airflow.sdk import Asset, ObjectStoragePath\n"
         "from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook\n"
         "from airflow_voicetrack.writers import write_messages\n"
         "hook = VoiceTrackHook(page_size=20, max_concurrency=1)\n"
@@ -346,22 +346,27 @@ def test_s3_failure_leaves_no_object(emulator: EmulatorProcess, run_dag: RunDag,
     assert s3.object_keys() == []
 
 
-def test_asset_event_is_emitted_with_the_summary(
-    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
-) -> None:
+def asset_events(run: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``(asset URI, extra)`` of every asset event the run emitted, from Airflow's DB."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    run = run_dag(extract(output_path=f"file://{tmp_path}/{{{{ ds_nodash }}}}/day.jsonl"))
-    assert run.states == {"extract": "success"}
     with create_session() as session:
-        events = session.execute(
+        rows = session.execute(
             select(AssetModel.uri, AssetEvent.extra)
             .join(AssetEvent.asset)
             .where(AssetEvent.source_run_id == run.dag_run.run_id)
         ).all()
-    assert events == [(f"file://{tmp_path}", run.results["extract"])]
+    return [(uri, extra) for uri, extra in rows]
+
+
+def test_asset_event_is_emitted_with_the_summary(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    run = run_dag(extract(output_path=f"file://{tmp_path}/{{{{ ds_nodash }}}}/day.jsonl"))
+    assert run.states == {"extract": "success"}
+    assert asset_events(run) == [(f"file://{tmp_path}", run.results["extract"])]
     assert run.results["extract"]["path"] == f"file://{tmp_path}/20261103/day.jsonl"
 
 
@@ -371,9 +376,9 @@ def test_split_interval_maps_one_task_per_window(
     windows = split_interval("2026-11-02T00:00:00Z", "2026-11-02T12:00:00Z", timedelta(hours=5))
 
     def build() -> None:
-        VoiceTrackingOperator.partial(task_id="extract", output_path=f"file://{tmp_path}/").expand_kwargs(
-            windows
-        )
+        VoiceTrackingOperator.partial(
+            task_id="extract", output_path=f"file://{tmp_path}/", outlets=[Asset(f"file://{tmp_path}/")]
+        ).expand_kwargs(windows)
 
     run = run_dag(build)
     assert run.states == {"extract[0]": "success", "extract[1]": "success", "extract[2]": "success"}
@@ -381,3 +386,5 @@ def test_split_interval_maps_one_task_per_window(
         summary = run.results[f"extract[{index}]"]
         written = read_jsonl(Path(ObjectStoragePath(summary["path"]).path))
         assert by_id(written) == emulator.truth(**window)
+    events = asset_events(run)
+    assert sorted(extra["date_start"] for _, extra in events) == [w["date_start"] for w in windows]

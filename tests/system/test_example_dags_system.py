@@ -1,0 +1,181 @@
+"""
+The gate example DAG under a real Airflow deployment: scheduler (LocalExecutor), DAG processor,
+triggerer and API server as separate processes, SQLite, no ``dag.test()``.
+
+One run of ``example_voicetrack_gate``, triggered through the REST API while the emulator's calls
+are still in progress, proves what ``dag.test()`` cannot: the sensor's trigger is serialized to the
+database and runs in the triggerer process while the task is ``deferred``; the sensor then resumes
+on a worker; XCom flows to the downstream task; and the extraction emits an Asset event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow_deployment import REPO, AirflowDeployment, wait_until
+
+from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.emulator.process import EmulatorProcess
+
+pytestmark = pytest.mark.system
+
+DAG_ID = "example_voicetrack_gate"
+SENSOR = "wait_for_calls"
+TRIGGER_CLASSPATH = "airflow_voicetrack.triggers.voicetrack.VoiceMessageStatusTrigger"
+#: The DAG's default params: the emulator's "Black Friday 2026" campaign on 2026-11-02.
+CAMPAIGN_ID = "456a29f3-8d99-53bc-aea6-33373cc58bac"
+DAY_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
+DAY_END = datetime(2026, 11, 3, tzinfo=timezone.utc)
+#: Seconds over which the emulator's calls finish, counted from its reset just before the trigger.
+SETTLE_SECONDS = 20.0
+RUN_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorProcess]:
+    """The default data set with calls in progress for ``SETTLE_SECONDS`` after each reset."""
+    with EmulatorProcess(messages=10_000, seed=1, settle_seconds=SETTLE_SECONDS) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def output_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("voicetrack-output")
+
+
+@pytest.fixture(scope="module")
+def airflow(
+    deployment_factory: Callable[..., AirflowDeployment], emulator: EmulatorProcess, output_base: Path
+) -> AirflowDeployment:
+    """The deployment, with the gate DAG parsed and unpaused (the other example DAGs stay paused)."""
+    deployment = deployment_factory(
+        REPO / "example_dags",
+        {
+            "AIRFLOW_CONN_VOICETRACK_DEFAULT": emulator.connection_json(),
+            "VOICETRACK_OUTPUT_BASE": output_base.as_uri(),
+        },
+    )
+    wait_until(lambda: deployment.api("GET", f"/dags/{DAG_ID}"), timeout=120, what=f"{DAG_ID} to be parsed")
+    deployment.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def gate_run(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dict[str, Any]:
+    """
+    Trigger one run while calls are in progress and watch the sensor until the run ends.
+
+    Returns the run, every state the sensor was seen in, and its task instance as seen while deferred.
+    """
+    emulator.reset()
+    run = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+    run_path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}"
+    seen_states: list[str | None] = []
+    deferred: dict[str, Any] = {}
+
+    def finished() -> str | None:
+        airflow.assert_running()
+        sensor = airflow.api("GET", f"{run_path}/taskInstances/{SENSOR}")
+        if not seen_states or seen_states[-1] != sensor["state"]:
+            seen_states.append(sensor["state"])
+        if sensor["state"] == "deferred" and sensor.get("trigger") and sensor.get("triggerer_job"):
+            deferred.setdefault("ti", sensor)
+        state = airflow.api("GET", run_path)["state"]
+        return state if state in ("success", "failed") else None
+
+    started = time.monotonic()
+    state = wait_until(finished, timeout=RUN_TIMEOUT_S, what=f"the {DAG_ID} run to finish", every=0.5)
+    return {
+        "run": run,
+        "run_path": run_path,
+        "state": state,
+        "seconds": time.monotonic() - started,
+        "seen_states": seen_states,
+        "deferred_ti": deferred.get("ti"),
+    }
+
+
+def campaign_truth(emulator: EmulatorProcess) -> list[dict[str, Any]]:
+    return emulator.truth(date_start=DAY_START, date_end=DAY_END, campaign_id=CAMPAIGN_ID)
+
+
+def xcom(airflow: AirflowDeployment, run_path: str, task_id: str) -> Any:
+    return airflow.api("GET", f"{run_path}/taskInstances/{task_id}/xcomEntries/return_value")["value"]
+
+
+def test_gate_run_succeeds(gate_run: dict[str, Any]) -> None:
+    assert gate_run["state"] == "success", gate_run
+
+
+def test_sensor_waits_in_the_deferred_state(gate_run: dict[str, Any]) -> None:
+    assert "deferred" in gate_run["seen_states"]
+    assert gate_run["seen_states"][-1] == "success"
+
+
+def sensor_log(airflow: AirflowDeployment, gate_run: dict[str, Any], suffix: str = "") -> str:
+    """The sensor's task log (``suffix=""``) or the log its trigger wrote in the triggerer."""
+    folder = airflow.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={gate_run['run']['dag_run_id']}"
+    return (folder / f"task_id={SENSOR}" / f"attempt=1.log{suffix}").read_text()
+
+
+def test_trigger_is_serialized_and_run_by_the_triggerer_process(
+    airflow: AirflowDeployment, gate_run: dict[str, Any]
+) -> None:
+    ti = gate_run["deferred_ti"]
+    assert ti is not None, f"never saw the sensor deferred with its trigger: {gate_run['seen_states']}"
+    assert ti["trigger"]["classpath"] == TRIGGER_CLASSPATH
+    triggerers = airflow.api("GET", "/jobs", params={"job_type": "TriggererJob"})["jobs"]
+    # The private database knows one triggerer: the process this test started.
+    assert [job["id"] for job in triggerers] == [ti["triggerer_job"]["id"]]
+
+    trigger_log = sensor_log(airflow, gate_run, f".trigger.{ti['triggerer_job']['id']}.log")
+
+    assert "messages are not in a terminal status yet" in trigger_log
+    assert "Trigger fired event" in trigger_log
+
+
+def test_sensor_resumes_on_a_worker_and_returns_the_summary(
+    airflow: AirflowDeployment, gate_run: dict[str, Any], emulator: EmulatorProcess
+) -> None:
+    summary = xcom(airflow, gate_run["run_path"], SENSOR)
+
+    truth = campaign_truth(emulator)
+    assert summary["total"] == len(truth) > 0
+    assert summary["pending"] == 0
+    task_log = sensor_log(airflow, gate_run)
+    deferred_at = task_log.index("Pausing task as DEFERRED")
+    # execute_complete logs this line when the task resumes on a worker after the trigger fired.
+    assert task_log.index(f"All {len(truth)} messages are in a terminal status", deferred_at)
+
+
+def test_downstream_task_counts_the_extracted_messages_per_status(
+    airflow: AirflowDeployment, gate_run: dict[str, Any], emulator: EmulatorProcess
+) -> None:
+    counts = xcom(airflow, gate_run["run_path"], "count_by_status")
+
+    statuses = Counter(message["status"]["status"] for message in campaign_truth(emulator))
+    assert counts == dict(statuses)
+    assert set(counts) <= DEFAULT_TERMINAL_STATUSES
+
+
+def test_extraction_emits_an_asset_event_for_its_output(
+    airflow: AirflowDeployment, gate_run: dict[str, Any], output_base: Path
+) -> None:
+    events = airflow.api(
+        "GET",
+        "/assets/events",
+        params={"source_dag_id": DAG_ID, "source_run_id": gate_run["run"]["dag_run_id"]},
+    )["asset_events"]
+
+    assert [event["source_task_id"] for event in events] == ["extract_campaign"]
+    event = events[0]
+    assert event["uri"] == f"{output_base.as_uri()}/voicetrack/campaigns/"
+    extracted = xcom(airflow, gate_run["run_path"], "extract_campaign")
+    assert event["extra"]["records"] == extracted["records"] > 0
+    assert event["extra"]["path"] == extracted["path"]
