@@ -184,9 +184,9 @@ def _api_base_url(host: str | None, port: int | None, where: str) -> str:
 
 
 def _http_url(value: Any, what: str, example: str = DEFAULT_API_URL) -> str:
-    if isinstance(value, str) and value.strip() and "://" not in value:
+    if isinstance(value, str) and value.strip() and "://" not in value and not value.startswith("/"):
         # A bare host name such as "connect.routee.net": say which field to fix, and how.
-        fixed = "https://" + value.strip().lstrip("/")
+        fixed = "https://" + value.strip()
         raise ValueError(
             f"{what} must be an http(s) URL with its scheme, got {value!r} (no scheme); set it to {fixed!r}"
         )

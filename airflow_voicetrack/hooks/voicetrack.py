@@ -539,6 +539,7 @@ class VoiceTrackHook(_VoiceTrackHookBase):
                             yield from budget.take(tally.accept(page))
                             if budget.exhausted:
                                 # Stopped by the limit: the window's count is incomplete by design.
+                                stats.records = budget.yielded
                                 self._on_search_done(stats)
                                 return
                             if stats.progress_due():
@@ -839,6 +840,7 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
                             yield message
                         if budget.exhausted:
                             # Stopped by the limit: the window's count is incomplete by design.
+                            stats.records = budget.yielded
                             self._on_search_done(stats)
                             return
                         if stats.progress_due():

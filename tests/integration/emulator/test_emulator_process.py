@@ -60,8 +60,27 @@ def test_connection_json_and_uri_point_at_the_emulator(emu: EmulatorProcess) -> 
         "extra": {"token_url": emu.url + "/oauth/token", "page_size": 100},
     }
     uri = urlsplit(emu.connection_uri())
-    assert uri.scheme == "voicetrack" and uri.username == "demo-app-id" and uri.password == "demo-app-secret"
-    assert f"http://{uri.hostname}:{uri.port}" == emu.url
+    assert uri.scheme == "voicetrack"
+
+
+def test_connection_uri_parses_into_a_host_with_its_scheme(emu: EmulatorProcess) -> None:
+    from airflow.models.connection import Connection
+
+    conn = Connection(conn_id="voicetrack_default", uri=emu.connection_uri(page_size=100))
+    assert (conn.conn_type, conn.host, conn.port) == ("voicetrack", emu.url, None)
+    assert emu.url.startswith("http://127.0.0.1:")
+    assert (conn.login, conn.password) == ("demo-app-id", "demo-app-secret")
+    assert conn.extra_dejson == {"token_url": emu.token_url, "page_size": 100}
+    # The same form Airflow itself writes for such a connection (up to how it encodes the extras).
+    same = Connection(
+        conn_id="voicetrack_default",
+        conn_type="voicetrack",
+        host=emu.url,
+        login=emu.client_id,
+        password=emu.client_secret,
+        extra=json.dumps({"token_url": emu.token_url, "page_size": 100}),
+    )
+    assert same.get_uri().split("?")[0] == emu.connection_uri(page_size=100).split("?")[0]
 
 
 def test_statuses_progress_to_final_within_settle_seconds() -> None:

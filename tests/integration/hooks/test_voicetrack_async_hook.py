@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from voicetrack_hook_helpers import END, FAST_RETRIES, START, api_requests, truth_ids
 
+from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
     VoiceTrackAuthError,
     VoiceTrackNotFoundError,
@@ -147,6 +148,7 @@ def test_async_endless_errors_raise_after_the_retries(emu):
         ({"filters": [{"fieldName": "country", "searchTerm": ""}]}, "must not be empty"),
         ({"page_size": 0}, "page_size must be an integer from 1 to 2000"),
         ({"sort": ",desc"}, "sort must look like"),
+        ({"limit": 2.5}, "limit must be None"),
     ],
 )
 def test_async_bad_input_raises_before_any_request(emu, kwargs, message):
@@ -180,3 +182,45 @@ def test_async_authorization_does_not_follow_a_redirect_to_another_host(emu, red
     (_, first_auth), (landed_path, landed_auth) = redirector.seen
     assert first_auth is not None and first_auth.startswith("Bearer ")
     assert landed_path.startswith("/landed") and landed_auth is None
+
+
+def test_async_campaign_only_search_with_an_open_range_matches_the_truth(emu):
+    campaign_id = CAMPAIGNS[0].tracking_id
+
+    async def search(hook):
+        ids = await collect(hook, None, None, campaign_id=campaign_id)
+        return ids, hook.last_search_stats
+
+    ids, stats = run(search, page_size=500)
+    assert_exact(ids, truth_ids(emu, date_start=None, date_end=None, campaign_id=campaign_id))
+    assert stats["windows"] == 1
+
+
+def test_async_search_returns_an_async_generator(emu):
+    messages = VoiceTrackAsyncHook().search_messages(START, END)
+    assert hasattr(messages, "aclose") and hasattr(messages, "asend")
+    asyncio.run(messages.aclose())
+    assert api_requests(emu) == 0
+
+
+@pytest.mark.parametrize(("limit", "page_size", "expected_requests"), [(20, 20, 1), (250, 100, 3)])
+def test_async_limit_requests_only_the_pages_it_needs(emu, limit, page_size, expected_requests):
+    async def search(hook):
+        everything = await collect(hook, sort="messageId,asc")  # also gets the hook its token
+        emu.reset_stats()
+        ids = await collect(hook, sort="messageId,asc", limit=limit)
+        await asyncio.sleep(0.3)  # a page fetched ahead in the background would show up by now
+        return everything, ids
+
+    everything, ids = run(search, page_size=page_size, max_concurrency=8, window=timedelta(days=7))
+    assert ids == everything[:limit]
+    assert api_requests(emu) == expected_requests
+
+
+def test_async_hook_works_with_the_emulator_connection_uri(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_uri(**FAST_RETRIES))
+
+    async def count(hook):
+        return await hook.count_messages(START, END), (await hook.get_settings()).base_url
+
+    assert run(count) == (len(truth_ids(emu)), emu.url)

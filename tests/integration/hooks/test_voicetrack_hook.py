@@ -224,6 +224,93 @@ def test_test_connection_reports_an_invalid_connection(emu, monkeypatch):
     assert api_requests(emu) == 0
 
 
+# --- open ranges and limit -----------------------------------------------------------------------------
+
+MID = "2026-11-04T12:00:00Z"
+
+
+def test_campaign_only_search_with_an_open_range_matches_the_truth(emu):
+    campaign_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, date_start=None, date_end=None, campaign_id=campaign_id)
+    assert expected
+    hook = VoiceTrackHook(page_size=500)
+    assert_exact(search_ids(hook, None, None, campaign_id=campaign_id), expected)
+    assert hook.last_search_stats["windows"] == 1
+
+
+def test_filters_only_search_with_an_open_range_matches_the_truth(emu):
+    filters = [{"fieldName": "country", "searchTerm": "GR"}]
+    expected = truth_ids(emu, date_start=None, date_end=None, filters=filters)
+    assert expected
+    assert_exact(search_ids(VoiceTrackHook(), None, None, filters=filters), expected)
+
+
+@pytest.mark.parametrize(("start", "end"), [(MID, None), (None, MID)], ids=["from", "until"])
+def test_half_open_range_is_one_window_and_matches_the_truth(emu, start, end):
+    hook = VoiceTrackHook(page_size=2000)
+    assert_exact(search_ids(hook, start, end), truth_ids(emu, date_start=start, date_end=end))
+    # Over three days, yet one window: an unbounded side is not windowed.
+    assert hook.last_search_stats["windows"] == 1
+
+
+def limited_search(emu, hook: VoiceTrackHook, limit: int, **kwargs) -> tuple[list[str], list[str], int]:
+    """:return: the full search's ids, the limited search's ids, and the requests the latter made."""
+    everything = search_ids(hook, sort="messageId,asc", **kwargs)  # also gets the hook its token
+    emu.reset_stats()
+    ids = search_ids(hook, sort="messageId,asc", limit=limit, **kwargs)
+    time.sleep(0.3)  # a page fetched ahead in the background would show up by now
+    return everything, ids, api_requests(emu)
+
+
+@pytest.mark.parametrize("limit", [1, 20, 100])
+def test_limit_within_one_page_makes_exactly_one_request(emu, limit):
+    hook = VoiceTrackHook(page_size=100, max_concurrency=8)
+    everything, ids, requests = limited_search(emu, hook, limit)
+    assert ids == everything[:limit]
+    assert requests == 1
+    assert hook.last_search_stats["records"] == limit
+
+
+def test_limit_over_several_pages_requests_only_the_pages_it_needs(emu):
+    hook = VoiceTrackHook(page_size=100, max_concurrency=8, window=WEEK)
+    everything, ids, requests = limited_search(emu, hook, 250)
+    assert ids == everything[:250]
+    assert requests == 3
+
+
+def test_limit_carries_on_into_the_next_window(emu):
+    first_day = len(truth_ids(emu, date_end="2026-11-02T00:00:00Z"))
+    assert first_day < 2000
+    hook = VoiceTrackHook(page_size=2000, max_concurrency=8)
+    everything, ids, requests = limited_search(emu, hook, first_day + 5)
+    assert ids == everything[: first_day + 5]
+    assert requests == 2  # page 0 of the first day, page 0 of the second
+
+
+def test_limit_zero_makes_no_request(emu):
+    hook = VoiceTrackHook()
+    assert search_ids(hook, limit=0) == []
+    assert api_requests(emu) == 0
+
+
+def test_limit_above_the_result_returns_everything(emu):
+    hook = VoiceTrackHook(page_size=500, window=WEEK)
+    expected = truth_ids(emu, filters=[{"fieldName": "country", "searchTerm": "GR"}])
+    ids = search_ids(hook, filters=[{"fieldName": "country", "searchTerm": "GR"}], limit=len(expected) + 10)
+    assert_exact(ids, expected)
+
+
+# --- connection URI -------------------------------------------------------------------------------------
+
+
+def test_hook_works_with_the_emulator_connection_uri(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_uri(**FAST_RETRIES))
+    hook = VoiceTrackHook()
+    assert hook.settings.base_url == emu.url
+    assert hook.settings.token_url == emu.token_url
+    assert hook.count_messages(START, END) == len(truth_ids(emu))
+
+
 # --- bad inputs: clear errors before any request --------------------------------------------------------
 
 
@@ -258,6 +345,8 @@ def test_test_connection_reports_an_invalid_connection(emu, monkeypatch):
         ),
         (lambda h: h.search_messages(START, END, sort="messageId,,asc"), "sort must look like"),
         (lambda h: h.search_messages(START, END, tagged="yes"), "tagged must be True, False or None"),
+        (lambda h: h.search_messages(START, END, limit=-1), r"limit must be None \(no limit\) or an integer"),
+        (lambda h: h.search_messages(None, START, page_size=0), "page_size must be an integer"),
         (lambda h: h.count_messages(START, START), "must be after date_start"),
         (lambda h: h.get_message(""), "message_id must be a non-empty string"),
         (lambda h: h.get_campaign_messages("c", sort="asc"), "sort must look like"),
@@ -283,7 +372,15 @@ def test_bad_input_raises_before_any_request(emu, call, message):
     [
         ({"login": None}, "has no login"),
         ({"password": ""}, "has no password"),
-        ({"host": "127.0.0.1:8099"}, "host of connection 'voicetrack_default' must be an http"),
+        (
+            {"host": "127.0.0.1:8099"},
+            "host field of connection 'voicetrack_default' must be an http.* set it to 'https://127.0.0.1:8099'",
+        ),
+        (
+            {"host": "connect.routee.net"},
+            "host field of connection 'voicetrack_default' .*got 'connect.routee.net' \\(no scheme\\); "
+            "set it to 'https://connect.routee.net'",
+        ),
         ({"extra": {"token_url": "/oauth/token"}}, "extra 'token_url' .* must be an http"),
         ({"extra": {"max_concurrency": "many"}}, "max_concurrency must be an integer >= 1, got 'many'"),
         ({"extra": {"verify_ssl": "perhaps"}}, "verify_ssl must be true or false"),

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
 from airflow_voicetrack.status import FAILED_IDS_CAP
@@ -252,6 +253,33 @@ def test_trigger_turns_repeated_transient_errors_into_an_error_event(
     assert api_requests(progressing) == 3
 
 
+def test_trigger_backs_off_at_least_the_servers_retry_after(
+    progressing: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", progressing.connection_json(max_retries=0))
+    progressing.set_faults(rate_limit_rate=1.0, retry_after_mode="seconds", retry_after=1)
+    began = time.monotonic()
+    # Without Retry-After the back-off would be about 0.1 s, then 0.2 s.
+    event = first_event(deferred_trigger(date_start=START, date_end=END, poke_interval=0.05))
+    elapsed = time.monotonic() - began
+    assert event["status"] == "error"
+    assert "3 transient errors in a row" in event["message"] and "Retry-After: 1 s" in event["message"]
+    assert api_requests(progressing) == 3
+    assert elapsed >= 2.0  # two waits of at least the 1 s the server asked for
+
+
+def test_trigger_waits_out_retry_after_no_later_than_its_timeout(
+    progressing: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", progressing.connection_json(max_retries=0))
+    progressing.set_faults(rate_limit_rate=1.0, retry_after_mode="seconds", retry_after=120)
+    began = time.monotonic()
+    event = first_event(deferred_trigger(date_start=START, date_end=END, poke_interval=0.05, timeout=2))
+    assert event["status"] == "timeout"
+    assert "last attempt failed" in event["message"]
+    assert time.monotonic() - began < 20
+
+
 def test_trigger_in_ids_mode_fails_on_an_unknown_id(progressing: EmulatorProcess) -> None:
     known = progressing.truth(START, END)[0]["messageId"]
     event = first_event(deferred_trigger(message_ids=[known, "no-such-message"], poke_interval=0.2))
@@ -266,10 +294,20 @@ def poke(sensor: VoiceMessageStatusSensor) -> Any:
     return sensor.poke({})  # type: ignore[arg-type]
 
 
+def requests_of_poke(emu: EmulatorProcess, sensor: VoiceMessageStatusSensor) -> tuple[Any, int]:
+    """Poke once; :return: the result and the searches it cost (read after any page fetched ahead
+    in the background would have arrived)."""
+    emu.reset_stats()
+    result = poke(sensor)
+    time.sleep(0.3)
+    return result, api_requests(emu)
+
+
 @pytest.mark.parametrize("messages", [100, 20_000])
-def test_search_pokes_cost_a_constant_number_of_requests(
+def test_search_pokes_cost_an_exact_number_of_requests(
     messages: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    terminal = len(DEFAULT_TERMINAL_STATUSES)
     with EmulatorProcess(messages=messages, settle_seconds=0) as emu:
         monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json())
 
@@ -277,29 +315,81 @@ def test_search_pokes_cost_a_constant_number_of_requests(
         waiting = VoiceMessageStatusSensor(
             task_id="waiting", date_start=START, date_end=END, terminal_statuses={"Completed"}
         )
-        emu.reset_stats()
-        assert not poke(waiting).is_done
-        assert api_requests(emu) == 1
+        result, requests = requests_of_poke(emu, waiting)
+        assert not result.is_done
+        assert requests == 1
 
-        # A final poke: 1 pending count + 7 status counts + one page of example ids of the failure
-        # status (more than 20 in both data sets), plus at most the one page the hook may read ahead.
-        final = VoiceMessageStatusSensor(
-            task_id="final",
+        # Waiting with failure statuses: the pending count plus one count per terminal status (T=1).
+        waiting_failures = VoiceMessageStatusSensor(
+            task_id="waiting_failures",
             date_start=START,
             date_end=END,
+            terminal_statuses={"Completed"},
             failure_statuses={"Completed"},
             failure_threshold=0.99,
         )
-        emu.reset_stats()
-        result = poke(final)
-        assert result.is_done
-        assert result.xcom_value["total"] == messages
-        assert len(result.xcom_value["failed_ids"]["Completed"]) == FAILED_IDS_CAP
-        assert (
-            1 + len(DEFAULT_TERMINAL_STATUSES) + 1
-            <= api_requests(emu)
-            <= 1 + len(DEFAULT_TERMINAL_STATUSES) + 2
-        )
+        result, requests = requests_of_poke(emu, waiting_failures)
+        assert not result.is_done
+        assert requests == 1 + 1
+
+        # A final poke: 1 pending count + T status counts + one one-page search per failure status
+        # with failures (F), whatever the number of messages.
+        for failure_statuses in ({"Completed"}, {"Completed", "Busy"}):
+            final = VoiceMessageStatusSensor(
+                task_id="final",
+                date_start=START,
+                date_end=END,
+                failure_statuses=failure_statuses,
+                failure_threshold=0.99,
+            )
+            result, requests = requests_of_poke(emu, final)
+            assert result.is_done
+            summary = result.xcom_value
+            assert summary["total"] == messages
+            assert len(summary["failed_ids"]["Completed"]) == FAILED_IDS_CAP
+            failing = sum(1 for status in failure_statuses if summary["by_status"][status])
+            assert failing == len(failure_statuses)
+            assert requests == 1 + terminal + failing
+
+
+def test_campaign_only_search_reports_failed_ids(progressing: EmulatorProcess) -> None:
+    campaign_id = CAMPAIGNS[0].tracking_id
+    wait_until_settled(progressing)
+    truth = progressing.truth(campaign_id=campaign_id)
+    completed = [m["messageId"] for m in truth if m["status"]["status"] == "Completed"]
+    assert completed
+    sensor = VoiceMessageStatusSensor(
+        task_id="wait", campaign_id=campaign_id, failure_statuses={"Completed"}, failure_threshold=0.99
+    )
+    result, requests = requests_of_poke(progressing, sensor)
+    assert result.is_done
+    assert result.xcom_value["total"] == len(truth)
+    ids = result.xcom_value["failed_ids"]["Completed"]
+    assert len(ids) == min(len(completed), FAILED_IDS_CAP) and set(ids) <= set(completed)
+    assert requests == 1 + len(DEFAULT_TERMINAL_STATUSES) + 1
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_filters_only_search_reports_failed_ids(progressing: EmulatorProcess, deferrable: bool) -> None:
+    filters = [{"fieldName": "country", "searchTerm": "GR"}]
+    wait_until_settled(progressing)
+    truth = progressing.truth(filters=filters)
+    failed = [m["messageId"] for m in truth if m["status"]["status"] == "Completed"]
+    assert failed
+    kwargs: dict[str, Any] = {
+        "filters": filters,
+        "failure_statuses": {"Completed"},
+        "failure_threshold": 0.99,
+    }
+    if deferrable:
+        event = first_event(deferred_trigger(poke_interval=0.2, **kwargs))
+        assert event["status"] == "success"
+        summary = event["summary"]
+    else:
+        summary = poke(VoiceMessageStatusSensor(task_id="wait", **kwargs)).xcom_value
+    assert summary["total"] == len(truth)
+    ids = summary["failed_ids"]["Completed"]
+    assert len(ids) == min(len(failed), FAILED_IDS_CAP) and set(ids) <= set(failed)
 
 
 def test_ids_mode_rechecks_only_ids_not_yet_terminal(progressing: EmulatorProcess) -> None:

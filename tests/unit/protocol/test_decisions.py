@@ -157,3 +157,35 @@ def test_tls_failure_is_not_retried():
     with pytest.raises(VoiceTrackConnectionError, match=r"TLS with 127\.0\.0\.1:1 failed") as info:
         call().on_transport_error("tls", "certificate verify failed", now=0.0)
     assert info.value.kind == "tls"
+
+
+def test_exhausted_rate_limit_carries_the_server_requested_wait_uncapped():
+    c = call(RetryPolicy(max_retries=1, max_retry_wait=10, max_retry_time=10_000))
+    assert respond(c, 429, headers={"Retry-After": "3600"}).wait == 10
+    with pytest.raises(VoiceTrackTransientError, match=r"Retry-After: 3600 s") as info:
+        respond(c, 429, headers={"Retry-After": "3600"})
+    assert info.value.retry_after == 3600
+
+
+def test_exhausted_503_with_retry_after_date_carries_the_wait():
+    c = call(RetryPolicy(max_retries=0))
+    with pytest.raises(VoiceTrackTransientError) as info:
+        respond(c, 503, headers={"Retry-After": "Sun, 01 Nov 2026 12:00:04 GMT"})
+    assert info.value.retry_after == pytest.approx(4)
+
+
+def test_retry_after_is_that_of_the_last_failure_only():
+    c = call(RetryPolicy(max_retries=1, max_retry_wait=0))
+    respond(c, 429, headers={"Retry-After": "5"})
+    with pytest.raises(VoiceTrackTransientError) as info:
+        respond(c, 500)
+    assert info.value.retry_after is None
+
+
+def test_transport_errors_carry_no_retry_after():
+    with pytest.raises(VoiceTrackTransientError) as info:
+        call(RetryPolicy(max_retries=0)).on_transport_error("timeout", "read timed out", now=0.0)
+    assert info.value.retry_after is None
+    with pytest.raises(VoiceTrackConnectionError) as unreachable:
+        call(RetryPolicy(max_retries=0)).on_transport_error("connect", "refused", now=0.0)
+    assert unreachable.value.retry_after is None

@@ -12,6 +12,7 @@ from airflow_voicetrack.protocol import (
     build_conversation_request,
     build_message_request,
     build_token_request,
+    validate_limit,
 )
 
 BASE = "http://127.0.0.1:1"
@@ -109,3 +110,23 @@ def test_conversation_and_campaign_requests_are_paged():
 def test_empty_message_id_is_rejected():
     with pytest.raises(ValueError, match="message_id must be a non-empty string"):
         build_message_request(BASE, " ")
+
+
+def test_open_range_sends_no_missing_bound_and_is_one_window():
+    for start, end in [(None, None), ("2026-11-01T00:00:00Z", None), (None, "2026-11-02T00:00:00Z")]:
+        query = SearchQuery.build(start, end, campaign_id="c-1", require_range=False)
+        [window] = query.windows(pendulum.duration(hours=1))
+        params = query.page_request(BASE, window, 0, 20).params
+        assert ("dateStart" in params, "dateEnd" in params) == (start is not None, end is not None)
+        assert params["campaignId"] == "c-1"
+
+
+@pytest.mark.parametrize("limit", [None, 0, 1, 5000])
+def test_valid_limits_are_accepted(limit):
+    assert validate_limit(limit) == limit
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "20", True])
+def test_invalid_limits_are_rejected(limit):
+    with pytest.raises(ValueError, match=r"limit must be None \(no limit\) or an integer >= 0"):
+        validate_limit(limit)

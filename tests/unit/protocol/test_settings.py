@@ -67,8 +67,8 @@ def test_secret_is_not_in_repr():
     [
         ({"login": ""}, "connection 'vt' has no login: set it to the Routee application id"),
         ({"password": None}, "connection 'vt' has no password: set it to the Routee application secret"),
-        ({"host": "connect.routee.net"}, "host of connection 'vt' must be an http\\(s\\) URL"),
-        ({"host": "ftp://x"}, "host of connection 'vt' must be an http\\(s\\) URL"),
+        ({"host": "ftp://x"}, "host field of connection 'vt' must be an http\\(s\\) URL"),
+        ({"host": "/api"}, "host field of connection 'vt' must be an http\\(s\\) URL such as"),
         ({"extra": {"token_url": "auth"}}, "extra 'token_url' of connection 'vt' must be an http\\(s\\) URL"),
         ({"extra": {"page_size": 5000}}, "page_size must be an integer from 1 to 2000, got 5000"),
         ({"page_size": 0}, "page_size must be an integer from 1 to 2000, got 0"),
@@ -87,3 +87,28 @@ def test_secret_is_not_in_repr():
 def test_invalid_settings_name_the_parameter(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("host", "fixed"),
+    [
+        ("connect.routee.net", "https://connect.routee.net"),
+        ("connect.routee.net/", "https://connect.routee.net/"),
+        ("127.0.0.1:8099", "https://127.0.0.1:8099"),
+    ],
+)
+def test_bare_host_without_scheme_names_the_host_field_and_shows_the_fix(host, fixed):
+    with pytest.raises(ValueError) as info:
+        build(host=host)
+    message = str(info.value)
+    assert message.startswith("host field of connection 'vt' must be an http(s) URL with its scheme")
+    assert f"got {host!r} (no scheme)" in message
+    assert message.endswith(f"set it to {fixed!r}")
+
+
+def test_bare_token_url_names_the_extra_and_shows_the_fix():
+    with pytest.raises(
+        ValueError,
+        match=r"extra 'token_url' of connection 'vt' .* set it to 'https://auth\.routee\.net/oauth/token'",
+    ):
+        build(extra={"token_url": "auth.routee.net/oauth/token"})

@@ -153,14 +153,21 @@ def test_waiting_polls_do_not_sample_failed_ids() -> None:
     assert statuses_to_sample(criteria, evaluation) == []
 
 
-def test_example_ids_can_be_searched_only_with_both_ends_of_the_range() -> None:
+def test_full_range_is_set_only_with_both_ends_of_the_range() -> None:
     assert RANGED.full_range == ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
     assert SearchTarget.build(campaign_id="c", date_start="2026-11-01T00:00:00Z").full_range is None
 
 
-def test_search_hook_reads_the_whole_range_as_one_window_without_read_ahead() -> None:
-    assert RANGED.hook_kwargs() == {"max_concurrency": 1, "window": timedelta(days=7)}
-    assert SearchTarget.build(campaign_id="c").hook_kwargs() == {"max_concurrency": 1}
+def test_search_hook_reads_a_bounded_range_as_one_window() -> None:
+    assert RANGED.hook_kwargs() == {"window": timedelta(days=7)}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"campaign_id": "c"}, {"date_start": "2026-11-01T00:00:00Z"}, {"date_end": "2026-11-01T00:00:00Z"}],
+)
+def test_search_hook_needs_no_override_for_an_open_range(kwargs: dict[str, str]) -> None:
+    assert SearchTarget.build(**kwargs).hook_kwargs() == {}
 
 
 def test_failed_ids_are_capped() -> None:
