@@ -140,7 +140,7 @@ def main() -> int:
     """Entry point of ``python -m example_dags.demo``; returns the exit status."""
     try:
         run_demo()
-    except DemoError as err:
+    except (DemoError, RuntimeError, OSError) as err:  # RuntimeError, OSError: the emulator
         print(f"make demo failed: {err}", file=sys.stderr)
         return 1
     say(f"Done. Airflow log: {LOG_FILE}")

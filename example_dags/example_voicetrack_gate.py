@@ -70,8 +70,8 @@ with DAG(
         date_start="{{ params.date_start }}",
         date_end="{{ params.date_end }}",
         deferrable=True,
-        poke_interval=10,
-        timeout=timedelta(hours=6).total_seconds(),
+        poke_interval=timedelta(seconds=10),
+        timeout=timedelta(hours=6),
     )
     extract_campaign = VoiceTrackingOperator(
         task_id="extract_campaign",

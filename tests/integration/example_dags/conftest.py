@@ -12,7 +12,7 @@ from airflow_voicetrack.emulator.process import EmulatorProcess
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[3] / "example_dags"
 #: Seconds after a reset by which every call of the progressing emulator has finished.
-SETTLE_SECONDS = 8.0
+SETTLE_SECONDS = 10.0
 
 
 @pytest.fixture

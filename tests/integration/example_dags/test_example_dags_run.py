@@ -75,6 +75,7 @@ def test_gate_dag_waits_for_the_calls_then_counts_the_extracted_messages_per_sta
     progressing: EmulatorProcess, output_base: Path, load_example_dag: Callable[[str], DAG]
 ) -> None:
     dag = load_example_dag("example_voicetrack_gate")
+    progressing.reset()  # the calls start now, right before the run
     before = progressing.truth(date_start=DAY_START, date_end=DAY_END, campaign_id=CAMPAIGN_ID)
     assert any(message["status"]["status"] not in DEFAULT_TERMINAL_STATUSES for message in before)
 
