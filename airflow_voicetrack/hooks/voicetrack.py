@@ -720,7 +720,9 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
 
     async def _get_transport(self) -> _AsyncTransport:
         if self._transport is None:
-            self._transport = _AsyncTransport(await self.get_settings(), self)
+            settings = await self.get_settings()
+            # Building the client loads the CA bundle from disk: keep that off the event loop.
+            self._transport = await asyncio.to_thread(_AsyncTransport, settings, self)
         return self._transport
 
     async def close(self) -> None:
