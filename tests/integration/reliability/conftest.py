@@ -134,7 +134,7 @@ class S3Bucket:
     name: str = S3_BUCKET
     conn_id: str = S3_CONN_ID
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         """:return: every key in the bucket, sorted."""
         listing = self.client.list_objects_v2(Bucket=self.name).get("Contents", [])
         return sorted(item["Key"] for item in listing)
@@ -159,6 +159,6 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
         ),
     )
     bucket = S3Bucket(s3_client(s3_endpoint))
-    for key in bucket.keys():
+    for key in bucket.object_keys():
         bucket.client.delete_object(Bucket=bucket.name, Key=key)
     return bucket

@@ -66,7 +66,8 @@ class Fault:
     :param error: for a permanent fault, the typed error the hook and operator raise.
     :param text: for a permanent fault, text its message (and the sensor's) must hold.
     :param proof: how the test checks the fault fired: ``retried`` (more searches than a clean run),
-        ``tokens`` (more than one token issued), ``grew`` (the data set grew), or ``none`` (clean run).
+        ``tokens`` (more than one token issued), ``grew`` (the data set grew), ``rejected_once`` (one
+        token request, refused, not retried) or ``none``.
     :param recover_after: clear the faults this many seconds after the first request.
     :param wrong_secret: connect with a wrong application secret.
     """
@@ -104,7 +105,13 @@ TRANSIENT = [
     Fault("records_added_while_paging", {"insert_during_paging": 5}, proof="grew"),
 ]
 PERMANENT = [
-    Fault("wrong_credentials", wrong_secret=True, error=VoiceTrackAuthError, text="Bad credentials"),
+    Fault(
+        "wrong_credentials",
+        wrong_secret=True,
+        error=VoiceTrackAuthError,
+        text="Bad credentials",
+        proof="rejected_once",
+    ),
     Fault(
         "401_on_every_call",
         {"unauthorized_rate": 1.0},
@@ -226,10 +233,12 @@ def through_operator_s3(run_dag: Callable[..., Run], s3: S3Bucket, **_: Any) -> 
     run = _operator_run(run_dag, f"s3://{s3.name}/run/", output_conn_id=s3.conn_id)
     if run.states["extract"] != "success":
         [error] = run.errors["extract"]
-        return Outcome(error=error, left=s3.keys())
-    assert s3.keys() == [f"run/{FILE_NAME}"]
+        return Outcome(error=error, left=s3.object_keys())
+    assert s3.object_keys() == [f"run/{FILE_NAME}"]
     return Outcome(
-        messages=read_jsonl(s3.read(f"run/{FILE_NAME}")), left=s3.keys(), pages=run.results["extract"]["pages"]
+        messages=read_jsonl(s3.read(f"run/{FILE_NAME}")),
+        left=s3.object_keys(),
+        pages=run.results["extract"]["pages"],
     )
 
 
@@ -323,6 +332,9 @@ def assert_fault_fired(fault: Fault, emu: EmulatorProcess, outcome: Outcome, bef
     stats = emu.stats()
     if fault.proof == "tokens":
         assert stats["tokens_issued"] >= 2, stats
+    elif fault.proof == "rejected_once":
+        # Wrong credentials are not retried: one token request, no token, no API call.
+        assert (stats["requests"], stats["tokens_issued"]) == ({"POST /oauth/token": 1}, 0), stats
     elif fault.proof == "grew":
         assert len(emu.truth(START, END)) > before
     elif fault.proof == "retried" and outcome.error is None:
