@@ -248,7 +248,21 @@ class VoiceTrackingOperator(BaseOperator):
 
     def _final_path(self, start: pendulum.DateTime, end: pendulum.DateTime) -> ObjectStoragePath:
         assert self.output_path is not None
-        path = ObjectStoragePath(self.output_path, conn_id=self.output_conn_id)
+        if isinstance(self.output_path, str) and "://" not in self.output_path:
+            if not self.output_path.startswith("/"):
+                raise ValueError(
+                    f"output_path {self.output_path!r} is a relative path, which would depend on the "
+                    "worker's working directory; use a URI such as 'file:///data/voicetrack/' or "
+                    "'s3://bucket/prefix/'"
+                )
+        try:
+            path = ObjectStoragePath(self.output_path, conn_id=self.output_conn_id)
+        except ValueError as err:  # fsspec: "Unsupported filesystem"/"Protocol not known"
+            raise ValueError(
+                f"output_path {self.output_path!r}: {err}; use a URI whose scheme has an fsspec "
+                "file system, such as 'file:///data/voicetrack/' or 's3://bucket/prefix/' "
+                "(s3 needs the [s3] extra)"
+            ) from err
         # ObjectStoragePath drops a trailing "/", so only a URI string can name a directory.
         if isinstance(self.output_path, str) and self.output_path.endswith("/"):
             path = path / default_file_name(start, end, self.output_format)

@@ -155,7 +155,10 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             except VoiceTrackTransientError as err:
                 errors += 1
                 if errors >= MAX_CONSECUTIVE_ERRORS:
-                    return {"status": "error", "message": f"{errors} transient errors in a row, last: {err}"}
+                    return {
+                        "status": "error",
+                        "message": f"{errors} transient errors in a row, last: {type(err).__name__}: {err}",
+                    }
                 delay = min(self.poke_interval * 2**errors, MAX_ERROR_BACKOFF)
                 # The server's Retry-After (when the last failure carried one) is a floor.
                 floor = err.retry_after or 0.0

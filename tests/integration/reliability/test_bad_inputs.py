@@ -303,7 +303,13 @@ OPERATOR_RUN_CASES: list[tuple[str, dict[str, Any], type[BaseException], list[st
         "unknown_output_scheme",
         {"output_path": "nosuch://bucket/voicetrack/"},
         ValueError,
-        ["output_path", "nosuch"],
+        ["output_path", "nosuch", "file:///data/voicetrack/"],
+    ),
+    (
+        "relative_output_path",
+        {"output_path": "exports/voicetrack/"},
+        ValueError,
+        ["output_path", "relative path", "file:///data/voicetrack/"],
     ),
 ]
 
