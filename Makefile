@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test lint typecheck pytest demo bench clean
+# The oldest supported Airflow minor, tested by `make test-compat` in its own virtualenv.
+COMPAT_AIRFLOW ?= 3.2
+COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
+COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks \
+	tests/integration/sensors tests/integration/operators
+
+.PHONY: install test lint typecheck pytest test-compat demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +33,16 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Airflow 3.2 leaves FastAPI uncapped and its execution API breaks on FastAPI 0.137+;
+# Airflow 3.3 caps it at <0.137, so the same cap is applied here.
+test-compat:
+	@test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip uv
+	$(COMPAT_VENV)/bin/uv pip install --quiet --python $(COMPAT_VENV)/bin/python -e ".[test]" \
+		"apache-airflow==$(COMPAT_AIRFLOW).*" "fastapi<0.137"
+	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) \
+		$(COMPAT_VENV)/bin/python -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(BIN)/python -m example_dags.demo
 
@@ -35,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .airflow .demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) .airflow .demo-output .pytest_cache .mypy_cache .ruff_cache
