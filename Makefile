@@ -4,11 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-# The oldest supported Airflow minor, tested by `make test-compat` in its own virtualenv.
+# The oldest supported Airflow minor, tested by `make test-compat` in its own virtualenv: the unit
+# tests, provider registration through Airflow's CLI, the hooks and the trigger against the emulator.
+# Tests that go through `dag.test()` run on 3.3 only: on 3.2.2 its in-process execution API starts
+# its lifespan on a background loop and races the first request ("'State' object has no attribute
+# 'svcs_registry'"), fixed in 3.3.
 COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
-COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks \
-	tests/integration/sensors tests/integration/operators
+COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks
 
 .PHONY: install test lint typecheck pytest test-compat demo bench clean
 
@@ -42,6 +45,8 @@ test-compat:
 		"apache-airflow==$(COMPAT_AIRFLOW).*" "fastapi<0.137"
 	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) \
 		$(COMPAT_VENV)/bin/python -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS)
+	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) \
+		$(COMPAT_VENV)/bin/python -m pytest tests/integration/sensors -k "trigger and not blocks" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m example_dags.demo
