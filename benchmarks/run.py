@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -73,6 +74,7 @@ class Outcome:
     expected: int = 0
     result: dict[str, Any] = field(default_factory=dict)
     emulator_cpu_s: float = 0.0
+    others_percent: float = 0.0
     observed_peak_rss_mb: float = 0.0
     elapsed_s: float = 0.0
 
@@ -112,6 +114,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--memory-limit-mb", type=float, default=6144, help="resident set size at which a variant is killed"
     )
+    parser.add_argument(
+        "--quiet-percent",
+        type=float,
+        default=25,
+        help="before each variant, wait until the machine's CPUs are less busy than this (percent)",
+    )
+    parser.add_argument("--quiet-wait", type=float, default=30, help="seconds to wait for quiet at most")
     parser.add_argument("--sensor-sizes", type=_csv_ints, default=None, help="default 100,10000,100000")
     parser.add_argument("--no-sensor", action="store_true", help="skip the sensor's requests per poke")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "out")
@@ -152,6 +161,60 @@ def _cpu(process: psutil.Process) -> float:
     except psutil.Error:
         return 0.0
     return float(times.user + times.system)
+
+
+def _machine_busy_s() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def _own_and_children_cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class OthersMeter:
+    """
+    The share of the machine's CPUs that other processes used while a variant ran.
+
+    Machine-wide busy CPU time minus this process's, its finished children's (the variant) and the
+    emulator's, over the elapsed time times the number of CPUs. Other workers' tests on a shared
+    machine make the wall times noisy; this column says how much.
+
+    :param emulator: The emulator process (still running, so not among the finished children).
+    """
+
+    def __init__(self, emulator: psutil.Process) -> None:
+        self.emulator = emulator
+        self.started = time.perf_counter()
+        self.busy0, self.ours0, self.emulator0 = _machine_busy_s(), _own_and_children_cpu_s(), _cpu(emulator)
+
+    def percent(self) -> float:
+        """Others' share in percent of all CPUs since this meter was created."""
+        elapsed = time.perf_counter() - self.started
+        others = (
+            _machine_busy_s()
+            - self.busy0
+            - (_own_and_children_cpu_s() - self.ours0)
+            - (_cpu(self.emulator) - self.emulator0)
+        )
+        return max(0.0, 100 * others / (elapsed * (os.cpu_count() or 1)))
+
+
+def wait_for_quiet(max_busy_percent: float, max_wait: float) -> float:
+    """
+    Wait until the machine's CPUs are less than ``max_busy_percent`` busy over a second (other
+    workers share this machine); return the seconds waited (at most about ``max_wait``).
+
+    :param max_busy_percent: Machine-wide CPU use, in percent of all CPUs, considered quiet.
+    :param max_wait: Seconds after which to go on anyway.
+    """
+    started = time.perf_counter()
+    while time.perf_counter() - started < max_wait:
+        if psutil.cpu_percent(interval=1.0) < max_busy_percent:
+            break
+    return time.perf_counter() - started
 
 
 def wait_until_idle(process: psutil.Process, timeout: float) -> float:
@@ -289,11 +352,15 @@ def run_configuration(
                 *variant_args,
             ]
             log_path = args.out_dir / f"{letter}-{size}-{latency_ms}ms.log"
-            cpu0 = _cpu(emulator)
+            wait_for_quiet(args.quiet_percent, args.quiet_wait)
+            meter = OthersMeter(emulator)
             status, result, observed, elapsed = run_child(
                 command, env, log_path, args.timeout, args.memory_limit_mb
             )
-            outcome = Outcome(size, latency_ms, letter, status, expected, result, _cpu(emulator) - cpu0)
+            outcome = Outcome(
+                size, latency_ms, letter, status, expected, result, _cpu(emulator) - meter.emulator0
+            )
+            outcome.others_percent = meter.percent()
             outcome.observed_peak_rss_mb, outcome.elapsed_s = observed, elapsed
             if outcome.ok and result["records"] != expected:
                 outcome.status = f"wrong count: {result['records']} of {expected}"
@@ -312,7 +379,7 @@ def summary_line(outcome: Outcome) -> str:
     return (
         f"{result['records']:,} records in {result['wall_s']:.2f} s = {outcome.rate:,.0f}/s, "
         f"CPU {result['cpu_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB, "
-        f"emulator CPU {outcome.emulator_cpu_s:.2f} s"
+        f"emulator CPU {outcome.emulator_cpu_s:.2f} s, others {outcome.others_percent:.0f} % of the CPUs"
     )
 
 
@@ -400,20 +467,20 @@ def results_table(outcomes: list[Outcome]) -> str:
     """The markdown table of every variant's figures."""
     lines = [
         "| messages | latency | variant | records | wall s | records/s | CPU s | peak RSS MB "
-        "| RSS before MB | emulator CPU s (% of wall) |",
-        "|---:|---:|:--|---:|---:|---:|---:|---:|---:|---:|",
+        "| RSS before MB | emulator CPU s (% of wall) | others' CPU % |",
+        "|---:|---:|:--|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for outcome in outcomes:
         head = f"| {outcome.size:,} | {outcome.latency_ms} ms | {outcome.variant} "
         if not outcome.ok:
-            lines.append(head + f"| {outcome.status} | | | | | | |")
+            lines.append(head + f"| {outcome.status} | | | | | | | |")
             continue
         result = outcome.result
         share = 100 * outcome.emulator_cpu_s / result["wall_s"] if result["wall_s"] else 0.0
         lines.append(
             head + f"| {result['records']:,} | {result['wall_s']:.2f} | {outcome.rate:,.0f} "
             f"| {result['cpu_s']:.2f} | {result['peak_rss_mb']:.0f} | {result['base_rss_mb']:.0f} "
-            f"| {outcome.emulator_cpu_s:.2f} ({share:.0f} %) |"
+            f"| {outcome.emulator_cpu_s:.2f} ({share:.0f} %) | {outcome.others_percent:.0f} |"
         )
     return "\n".join(lines)
 
@@ -509,7 +576,8 @@ def render(args: argparse.Namespace, outcomes: list[Outcome], sensor_rows: list[
         "Wall and CPU time cover the extraction only (not the interpreter start and imports); CPU is "
         "user + system of the variant's process; peak RSS is the process's own `ru_maxrss`, imports "
         "included, and RSS before is its resident set just before the extraction; emulator CPU is the "
-        "emulator process's CPU time during the variant (100 % = one core busy).",
+        "emulator process's CPU time during the variant (100 % = one core busy); others' CPU is the share "
+        "of all CPUs that other processes on this shared machine used meanwhile (a measure of noise).",
     ]
     if outcomes:
         parts += ["", "### Ratios (records per second; ✅ target met, ❌ missed)", "", ratios_table(outcomes)]
