@@ -233,7 +233,8 @@ class JsonLinesWriter(_BufferedWriter):
     """One JSON object per line, with every field the API returned."""
 
     def _write(self, message: dict[str, Any]) -> None:
-        self._append(_json_encoder.encode(message) + b"\n")
+        _json_encoder.encode_into(message, self._buffer, -1)  # no intermediate bytes object
+        self._append(b"\n")
 
 
 class CsvWriter(_BufferedWriter):

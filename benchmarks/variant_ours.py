@@ -1,6 +1,6 @@
 """Variants D and E: our extraction, ``VoiceTrackHook.search_messages`` streamed by ``write_messages``.
 
-These are the two calls ``VoiceTrackingOperator.execute`` makes for an object-storage output: the
+These are the calls ``VoiceTrackingOperator.execute`` makes for an object-storage output: the
 hook pages through the search and the writer streams the messages into a local ``jsonl`` file through
 ``ObjectStoragePath`` (temporary file, then an atomic rename). D passes ``--concurrency 1``; E leaves
 every setting at its default (page size, concurrency, windows).
@@ -18,6 +18,7 @@ from pathlib import Path
 from airflow.sdk import ObjectStoragePath
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+from airflow_voicetrack.operators.voicetrack import gc_frozen
 from airflow_voicetrack.writers import write_messages
 from benchmarks.common import initialize_airflow, run_variant, variant_parser
 
@@ -43,7 +44,8 @@ def extract(args: argparse.Namespace) -> tuple[int, dict[str, int | None]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = ObjectStoragePath(f"file://{out_dir / args.name}.jsonl")
     hook = VoiceTrackHook(CONN_ID, max_concurrency=args.concurrency)
-    result = write_messages(hook.search_messages(args.date_start, args.date_end), path, "jsonl")
+    with gc_frozen():  # as VoiceTrackingOperator.execute does
+        result = write_messages(hook.search_messages(args.date_start, args.date_end), path, "jsonl")
     stats = hook.last_search_stats or {}
     return result.records, {"pages": stats.get("pages"), "bytes": result.bytes}
 
