@@ -7,6 +7,8 @@ accepts connections.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -44,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--arrival-rate", type=float, default=defaults.arrival_rate, help="new messages per second"
     )
     parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop when this process is no longer our parent (EmulatorProcess passes its own pid, so "
+        "an emulator never outlives the program that started it, even one killed with SIGKILL)",
+    )
+    parser.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
     faults = parser.add_argument_group("faults (all off by default; also PUT /_emulator/faults)")
@@ -59,14 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
+    def __init__(self, config: uvicorn.Config, url: str, parent_pid: int | None) -> None:
         super().__init__(config)
         self.url = url
+        self.parent_pid = parent_pid
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            if self.parent_pid is not None:
+                self._watchdog = asyncio.create_task(self._exit_when_orphaned(self.parent_pid))
             print(SERVING_PREFIX + self.url, flush=True)
+
+    async def _exit_when_orphaned(self, parent_pid: int) -> None:
+        while os.getppid() == parent_pid:
+            await asyncio.sleep(1.0)
+        self.should_exit = True
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -108,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             lifespan="on",
         ),
         url,
+        args.parent_pid,
     )
     server.run(sockets=[sock])
 

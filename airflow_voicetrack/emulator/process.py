@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -105,7 +106,15 @@ class EmulatorProcess:
         """
         began = time.monotonic()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow_voicetrack.emulator", *self.args],
+            # --parent-pid: the emulator stops by itself if this process dies without stopping it.
+            [
+                sys.executable,
+                "-m",
+                "airflow_voicetrack.emulator",
+                *self.args,
+                "--parent-pid",
+                str(os.getpid()),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

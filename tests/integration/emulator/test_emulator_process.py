@@ -126,3 +126,33 @@ def test_messages_keep_arriving_at_the_arrival_rate() -> None:
         assert len(emu.truth()) >= 100 + arrived
         emu.reset()
         assert len(emu.truth()) < 100 + 10
+
+
+def test_emulator_stops_when_the_program_that_started_it_is_killed() -> None:
+    """A test run killed with SIGKILL (or a CI timeout) must not leave emulators behind."""
+    import signal
+    import subprocess
+    import sys
+
+    starter = (
+        "from airflow_voicetrack.emulator.process import EmulatorProcess\n"
+        "import time\n"
+        "emu = EmulatorProcess(messages=100).start()\n"
+        "print(emu._proc.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    emulator_pid = int(parent.stdout.readline())
+    os.kill(emulator_pid, 0)  # serving
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(emulator_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(emulator_pid, signal.SIGKILL)
+    raise AssertionError("the emulator outlived the process that started it")
