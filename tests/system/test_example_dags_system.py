@@ -10,6 +10,7 @@ on a worker; XCom flows to the downstream task; and the extraction emits an Asse
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -188,3 +189,38 @@ def test_extraction_emits_an_asset_event_for_its_output(
     extracted = xcom(airflow, gate_run["run_path"], "extract_campaign")
     assert event["extra"]["records"] == extracted["records"] > 0
     assert event["extra"]["path"] == extracted["path"]
+
+
+def test_no_secret_reaches_task_logs_or_process_output(
+    airflow: AirflowDeployment, gate_run: dict[str, Any], emulator: EmulatorProcess
+) -> None:
+    """Real task logs (which ``dag.test()`` does not write) and every service's output carry neither
+    the application secret nor the Basic credentials sent to the token endpoint."""
+    basic = base64.b64encode(f"{emulator.client_id}:{emulator.client_secret}".encode()).decode()
+    needles = {"client secret": emulator.client_secret, "Basic credentials": basic}
+    assert all(len(needle) >= 8 for needle in needles.values()), "a needle this short would prove nothing"
+    logs = airflow.home / "logs"
+    # Every file under the logs folder: task logs, trigger logs, and the services' stdout/stderr.
+    scanned = {path: path.read_bytes() for path in sorted(logs.rglob("*")) if path.is_file()}
+
+    hits = [
+        f"{what} in {path.relative_to(logs)}"
+        for path, data in scanned.items()
+        for what, needle in needles.items()
+        if needle.encode() in data
+    ]
+    assert hits == []
+
+    # The scan read what it claims: each task's log of this run, and each service's output.
+    run_folder = logs / f"dag_id={DAG_ID}" / f"run_id={gate_run['run']['dag_run_id']}"
+    task_ids = [
+        ti["task_id"] for ti in airflow.api("GET", f"{gate_run['run_path']}/taskInstances")["task_instances"]
+    ]
+    assert sorted(task_ids) == ["count_by_status", "extract_campaign", SENSOR]
+    for task_id in task_ids:
+        task_logs = [path for path in scanned if path.is_relative_to(run_folder / f"task_id={task_id}")]
+        assert task_logs, f"no log of {task_id} among {sorted(str(p.relative_to(logs)) for p in scanned)}"
+        assert all(scanned[path].strip() for path in task_logs), f"an empty log of {task_id}"
+    assert b"Extracted" in scanned[run_folder / "task_id=extract_campaign" / "attempt=1.log"]
+    for service in airflow.processes:
+        assert scanned[airflow.log_path(service)].strip(), f"{service} wrote no output"

@@ -1,14 +1,16 @@
-"""Fixtures for running the example DAGs, as the DAG processor loads them, with ``dag.test()``."""
+"""Fixtures for running the example DAGs, as the DAG processor loads them, with ``dag.test()``.
+
+``progressing`` comes from ``tests/integration/conftest.py``; this folder sizes its data set.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow.sdk import DAG
-
-from airflow_voicetrack.emulator.process import EmulatorProcess
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[3] / "example_dags"
 #: Seconds after a reset by which every call of the progressing emulator has finished.
@@ -36,17 +38,7 @@ def load_example_dag(output_base: Path) -> Callable[[str], DAG]:
 
 
 @pytest.fixture(scope="module")
-def progressing_emulator_process() -> Iterator[EmulatorProcess]:
-    """The default data set (10,000 messages), with calls finishing over ``SETTLE_SECONDS``."""
-    with EmulatorProcess(messages=10_000, seed=1, settle_seconds=SETTLE_SECONDS) as emu:
-        yield emu
-
-
-@pytest.fixture
-def progressing(
-    progressing_emulator_process: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
-) -> EmulatorProcess:
-    """The progressing emulator as ``voicetrack_default``, its status clock restarted."""
-    progressing_emulator_process.reset()
-    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", progressing_emulator_process.connection_json())
-    return progressing_emulator_process
+def progressing_settings() -> dict[str, Any]:
+    """The progressing emulator (``tests/integration/conftest.py``) with the default data set
+    (10,000 messages), calls finishing over ``SETTLE_SECONDS``."""
+    return {"messages": 10_000, "seed": 1, "settle_seconds": SETTLE_SECONDS}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from voicetrack_hook_helpers import FAST_RETRIES
+from support.emulator import FAST_RETRIES
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 

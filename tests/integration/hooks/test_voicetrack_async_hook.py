@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from voicetrack_hook_helpers import END, FAST_RETRIES, START, api_requests, truth_ids
+from support.emulator import END, FAST_RETRIES, START, api_requests, truth_ids
 
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
@@ -109,8 +109,13 @@ def test_async_get_messages_raises_on_missing_by_default(emu):
     ],
 )
 def test_async_search_survives_faults(emu, faults):
+    # A 401/403 gets one token refresh, then fails the call. The fault counter is global (it fires on
+    # API calls n = 5, 10, 15, ... at rate 0.2): fetched one page at a time, a repeat (call n + 1)
+    # never faults; concurrent pages could take n + 1..n + 4 and hand the repeat call n + 5.
+    auth_fault = {"unauthorized_rate", "forbidden_rate"} & set(faults)
+    concurrency = {"max_concurrency": 1} if auth_fault else {}
     emu.set_faults(**faults)
-    assert_exact(run(collect, page_size=250), truth_ids(emu))
+    assert_exact(run(collect, page_size=250, **concurrency), truth_ids(emu))
 
 
 def test_async_records_added_during_paging_lose_nothing(emu):

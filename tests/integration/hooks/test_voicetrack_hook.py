@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from voicetrack_hook_helpers import END, FAST_RETRIES, START, api_requests, truth_ids
+from support.emulator import END, FAST_RETRIES, START, api_requests, truth_ids
 
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
@@ -408,8 +408,12 @@ def test_expiring_tokens_are_renewed_mid_search(emu):
 
 @pytest.mark.parametrize("fault", ["unauthorized_rate", "forbidden_rate"])
 def test_occasional_auth_failures_refresh_the_token_and_repeat(emu, fault):
+    # A call gets one token refresh: a second 401/403 in a row fails it. The emulator's fault counter
+    # is global: at rate 0.2 it fires on API calls n = 5, 10, 15, ... (floor(n * 0.2) increases), so a
+    # repeat (call n + 1) never faults, but only if no other page takes the numbers in between: one
+    # page at a time. Still 40+ calls, 8+ faults, each refreshing the token.
     emu.set_faults(**{fault: 0.2})
-    assert_exact(search_ids(VoiceTrackHook(page_size=250)), truth_ids(emu))
+    assert_exact(search_ids(VoiceTrackHook(page_size=250, max_concurrency=1)), truth_ids(emu))
     assert emu.stats()["tokens_issued"] > 1
 
 

@@ -18,19 +18,18 @@ from typing import Any
 import pyarrow.parquet as pq
 from airflow.sdk import Asset, ObjectStoragePath
 from airflow.timetables.interval import CronDataIntervalTimetable
+from support.dags import Run
+from support.messages import by_id
+from support.s3 import S3Bucket
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, split_interval
 from airflow_voicetrack.writers import CSV_COLUMNS, TEMP_MARKER, flatten_message
 
-#: Runs a DAG through ``dag.test()`` (see ``conftest.run_dag``).
-RunDag = Callable[..., Any]
+#: Runs a DAG through ``dag.test()`` (the ``run_dag`` fixture of ``tests/integration/conftest.py``).
+RunDag = Callable[..., Run]
 #: A day of the emulator's default data (2026-11-01 .. 2026-11-08, 10,000 messages).
 DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
-
-
-def by_id(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(messages, key=lambda m: m["messageId"])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -151,7 +150,7 @@ def test_zero_width_interval_fails_without_retry_naming_the_fix(
 
     run = run_dag(build)  # schedule=None: data_interval_start == data_interval_end
     assert run.states == {"extract": "failed"}
-    [error] = run.errors["extract"]
+    [error] = run.error_messages["extract"]
     assert "CronDataIntervalTimetable(" in error
     assert "CronTriggerTimetable(" in error
     assert "interval=" in error
@@ -167,8 +166,8 @@ def test_missing_interval_fails_naming_the_fix(
 
     run = run_dag(build, logical_date=None)
     assert run.states == {"extract": "failed"}
-    assert "date_start='None'" in run.errors["extract"][0]
-    assert "CronDataIntervalTimetable(" in run.errors["extract"][0]
+    assert "date_start='None'" in run.error_messages["extract"][0]
+    assert "CronDataIntervalTimetable(" in run.error_messages["extract"][0]
     assert emulator.stats()["total"] == 0
 
 
@@ -237,8 +236,8 @@ def test_xcom_cap_fails_before_the_search_telling_to_set_output_path(
 ) -> None:
     run = run_dag(extract(xcom_max_records=100))
     assert run.states == {"extract": "failed"}
-    assert "xcom_max_records=100" in run.errors["extract"][0]
-    assert "output_path" in run.errors["extract"][0]
+    assert "xcom_max_records=100" in run.error_messages["extract"][0]
+    assert "output_path" in run.error_messages["extract"][0]
     searches = [n for key, n in emulator.stats()["requests"].items() if "/voice/tracking" in key]
     assert sum(searches) == 1, "only the count request"
 
@@ -283,7 +282,7 @@ def test_api_failure_mid_write_leaves_no_object_and_no_temporary(
     emulator.set_faults(unauthorized_rate=0.99)  # the first API call passes, every later one gets a 401
     run = run_dag(extract(output_path=f"file://{tmp_path}/out/day.jsonl", page_size=100))
     assert run.states == {"extract": "failed"}
-    assert "401" in run.errors["extract"][0]
+    assert "401" in run.error_messages["extract"][0]
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -321,26 +320,26 @@ def test_writer_killed_mid_write_leaves_nothing_at_the_final_path(
 
 
 def test_s3_output_equals_the_truth_and_a_rerun_replaces_it(
-    emulator: EmulatorProcess, run_dag: RunDag, s3: Any
+    emulator: EmulatorProcess, run_dag: RunDag, s3: S3Bucket
 ) -> None:
-    build = extract(output_path=f"s3://{s3.bucket}/voicetrack/", output_conn_id=s3.conn_id)
+    build = extract(output_path=f"s3://{s3.name}/voicetrack/", output_conn_id=s3.conn_id)
     first = run_dag(build)
     second = run_dag(build)
     assert (first.states, second.states) == ({"extract": "success"}, {"extract": "success"})
     key = "voicetrack/voicetrack_20261102T000000Z_20261103T000000Z.jsonl"
     assert s3.object_keys() == [key]
-    body = s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+    body = s3.client.get_object(Bucket=s3.name, Key=key)["Body"].read()
     assert by_id([json.loads(line) for line in body.splitlines()]) == emulator.truth(
         date_start=DAY[0], date_end=DAY[1]
     )
-    assert second.results["extract"]["path"] == f"s3://{s3.bucket}/{key}"
+    assert second.results["extract"]["path"] == f"s3://{s3.name}/{key}"
     assert second.results["extract"]["conn_id"] == s3.conn_id
 
 
-def test_s3_failure_leaves_no_object(emulator: EmulatorProcess, run_dag: RunDag, s3: Any) -> None:
+def test_s3_failure_leaves_no_object(emulator: EmulatorProcess, run_dag: RunDag, s3: S3Bucket) -> None:
     emulator.set_faults(unauthorized_rate=0.99)
     run = run_dag(
-        extract(output_path=f"s3://{s3.bucket}/voicetrack/", output_conn_id=s3.conn_id, page_size=100)
+        extract(output_path=f"s3://{s3.name}/voicetrack/", output_conn_id=s3.conn_id, page_size=100)
     )
     assert run.states == {"extract": "failed"}
     assert s3.object_keys() == []

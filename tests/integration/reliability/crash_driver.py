@@ -11,24 +11,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pendulum
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script: put ``tests/`` on the path for the shared ``support`` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from airflow.sdk import DAG
-from conftest import serialize_dag
+from support.dags import LOGICAL_DATE, START_DATE, serialize_dag
 
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
 
 
 def main(dag_id: str, output_path: str, date_start: str, date_end: str) -> int:
     """Run the extraction; return 0 when it succeeded."""
-    with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    with DAG(dag_id, schedule=None, start_date=START_DATE, catchup=False) as dag:
         VoiceTrackingOperator(
             task_id="extract", date_start=date_start, date_end=date_end, output_path=output_path, retries=0
         )
     serialize_dag(dag)
-    run = dag.test(logical_date=pendulum.datetime(2026, 11, 3, tz="UTC"))
+    run = dag.test(logical_date=LOGICAL_DATE)
     return 0 if str(run.state) == "success" else 1
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from conftest import Run
-from reliability_helpers import END, START
+from support.dags import Run
+from support.emulator import END, START
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook

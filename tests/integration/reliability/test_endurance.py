@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from conftest import Run
-from reliability_helpers import END, START
+from support.dags import Run
+from support.emulator import END, START
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, default_file_name

@@ -24,18 +24,10 @@ from typing import Any
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 from airflow.sdk.exceptions import TaskDeferred
-from conftest import Run, S3Bucket
-from reliability_helpers import (
-    END,
-    FAST_RETRIES,
-    START,
-    api_requests,
-    by_id,
-    duplicates,
-    files_under,
-    read_jsonl,
-    status_counts,
-)
+from support.dags import Run
+from support.emulator import END, FAST_RETRIES_100_PER_PAGE, START, api_requests
+from support.messages import by_id, duplicates, files_under, read_jsonl, status_counts
+from support.s3 import S3Bucket
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.exceptions import (
@@ -62,7 +54,7 @@ class Fault:
 
     :param name: the test id.
     :param faults: emulator fault settings (``PUT /_emulator/faults``).
-    :param extras: connection extras on top of :data:`FAST_RETRIES`.
+    :param extras: connection extras on top of :data:`FAST_RETRIES_100_PER_PAGE`.
     :param error: for a permanent fault, the typed error the hook and operator raise.
     :param text: for a permanent fault, text its message (and the sensor's) must hold.
     :param proof: how the test checks the fault fired: ``retried`` (more searches than a clean run),
@@ -308,7 +300,7 @@ def clear_faults_later(emu: EmulatorProcess, seconds: float | None) -> Iterator[
 
 def connect(emu: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, fault: Fault) -> None:
     """Point ``voicetrack_default`` at the emulator with the fault's extras (and secret)."""
-    conn = json.loads(emu.connection_json(**{**FAST_RETRIES, **fault.extras}))
+    conn = json.loads(emu.connection_json(**{**FAST_RETRIES_100_PER_PAGE, **fault.extras}))
     if fault.wrong_secret:
         conn["password"] = "not-the-application-secret"
     monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))

@@ -16,7 +16,7 @@ import pendulum
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import by_id, duplicates
+from support.messages import by_id, duplicates
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Run
-from reliability_helpers import START
+from support.dags import Run
+from support.emulator import START
 
 import airflow_voicetrack.hooks.voicetrack as hook_module
 from airflow_voicetrack.emulator.process import EmulatorProcess

@@ -1,7 +1,8 @@
 """VoiceMessageStatusSensor and its trigger against the emulator over HTTP, with real Airflow.
 
-Statuses progress in real time (the emulator settles every message within ``SETTLE_SECONDS`` of
-its clock restart); DAGs run with ``dag.test()``, which runs a deferred task's trigger inline.
+Statuses progress in real time (the emulator settles every message within the ``settle_seconds`` of
+``progressing_settings`` after its clock restart); DAGs run with ``dag.test()``, which runs a
+deferred task's trigger inline.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.models.dagrun import DagRun
 from airflow.sdk import DAG, task
 from airflow.sdk._shared.module_loading import import_string
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
 from airflow.utils.state import DagRunState, TaskInstanceState
+from support.dags import Run
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.emulator.data import CAMPAIGNS
@@ -30,7 +31,8 @@ from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 START, END = "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z"
 SEARCH = "POST /voice/tracking"
 GET_ONE = "GET /voice/tracking/{message_id}"
-RunDag = Callable[[DAG], DagRun]
+#: Runs a DAG through ``dag.test()`` (the ``run_dag`` fixture of ``tests/integration/conftest.py``).
+RunDag = Callable[[DAG], Run]
 
 
 def by_status(messages: list[dict[str, Any]]) -> dict[str, int]:
@@ -79,8 +81,8 @@ def sensor_dag(emu: EmulatorProcess, dag_id: str, **sensor_kwargs: Any) -> tuple
     return dag, summaries, errors
 
 
-def sensor_ti(run: DagRun) -> Any:
-    return run.get_task_instance("wait")
+def sensor_ti(run: Run) -> Any:
+    return run.dag_run.get_task_instance("wait")
 
 
 # -- the three modes under dag.test() -----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Helpers shared by the reliability tests (imported by name: test folders are not packages)."""
+"""Small functions over lists of messages (as the API returns them) and over output files."""
 
 from __future__ import annotations
 
@@ -8,18 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
-from airflow_voicetrack.emulator.process import EmulatorProcess
-
-#: The emulator's default creation-time range: every message of a data set lies in it.
-START, END = "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z"
-#: Connection extras that keep retry waits short, so a fault test spends its time on requests.
-FAST_RETRIES: dict[str, Any] = {
-    "max_retry_wait": 0.05,
-    "max_retries": 8,
-    "connect_timeout": 2,
-    "read_timeout": 10,
-    "page_size": 100,
-}
 
 
 def by_id(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,11 +24,6 @@ def duplicates(messages: list[dict[str, Any]]) -> list[str]:
 def read_jsonl(data: bytes) -> list[dict[str, Any]]:
     """:return: the messages of a JSON-lines object."""
     return [json.loads(line) for line in data.splitlines() if line.strip()]
-
-
-def api_requests(emu: EmulatorProcess) -> int:
-    """:return: requests the emulator served (token requests included), admin calls excluded."""
-    return int(emu.stats()["total"])
 
 
 def status_counts(messages: list[dict[str, Any]]) -> dict[str, int]:
