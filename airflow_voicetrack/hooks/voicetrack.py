@@ -610,6 +610,16 @@ async def _aget_connection(conn_id: str) -> Any:
 
 
 async def _amask_secret(value: str) -> None:
+    """
+    Register ``value`` with the secrets masker without stalling the event loop.
+
+    ``add_mask`` recompiles one pattern of every secret the process has registered so far: in a
+    long-lived triggerer that takes hundreds of milliseconds, so the compiling happens in a thread.
+    Registering the same value again below is then cheap, and also tells the supervisor.
+    """
+    from airflow.sdk._shared.secrets_masker import _secrets_masker
+
+    await asyncio.to_thread(_secrets_masker().add_mask, value)
     try:
         from airflow.sdk.log import amask_secret
     except ImportError:  # Airflow < 3.3
