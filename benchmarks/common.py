@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import resource
 import sys
 import time
@@ -66,6 +67,24 @@ def variant_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (variant default)")
     parser.add_argument("--out-dir", default="benchmarks/out", help="where variants that write put files")
     return parser
+
+
+def set_voicetrack_connection(conn_id: str, args: argparse.Namespace) -> None:
+    """
+    Define ``conn_id`` as a voicetrack connection to the emulator at ``args.url`` (env var form).
+
+    :param conn_id: The Airflow connection id.
+    :param args: The parsed variant arguments (``url``, ``client_id``, ``client_secret``).
+    """
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+        {
+            "conn_type": "voicetrack",
+            "login": args.client_id,
+            "password": args.client_secret,
+            "host": args.url,
+            "extra": {"token_url": f"{args.url}/oauth/token"},
+        }
+    )
 
 
 def fetch_token(session: requests.Session, args: argparse.Namespace) -> str:

@@ -9,14 +9,12 @@ all pokes, and what each poke returned (``is_done``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from typing import Any
 
 import requests
 
 from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
-from benchmarks.common import initialize_airflow, run_variant, variant_parser
+from benchmarks.common import initialize_airflow, run_variant, set_voicetrack_connection, variant_parser
 
 CONN_ID = "voicetrack_bench"
 
@@ -27,15 +25,7 @@ def count_requests_per_poke(args: argparse.Namespace) -> tuple[int, dict[str, An
 
     :param args: The parsed arguments.
     """
-    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
-        {
-            "conn_type": "voicetrack",
-            "login": args.client_id,
-            "password": args.client_secret,
-            "host": args.url,
-            "extra": {"token_url": f"{args.url}/oauth/token"},
-        }
-    )
+    set_voicetrack_connection(CONN_ID, args)
     sensor = VoiceMessageStatusSensor(
         task_id="wait",
         voicetrack_conn_id=CONN_ID,

@@ -11,8 +11,6 @@ The connection comes from ``AIRFLOW_CONN_VOICETRACK_BENCH`` (set here from ``--u
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
@@ -20,7 +18,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.operators.voicetrack import gc_frozen
 from airflow_voicetrack.writers import write_messages
-from benchmarks.common import initialize_airflow, run_variant, variant_parser
+from benchmarks.common import initialize_airflow, run_variant, set_voicetrack_connection, variant_parser
 
 CONN_ID = "voicetrack_bench"
 
@@ -31,15 +29,7 @@ def extract(args: argparse.Namespace) -> tuple[int, dict[str, int | None]]:
 
     :param args: The parsed variant arguments (``concurrency`` None keeps the default).
     """
-    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
-        {
-            "conn_type": "voicetrack",
-            "login": args.client_id,
-            "password": args.client_secret,
-            "host": args.url,
-            "extra": {"token_url": f"{args.url}/oauth/token"},
-        }
-    )
+    set_voicetrack_connection(CONN_ID, args)
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = ObjectStoragePath(f"file://{out_dir / args.name}.jsonl")
