@@ -47,7 +47,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from airflow_voicetrack.constants import CAMPAIGN_PATH, CONVERSATION_PATH, MESSAGE_PATH, SEARCH_PATH
-from airflow_voicetrack.emulator.faults import FaultMiddleware, FaultSchedule, FaultSettings
+from airflow_voicetrack.emulator.faults import FaultMiddleware, FaultSchedule, FaultSettings, InFlight
 from airflow_voicetrack.emulator.query import (
     SearchQuery,
     ValidationError,
@@ -155,6 +155,7 @@ class Emulator:
         self.tokens: dict[str, float] = {}
         self.requests: Counter[str] = Counter()
         self.tokens_issued = 0
+        self.in_flight = InFlight()
         self._cache: OrderedDict[tuple, list[Entry]] = OrderedDict()
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -375,13 +376,19 @@ class Emulator:
                 "requests": dict(self.requests),
                 "total": sum(self.requests.values()),
                 "tokens_issued": self.tokens_issued,
+                "search_in_flight_max": self.in_flight.most,
             }
         )
+
+    async def spans(self, request: Request) -> Response:
+        """``GET /_emulator/spans``: each search request's ``[start, end]`` (seconds, monotonic clock)."""
+        return _json({"spans": list(self.in_flight.spans)})
 
     async def reset_stats(self, request: Request) -> Response:
         """``POST /_emulator/stats/reset``."""
         self.requests.clear()
         self.tokens_issued = 0
+        self.in_flight.reset()
         return _json({"status": "ok"})
 
     async def faults_get(self, request: Request) -> Response:
@@ -414,6 +421,7 @@ class Emulator:
         self.faults.replace(FaultSettings())
         self.requests.clear()
         self.tokens_issued = 0
+        self.in_flight.reset()
         return _json({"status": "ok"})
 
     async def add_messages(self, request: Request) -> Response:
@@ -473,6 +481,7 @@ def create_app(config: EmulatorConfig | None = None) -> tuple[FaultMiddleware, E
         Route("/_emulator/truth", e.truth, methods=["POST"]),
         Route("/_emulator/stats", e.stats),
         Route("/_emulator/stats/reset", e.reset_stats, methods=["POST"]),
+        Route("/_emulator/spans", e.spans),
         Route("/_emulator/faults", e.faults_get, methods=["GET"]),
         Route("/_emulator/faults", e.faults_put, methods=["PUT"]),
         Route("/_emulator/faults", e.faults_delete, methods=["DELETE"]),
@@ -481,6 +490,11 @@ def create_app(config: EmulatorConfig | None = None) -> tuple[FaultMiddleware, E
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     middleware = FaultMiddleware(
-        app, emulator.faults, emulator.count_request, lambda status: _auth_error_body(status)
+        app,
+        emulator.faults,
+        emulator.count_request,
+        lambda status: _auth_error_body(status),
+        emulator.in_flight,
+        SEARCH_PATH,
     )
     return middleware, emulator

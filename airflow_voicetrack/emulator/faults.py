@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -226,6 +227,37 @@ async def _drain(receive: Receive) -> None:
             return
 
 
+class InFlight:
+    """Search requests in flight: the most at once, and every request's span on the monotonic clock.
+
+    A client's concurrency is seen here, from the server's side, as it is on the real service's: how
+    many searches overlapped, and when each began and ended (latency and faults included).
+
+    :param keep: the most recent spans kept (the oldest are dropped beyond).
+    """
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self.current = 0
+        self.most = 0
+        self.spans: deque[tuple[float, float]] = deque(maxlen=keep)
+
+    def begin(self) -> float:
+        """Count a request in; return its start time."""
+        self.current += 1
+        self.most = max(self.most, self.current)
+        return time.monotonic()
+
+    def end(self, started: float) -> None:
+        """Count a request out and keep its span."""
+        self.current -= 1
+        self.spans.append((started, time.monotonic()))
+
+    def reset(self) -> None:
+        """Forget the spans; the most at once restarts from the requests in flight now."""
+        self.most = self.current
+        self.spans.clear()
+
+
 class FaultMiddleware:
     """Raw ASGI middleware: counts requests, adds latency and injects the configured faults.
 
@@ -233,6 +265,8 @@ class FaultMiddleware:
     :param schedule: the shared fault schedule.
     :param count_request: called with ``(method, path)`` for every non-admin request.
     :param auth_error: builds the body of an injected 401/403 from the status.
+    :param in_flight: tracks the search requests (``search_path``) from arrival to the last byte sent.
+    :param search_path: the path of the search endpoint.
     """
 
     def __init__(
@@ -241,13 +275,27 @@ class FaultMiddleware:
         schedule: FaultSchedule,
         count_request: Callable[[str, str], None],
         auth_error: Callable[[int], bytes],
+        in_flight: InFlight,
+        search_path: str,
     ) -> None:
         self.app = app
         self.schedule = schedule
         self.count_request = count_request
         self.auth_error = auth_error
+        self.in_flight = in_flight
+        self.search_path = search_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != self.search_path:
+            await self._handle(scope, receive, send)
+            return
+        started = self.in_flight.begin()
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.in_flight.end(started)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path.startswith("/_emulator"):
             await self.app(scope, receive, send)

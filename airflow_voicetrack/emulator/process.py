@@ -252,8 +252,12 @@ class EmulatorProcess:
         return self._admin("POST", "truth", list(filters or []), query)["content"]
 
     def stats(self) -> dict:
-        """Requests served per route, their total and the tokens issued."""
+        """Requests served per route, their total, the tokens issued and the most searches at once."""
         return self._admin("GET", "stats")
+
+    def search_spans(self) -> list[tuple[float, float]]:
+        """Each search request since the last stats reset: ``(start, end)`` on the emulator's clock."""
+        return [(start, end) for start, end in self._admin("GET", "spans")["spans"]]
 
     def reset_stats(self) -> None:
         """Zero the request and token counters."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import re
+import threading
 import time
 from typing import Any
 
@@ -430,8 +431,34 @@ def test_stats_count_requests_per_route_and_reset(api: Any, emu: EmulatorProcess
         "GET /voice/tracking/{message_id}": 1,
     }
     assert stats["total"] == 4 and stats["tokens_issued"] == 1
+    assert stats["search_in_flight_max"] == 1  # one after the other
+    assert len(emu.search_spans()) == 2
     emu.reset_stats()
-    assert emu.stats() == {"requests": {}, "total": 0, "tokens_issued": 0}
+    assert emu.stats() == {"requests": {}, "total": 0, "tokens_issued": 0, "search_in_flight_max": 0}
+    assert emu.search_spans() == []
+
+
+def test_stats_report_the_most_searches_in_flight_and_their_spans(api: Any, emu: EmulatorProcess) -> None:
+    api.search()  # the token, outside the measured part
+    emu.reset_stats()
+    # Four searches that overlap for certain: each is held 2 s, and all four start together.
+    emu.set_faults(latency_ms=2000)
+    barrier = threading.Barrier(4)
+
+    def search() -> None:
+        barrier.wait()
+        api.search()
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert emu.stats()["search_in_flight_max"] == 4
+    spans = emu.search_spans()
+    assert len(spans) == 4
+    assert all(end - start >= 1.9 for start, end in spans)  # asyncio may wake a tick early
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all four overlapped
 
 
 def test_admin_add_messages_are_searchable_and_reset_drops_them(api: Any, emu: EmulatorProcess) -> None:
