@@ -1,9 +1,8 @@
 """
 The fault matrix: every fault the emulator can inject, crossed with every way data leaves the API.
 
-Paths: the hook's search, the operator writing a local file, the operator writing to S3 (moto's
-server over HTTP) and the deferrable sensor (its trigger, rebuilt from the deferral, run with
-asyncio, its event handed back to the sensor). A transient fault must end with exactly the
+Paths (``support.paths``): the hook's search, the operator writing a local file, the operator
+writing to S3 (moto's server over HTTP) and the deferrable sensor. A transient fault must end with exactly the
 emulator's truth: nothing lost, nothing twice (records added while paging: everything that existed
 before, nothing that did not exist after). A permanent fault must end with a typed error that says
 what is wrong, and nothing at the output path. Every cell also proves its fault fired. The same
@@ -12,22 +11,17 @@ table is in ``docs/reliability.md``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk._shared.module_loading import import_string
-from airflow.sdk.exceptions import TaskDeferred
-from support.dags import Run
 from support.emulator import END, FAST_RETRIES_100_PER_PAGE, START, api_requests
-from support.messages import by_id, duplicates, files_under, read_jsonl, status_counts
-from support.s3 import S3Bucket
+from support.messages import by_id, duplicates, status_counts
+from support.paths import RUNNERS, SENSOR_FAILURE, Outcome
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.exceptions import (
@@ -36,15 +30,6 @@ from airflow_voicetrack.exceptions import (
     VoiceTrackResponseError,
     VoiceTrackTransientError,
 )
-from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, default_file_name
-from airflow_voicetrack.protocol import parse_datetime
-from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
-
-#: The object the operator writes for [START, END) into a directory output path.
-FILE_NAME = default_file_name(parse_datetime(START, "start"), parse_datetime(END, "end"), "jsonl")
-#: The sensor's failure status and a threshold it never reaches: the final poke samples failed ids.
-SENSOR_FAILURE = "Failed"
 
 
 @dataclass(frozen=True)
@@ -170,105 +155,6 @@ PERMANENT = [
     ),
 ]
 PATHS = ["hook", "operator_file", "operator_s3", "deferrable_sensor"]
-
-
-@dataclass
-class Outcome:
-    """What one path produced: the messages (or the sensor's summary), or the error it failed with."""
-
-    messages: list[dict[str, Any]] | None = None
-    summary: dict[str, Any] | None = None
-    error: BaseException | None = None
-    #: files (or S3 keys) at the output location after the run
-    left: list[str] = field(default_factory=list)
-    #: searches a clean run needs (hook and operators: the pages; sensor: its counts and sample)
-    pages: int | None = None
-
-
-# -- the four paths -------------------------------------------------------------------------------
-
-
-def through_hook(**_: Any) -> Outcome:
-    hook = VoiceTrackHook()
-    try:
-        messages = list(hook.search_messages(START, END))
-    except VoiceTrackError as error:
-        return Outcome(error=error)
-    return Outcome(messages=messages, pages=(hook.last_search_stats or {})["pages"])
-
-
-def _operator_run(run_dag: Callable[..., Run], output_path: str, **kwargs: Any) -> Run:
-    def build() -> None:
-        VoiceTrackingOperator(
-            task_id="extract", date_start=START, date_end=END, output_path=output_path, **kwargs
-        )
-
-    return run_dag(build)
-
-
-def through_operator_file(run_dag: Callable[..., Run], tmp_path: Path, **_: Any) -> Outcome:
-    out = tmp_path / "out"
-    out.mkdir()
-    run = _operator_run(run_dag, f"file://{out}/")
-    if run.states["extract"] != "success":
-        [error] = run.errors["extract"]
-        return Outcome(error=error, left=files_under(out))
-    assert files_under(out) == [FILE_NAME]
-    return Outcome(
-        messages=read_jsonl((out / FILE_NAME).read_bytes()),
-        left=files_under(out),
-        pages=run.results["extract"]["pages"],
-    )
-
-
-def through_operator_s3(run_dag: Callable[..., Run], s3: S3Bucket, **_: Any) -> Outcome:
-    run = _operator_run(run_dag, f"s3://{s3.name}/run/", output_conn_id=s3.conn_id)
-    if run.states["extract"] != "success":
-        [error] = run.errors["extract"]
-        return Outcome(error=error, left=s3.object_keys())
-    assert s3.object_keys() == [f"run/{FILE_NAME}"]
-    return Outcome(
-        messages=read_jsonl(s3.read(f"run/{FILE_NAME}")),
-        left=s3.object_keys(),
-        pages=run.results["extract"]["pages"],
-    )
-
-
-def through_deferrable_sensor(**_: Any) -> Outcome:
-    """Defer the sensor, run the trigger it hands over (rebuilt from its serialization), resume it."""
-    sensor = VoiceMessageStatusSensor(
-        task_id="wait",
-        date_start=START,
-        date_end=END,
-        failure_statuses={SENSOR_FAILURE},
-        failure_threshold=0.99,
-        poke_interval=0.1,
-        timeout=120,
-        deferrable=True,
-    )
-    with pytest.raises(TaskDeferred) as deferral:
-        sensor.execute({})  # type: ignore[arg-type]
-    classpath, kwargs = deferral.value.trigger.serialize()
-    trigger = import_string(classpath)(**kwargs)
-
-    async def first_event() -> dict[str, Any]:
-        return (await anext(trigger.run())).payload
-
-    event = asyncio.run(asyncio.wait_for(first_event(), timeout=120))
-    try:
-        summary = sensor.execute_complete({}, event)  # type: ignore[arg-type]
-    except Exception as error:
-        return Outcome(error=error)
-    # One count of pending messages, one per terminal status, one sample search of failed ids.
-    return Outcome(summary=summary, pages=1 + len(summary["by_status"]) + 1)
-
-
-RUNNERS: dict[str, Callable[..., Outcome]] = {
-    "hook": through_hook,
-    "operator_file": through_operator_file,
-    "operator_s3": through_operator_s3,
-    "deferrable_sensor": through_deferrable_sensor,
-}
 
 
 # -- set-up and checks ----------------------------------------------------------------------------
