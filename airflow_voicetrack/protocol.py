@@ -11,6 +11,7 @@ for the messages of a search (de-duplication, totals, progress). The transports 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import math
 import random
@@ -84,6 +85,7 @@ class Settings:
     max_retry_wait: float = 60.0
     max_retry_time: float = 600.0
     window: timedelta = timedelta(hours=24)
+    request_deadline: float = 300.0
 
     @classmethod
     def from_connection(
@@ -107,7 +109,8 @@ class Settings:
         :param password: the application secret.
         :param extra: the connection's extras (``token_url``, ``scope``, timeouts, ...).
         :param overrides: hook keyword arguments; ``None`` values are ignored.
-        :raises ValueError: naming the field and the fix.
+        :raises ValueError: naming the field and the fix; also for a plain ``http://`` URL to a host
+            that is not a loopback address, unless the extra ``allow_insecure_http`` is true.
         """
         where = f"connection {conn_id!r}"
         if not login:
@@ -126,9 +129,14 @@ class Settings:
         scope = values.get("scope")
         if scope is not None and not isinstance(scope, str):
             raise ValueError(f"extra 'scope' of {where} must be a comma-separated string, got {scope!r}")
+        base_url = _api_base_url(host, port, where)
+        token_url = _http_url(token_url, f"extra 'token_url' of {where}", DEFAULT_TOKEN_URL)
+        if not _boolean(values, "allow_insecure_http", False):
+            _refuse_cleartext(base_url, f"host field of {where}", where)
+            _refuse_cleartext(token_url, f"extra 'token_url' of {where}", where)
         return cls(
-            base_url=_api_base_url(host, port, where),
-            token_url=_http_url(token_url, f"extra 'token_url' of {where}", DEFAULT_TOKEN_URL),
+            base_url=base_url,
+            token_url=token_url,
             client_id=login,
             client_secret=password,
             scope=scope or None,
@@ -141,6 +149,7 @@ class Settings:
             max_retry_wait=_number(values, "max_retry_wait", 60.0, minimum=0),
             max_retry_time=_number(values, "max_retry_time", 600.0, minimum=0),
             window=window,
+            request_deadline=_number(values, "request_deadline", 300.0, positive=True),
         )
 
     @property
@@ -195,6 +204,34 @@ def _http_url(value: Any, what: str, example: str = DEFAULT_API_URL) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{what} must be an http(s) URL such as {example!r}, got {value!r}")
     return value
+
+
+def _is_loopback(host: str) -> bool:
+    """:return: whether ``host`` names this machine, decided from the text alone (no name lookup)."""
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always the loopback
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_cleartext(url: str, what: str, where: str) -> None:
+    """
+    Refuse a plain ``http://`` URL to another machine: the application secret (token request) and
+    the access token (API calls) would cross the network readable by anyone on the path.
+
+    :raises ValueError: naming the field and both fixes.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or _is_loopback(parts.hostname or ""):
+        return
+    fixed = urlunsplit(parts._replace(scheme="https", netloc=parts.netloc.rpartition("@")[2]))
+    raise ValueError(
+        f"{what} uses plain http:// to {parts.hostname!r}, which is not a loopback address: the "
+        f"application secret and access tokens would cross the network unencrypted; use {fixed!r}, "
+        f"or set the extra allow_insecure_http: true on {where} if cleartext is really intended"
+    )
 
 
 def _number(

@@ -172,7 +172,8 @@ class _VoiceTrackHookBase(BaseHook):
         self.last_search_stats: dict[str, Any] | None = None
 
     def _settings_from(self, conn: Any, extra: Mapping[str, Any]) -> Settings:
-        return Settings.from_connection(
+        """Validate the connection, once per hook: so the ``verify_ssl`` warning comes once per task."""
+        settings = Settings.from_connection(
             conn_id=self.voicetrack_conn_id,
             host=conn.host,
             port=conn.port,
@@ -181,6 +182,14 @@ class _VoiceTrackHookBase(BaseHook):
             extra=extra,
             overrides=self._overrides,
         )
+        if not settings.verify_ssl:
+            self.log.warning(
+                "Connection %r has verify_ssl off: TLS certificates are not verified, so a machine on the "
+                "network path can pose as the API and read the application secret; turn verify_ssl on "
+                "outside test servers",
+                self.voicetrack_conn_id,
+            )
+        return settings
 
     @staticmethod
     def _search_sources(

@@ -25,7 +25,7 @@ from airflow_voicetrack.protocol import parse_datetime
 from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
 from support.dags import Run
 from support.emulator import END, START
-from support.messages import files_under, read_jsonl
+from support.messages import duplicates, files_under, read_jsonl, status_counts
 from support.s3 import S3Bucket
 
 #: The object the operator writes for [START, END) into a directory output path.
@@ -125,6 +125,23 @@ def through_deferrable_sensor(**_: Any) -> Outcome:
         return Outcome(error=error)
     # One count of pending messages, one per terminal status, one sample search of failed ids.
     return Outcome(summary=summary, pages=1 + len(summary["by_status"]) + 1)
+
+
+def assert_sensor_summary(summary: dict[str, Any], before: list[dict], after: list[dict]) -> None:
+    """The summary counts every message (between the truth before and after) and samples real ids."""
+    low, high = status_counts(before), status_counts(after)
+    assert summary["pending"] == 0
+    assert len(before) <= summary["total"] <= len(after)
+    assert summary["total"] == sum(summary["by_status"].values())
+    assert set(summary["by_status"]) == set(low)
+    for status, count in summary["by_status"].items():
+        assert low[status] <= count <= high[status], status
+    failed = {m["messageId"] for m in after if m["status"]["status"] == SENSOR_FAILURE}
+    sampled = summary["failed_ids"][SENSOR_FAILURE]
+    assert sampled and set(sampled) <= failed and not duplicates([{"messageId": i} for i in sampled])
+    if before == after:
+        assert summary["by_status"] == low
+        assert len(sampled) == min(20, low[SENSOR_FAILURE])
 
 
 RUNNERS: dict[str, Callable[..., Outcome]] = {

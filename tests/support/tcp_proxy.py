@@ -36,7 +36,7 @@ class ProxyFault:
     :param kind: ``reset`` (headers and half the body, then a TCP reset), ``silent`` (read the
         request, never answer), ``trickle`` (the body one byte every ``trickle_delay`` seconds),
         ``short`` (half the body announced by ``Content-Length``, then a clean close), ``refuse``
-        (stop listening and drop every connection: new connections are refused).
+        (stop listening and drop every connection, so new connections are refused; once).
     :param every: fault the n-th counted request when ``n % every == 0`` (1: all of them).
     :param after: fault only requests after the first ``after`` counted ones.
     :param refuse_for: ``refuse``: listen again after this many seconds; ``None``: never.
@@ -150,10 +150,13 @@ class FaultProxy:
             return None
         with self._lock:
             self.requests += 1
-            if self._fault is None or not self._fault.applies(self.requests):
+            fault = self._fault
+            if fault is None or not fault.applies(self.requests):
                 return None
             self.faulted += 1
-            return self._fault
+            if fault.kind == "refuse":  # one refusal: once listening again, everything is relayed
+                self._fault = None
+            return fault
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

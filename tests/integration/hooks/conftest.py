@@ -22,7 +22,8 @@ def emu(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> EmulatorP
 
 class Redirector:
     """An HTTP server on 127.0.0.1 that redirects every request to ``target`` + ``/landed`` + path,
-    answers ``/landed...`` with a message, and records each request's ``Authorization`` header."""
+    answers ``/landed/oauth/token`` with a token and any other ``/landed...`` with a message, and
+    records each request's ``Authorization`` header."""
 
     def __init__(self) -> None:
         self.target = ""
@@ -32,8 +33,11 @@ class Redirector:
         class Handler(BaseHTTPRequestHandler):
             def _handle(self) -> None:
                 owner.seen.append((self.path, self.headers.get("Authorization")))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))  # a reset would hide the reply
                 if self.path.startswith("/landed"):
                     body = b'{"messageId": "landed"}'
+                    if self.path.startswith("/landed/oauth/token"):
+                        body = b'{"access_token": "landed-token", "token_type": "Bearer", "expires_in": 3600}'
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))

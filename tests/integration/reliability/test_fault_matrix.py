@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from support.emulator import END, FAST_RETRIES_100_PER_PAGE, START, api_requests
-from support.messages import by_id, duplicates, status_counts
-from support.paths import RUNNERS, SENSOR_FAILURE, Outcome
+from support.messages import by_id, duplicates
+from support.paths import RUNNERS, Outcome, assert_sensor_summary
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.exceptions import (
@@ -222,23 +222,6 @@ def assert_fault_fired(fault: Fault, emu: EmulatorProcess, outcome: Outcome, bef
     elif fault.proof == "retried":
         # A permanent failure after retries: the first call was repeated.
         assert stats["total"] >= 3, stats
-
-
-def assert_sensor_summary(summary: dict[str, Any], before: list[dict], after: list[dict]) -> None:
-    """The summary counts every message (between the truth before and after) and samples real ids."""
-    low, high = status_counts(before), status_counts(after)
-    assert summary["pending"] == 0
-    assert len(before) <= summary["total"] <= len(after)
-    assert summary["total"] == sum(summary["by_status"].values())
-    assert set(summary["by_status"]) == set(low)
-    for status, count in summary["by_status"].items():
-        assert low[status] <= count <= high[status], status
-    failed = {m["messageId"] for m in after if m["status"]["status"] == SENSOR_FAILURE}
-    sampled = summary["failed_ids"][SENSOR_FAILURE]
-    assert sampled and set(sampled) <= failed and not duplicates([{"messageId": i} for i in sampled])
-    if before == after:
-        assert summary["by_status"] == low
-        assert len(sampled) == min(20, low[SENSOR_FAILURE])
 
 
 @pytest.mark.parametrize("path", PATHS)

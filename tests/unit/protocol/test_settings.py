@@ -112,3 +112,56 @@ def test_bare_token_url_names_the_extra_and_shows_the_fix():
         match=r"extra 'token_url' of connection 'vt' .* set it to 'https://auth\.routee\.net/oauth/token'",
     ):
         build(extra={"token_url": "auth.routee.net/oauth/token"})
+
+
+# --- transport security ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"host": "http://connect.routee.net"}, "host field of connection 'vt'"),
+        ({"host": "http://10.1.2.3:8080/api"}, "host field of connection 'vt'"),
+        ({"host": "http://127.example.com"}, "host field of connection 'vt'"),
+        (
+            {"extra": {"token_url": "http://auth.routee.net/oauth/token"}},
+            "extra 'token_url' of connection 'vt'",
+        ),
+    ],
+)
+def test_plain_http_to_a_remote_host_is_refused_naming_the_field_and_the_fix(kwargs, field):
+    with pytest.raises(ValueError) as info:
+        build(**kwargs)
+    text = str(info.value)
+    assert text.startswith(f"{field} uses plain http:// to ")
+    assert "'https://" in text and "allow_insecure_http: true" in text
+
+
+def test_the_refusal_holds_no_credentials_of_the_url():
+    with pytest.raises(ValueError) as info:
+        build(host="http://user:hunter2@connect.routee.net")
+    assert "hunter2" not in str(info.value) and "'https://connect.routee.net'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8099", "http://127.9.9.9", "http://[::1]:8099", "http://localhost:8099"]
+)
+def test_plain_http_to_a_loopback_address_is_accepted(url):
+    settings = build(host=url, extra={"token_url": url + "/oauth/token"})
+    assert (settings.base_url, settings.token_url) == (url, url + "/oauth/token")
+
+
+@pytest.mark.parametrize("flag", [True, "true"])
+def test_allow_insecure_http_accepts_plain_http_to_a_remote_host(flag):
+    settings = build(
+        host="http://10.1.2.3:8080",
+        extra={"token_url": "http://10.1.2.3:8080/oauth/token", "allow_insecure_http": flag},
+    )
+    assert settings.base_url == "http://10.1.2.3:8080"
+
+
+def test_request_deadline_is_read_and_validated():
+    assert build().request_deadline == 300
+    assert build(extra={"request_deadline": "2.5"}).request_deadline == 2.5
+    with pytest.raises(ValueError, match="request_deadline must be a number > 0, got 0"):
+        build(extra={"request_deadline": 0})
