@@ -35,8 +35,9 @@ import gzip
 import io
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -120,11 +121,13 @@ def flatten_message(message: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def parquet_schema() -> pa.Schema:
+def parquet_schema(columns: Sequence[str] = CSV_COLUMNS) -> pa.Schema:
     """
     Return the fixed Parquet schema: ``groups`` is a list of strings; ``duration``, ``price`` and
     ``chargeInterval`` are doubles; every other column is a string, with ``recordings`` and ``extra``
     JSON-encoded and ``status.date`` kept as the ISO-8601 text the API returned.
+
+    :param columns: the columns, in order (:data:`CSV_COLUMNS` less any removed ones).
     """
     pa = _import_pyarrow()
 
@@ -135,7 +138,7 @@ def parquet_schema() -> pa.Schema:
             return pa.list_(pa.string())
         return pa.string()
 
-    return pa.schema([pa.field(name, column_type(name)) for name in CSV_COLUMNS])
+    return pa.schema([pa.field(name, column_type(name)) for name in columns])
 
 
 def _import_pyarrow() -> Any:
@@ -149,7 +152,8 @@ def _import_pyarrow() -> Any:
     return pyarrow
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """:return: ``value`` as compact JSON text."""
     return _json_encoder.encode(value).decode()
 
 
@@ -238,13 +242,18 @@ class JsonLinesWriter(_BufferedWriter):
 
 
 class CsvWriter(_BufferedWriter):
-    """A header row, then one row per message in :data:`CSV_COLUMNS` order (see the module docstring)."""
+    """
+    A header row, then one row per message in :data:`CSV_COLUMNS` order (see the module docstring).
 
-    def __init__(self, fileobj: BinarySink) -> None:
+    :param columns: the columns, in order (:data:`CSV_COLUMNS` less any removed ones).
+    """
+
+    def __init__(self, fileobj: BinarySink, columns: Sequence[str] = CSV_COLUMNS) -> None:
         super().__init__(fileobj)
         self._text = io.StringIO()
         self._csv = csv.writer(self._text, lineterminator="\n")
-        self._write_row(CSV_COLUMNS)
+        self._columns = tuple(columns)
+        self._write_row(self._columns)
 
     def _write_row(self, cells: Iterable[str]) -> None:
         self._csv.writerow(cells)
@@ -254,7 +263,7 @@ class CsvWriter(_BufferedWriter):
 
     def _write(self, message: dict[str, Any]) -> None:
         row = flatten_message(message)
-        self._write_row(_csv_cell(row.get(column)) for column in CSV_COLUMNS)
+        self._write_row(_csv_cell(row.get(column)) for column in self._columns)
 
 
 def _csv_cell(value: Any) -> str:
@@ -262,13 +271,13 @@ def _csv_cell(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return _json_text(value)
+    return json_text(value)
 
 
 class GzipWriter(MessageWriter):
     """Gzip-compress what another writer produces (no file name or time in the header: reproducible)."""
 
-    def __init__(self, fileobj: BinarySink, inner: type[_BufferedWriter]) -> None:
+    def __init__(self, fileobj: BinarySink, inner: Callable[[BinarySink], _BufferedWriter]) -> None:
         super().__init__(fileobj)
         self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, mtime=0)
         self._inner = inner(self._gzip)
@@ -282,14 +291,18 @@ class GzipWriter(MessageWriter):
 
 
 class ParquetWriter(MessageWriter):
-    """Rows of :data:`CSV_COLUMNS` typed by :func:`parquet_schema`, in groups of PARQUET_ROW_GROUP_SIZE."""
+    """
+    Rows of :data:`CSV_COLUMNS` typed by :func:`parquet_schema`, in groups of PARQUET_ROW_GROUP_SIZE.
 
-    def __init__(self, fileobj: BinarySink) -> None:
+    :param columns: the columns, in order (:data:`CSV_COLUMNS` less any removed ones).
+    """
+
+    def __init__(self, fileobj: BinarySink, columns: Sequence[str] = CSV_COLUMNS) -> None:
         super().__init__(fileobj)
         self._pa = _import_pyarrow()
-        self._schema = parquet_schema()
+        self._schema = parquet_schema(columns)
         self._writer = self._pa.parquet.ParquetWriter(fileobj, self._schema)
-        self._columns: dict[str, list[Any]] = {name: [] for name in CSV_COLUMNS}
+        self._columns: dict[str, list[Any]] = {name: [] for name in columns}
 
     def _write(self, message: dict[str, Any]) -> None:
         row = flatten_message(message)
@@ -314,22 +327,28 @@ def _parquet_value(column: str, value: Any) -> Any:
         return value
     if isinstance(value, str):
         return value
-    return _json_text(value)
+    return json_text(value)
 
 
-def open_writer(output_format: str, fileobj: BinarySink) -> MessageWriter:
+def open_writer(
+    output_format: str, fileobj: BinarySink, columns: Sequence[str] = CSV_COLUMNS
+) -> MessageWriter:
     """
     Return the writer of ``output_format`` (one of :data:`FORMATS`) writing into ``fileobj``.
 
     :param output_format: One of :data:`FORMATS`.
     :param fileobj: The binary file to write to.
+    :param columns: CSV and Parquet columns, in order (:data:`CSV_COLUMNS` less any removed ones).
     """
-    writers: dict[str, type[_BufferedWriter]] = {"jsonl": JsonLinesWriter, "csv": CsvWriter}
+    writers: dict[str, Callable[[BinarySink], _BufferedWriter]] = {
+        "jsonl": JsonLinesWriter,
+        "csv": partial(CsvWriter, columns=columns),
+    }
     base, _, compression = output_format.partition(".")
     if output_format not in FORMATS:
         raise ValueError(f"Unknown output format {output_format!r}; use one of {', '.join(FORMATS)}.")
     if base == "parquet":
-        return ParquetWriter(fileobj)
+        return ParquetWriter(fileobj, columns)
     if compression == "gz":
         return GzipWriter(fileobj, writers[base])
     return writers[base](fileobj)
@@ -365,6 +384,7 @@ def write_messages(
     output_format: str,
     *,
     write_empty: bool = True,
+    columns: Sequence[str] = CSV_COLUMNS,
 ) -> WriteResult:
     """
     Stream ``messages`` into the object at ``path``, atomically replacing it.
@@ -382,6 +402,8 @@ def write_messages(
     :param output_format: One of :data:`FORMATS`.
     :param write_empty: Write a valid empty object (an empty file, a CSV header, a Parquet file with
         the schema and no rows) when there are no messages.
+    :param columns: CSV and Parquet columns, in order (:data:`CSV_COLUMNS` less any removed ones, see
+        :meth:`~airflow_voicetrack.personal_data.PersonalDataFilter.columns`).
     """
     iterator: Iterator[dict[str, Any]] = iter(messages)
     first = next(iterator, None)
@@ -398,7 +420,7 @@ def write_messages(
     try:
         with fs.open(temporary.path, "wb") as fileobj:
             counting = _CountingFile(fileobj)
-            writer = open_writer(output_format, counting)
+            writer = open_writer(output_format, counting, columns)
             for message in iterator:
                 writer.write(message)
             writer.close()

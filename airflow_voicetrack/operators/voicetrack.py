@@ -13,10 +13,12 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
+from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.log import mask_secret
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+from airflow_voicetrack.personal_data import PersonalDataFilter, validate_key, validate_paths
 from airflow_voicetrack.protocol import (
     format_datetime,
     normalize_filters,
@@ -124,6 +126,15 @@ class VoiceTrackingOperator(BaseOperator):
     :param lookback: The window for ``empty_interval="lookback"``.
     :param write_empty: Write a valid empty object (empty file, CSV header, Parquet schema) when the
         interval has no messages, so downstream can tell "nothing there" from "not extracted".
+    :param exclude_fields: Dotted paths removed from every message, e.g. ``["message.text",
+        "recordings.url"]``; in CSV and Parquet their columns are dropped. See
+        :mod:`airflow_voicetrack.personal_data` for the accepted paths.
+    :param hash_fields: Dotted paths of text whose values are replaced by their HMAC-SHA256 (64 hex
+        characters) under a key read at run time from ``hash_key_conn_id`` or ``hash_key_variable``,
+        e.g. ``["to", "from", "recordings.from", "recordings.to"]``: joins on them still work, and
+        the values cannot be recovered without the key.
+    :param hash_key_conn_id: A connection whose password is the hash key (at least 16 characters).
+    :param hash_key_variable: An Airflow variable holding the hash key, instead of a connection.
     """
 
     template_fields: Sequence[str] = (
@@ -157,6 +168,10 @@ class VoiceTrackingOperator(BaseOperator):
         empty_interval: Literal["fail", "skip", "lookback"] = "fail",
         lookback: timedelta | None = None,
         write_empty: bool = True,
+        exclude_fields: Sequence[str] | None = None,
+        hash_fields: Sequence[str] | None = None,
+        hash_key_conn_id: str | None = None,
+        hash_key_variable: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -183,6 +198,10 @@ class VoiceTrackingOperator(BaseOperator):
         self.xcom_max_records = xcom_max_records
         self.empty_interval, self.lookback = _check_empty_interval(empty_interval, lookback)
         self.write_empty = write_empty
+        self.exclude_fields, self.hash_fields = validate_paths(exclude_fields, hash_fields)
+        self.hash_key_conn_id, self.hash_key_variable = _check_hash_key_source(
+            self.hash_fields, hash_key_conn_id, hash_key_variable
+        )
         self.output_asset = None if output_path is None else output_asset(output_path)
         if self.output_asset is not None and self.output_asset not in self.outlets:
             self.outlets.append(self.output_asset)
@@ -203,14 +222,23 @@ class VoiceTrackingOperator(BaseOperator):
             "tagged": self.tagged,
         }
         sort = validate_sort(self.sort or None)
+        personal_data = self._personal_data_filter()
         if self.output_path is None:
-            return self._to_xcom(start, end, search, sort)
+            return self._to_xcom(start, end, search, sort, personal_data)
 
         path = self._final_path(start, end)
         started = time.monotonic()
         messages = self.hook.search_messages(start, end, sort=sort, **search)
+        if personal_data.active:
+            messages = personal_data.apply_all(messages)
         with gc_frozen():
-            result = write_messages(messages, path, self.output_format, write_empty=self.write_empty)
+            result = write_messages(
+                messages,
+                path,
+                self.output_format,
+                write_empty=self.write_empty,
+                columns=personal_data.columns(),
+            )
         seconds = time.monotonic() - started
         pages = (self.hook.last_search_stats or {}).get("pages", 0)
         summary = {
@@ -265,6 +293,28 @@ class VoiceTrackingOperator(BaseOperator):
             return end - self.lookback, end
         raise AirflowFailException(f"The data interval is empty ({shown}). {EMPTY_INTERVAL_HELP}")
 
+    def _personal_data_filter(self) -> PersonalDataFilter:
+        """
+        Build the filter of ``exclude_fields`` and ``hash_fields``, reading the hash key (before any
+        request). The key is registered with the secrets masker and never logged.
+        """
+        key = None
+        if self.hash_fields:
+            if self.hash_key_conn_id is not None:
+                source = f"the password of connection {self.hash_key_conn_id!r} (hash_key_conn_id)"
+                value = BaseHook.get_connection(self.hash_key_conn_id).password
+            else:
+                assert self.hash_key_variable is not None  # checked in __init__
+                source = f"variable {self.hash_key_variable!r} (hash_key_variable)"
+                value = Variable.get(self.hash_key_variable, default=None)
+            if isinstance(value, str) and value:
+                mask_secret(value)
+            key = validate_key(value, source)
+            self.log.info("Hashing %s with the key in %s", ", ".join(self.hash_fields), source)
+        if self.exclude_fields:
+            self.log.info("Removing %s from every message", ", ".join(self.exclude_fields))
+        return PersonalDataFilter(self.exclude_fields, self.hash_fields, key)
+
     def _final_path(self, start: pendulum.DateTime, end: pendulum.DateTime) -> ObjectStoragePath:
         assert self.output_path is not None
         uri = self.output_path if isinstance(self.output_path, str) else None
@@ -293,6 +343,7 @@ class VoiceTrackingOperator(BaseOperator):
         end: pendulum.DateTime,
         search: dict[str, Any],
         sort: str | None,
+        personal_data: PersonalDataFilter,
     ) -> list[dict[str, Any]]:
         count = self.hook.count_messages(start, end, **search)
         if count > self.xcom_max_records:
@@ -303,7 +354,7 @@ class VoiceTrackingOperator(BaseOperator):
         if len(messages) > self.xcom_max_records:
             raise AirflowFailException(_xcom_cap_message(len(messages), self.xcom_max_records))
         self.log.info("Returning %d messages to XCom", len(messages))
-        return messages
+        return [personal_data.apply(message) for message in messages]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
@@ -412,6 +463,24 @@ def _check_empty_interval(empty_interval: str, lookback: timedelta | None) -> tu
     elif lookback is not None:
         raise ValueError(f"lookback is used only with empty_interval='lookback', not {empty_interval!r}")
     return empty_interval, lookback
+
+
+def _check_hash_key_source(
+    hash_fields: Sequence[str], conn_id: str | None, variable: str | None
+) -> tuple[str | None, str | None]:
+    if conn_id is not None and variable is not None:
+        raise ValueError("set either hash_key_conn_id or hash_key_variable, not both")
+    if hash_fields and conn_id is None and variable is None:
+        raise ValueError(
+            "hash_fields needs a key: set hash_key_conn_id (a connection whose password is the key) or "
+            "hash_key_variable (an Airflow variable holding it); never put the key in the DAG file"
+        )
+    if not hash_fields and (conn_id is not None or variable is not None):
+        raise ValueError("hash_key_conn_id and hash_key_variable are used only with hash_fields")
+    for name, value in (("hash_key_conn_id", conn_id), ("hash_key_variable", variable)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return conn_id, variable
 
 
 def _moment(value: Any, name: str) -> pendulum.DateTime | None:
