@@ -192,7 +192,11 @@ class Emulator:
     def _select(self, query: SearchQuery, now: float) -> list[Entry]:
         """Entries matching a search (range, campaign, tagged, filters) in default order."""
         store = self.store
-        lo, hi = store.index_range(query.start_ms, query.end_ms)
+        deviations = self.faults.settings
+        end_ms = query.end_ms
+        if end_ms is not None and deviations.inclusive_date_end:
+            end_ms += 1  # creation times are whole milliseconds: [start, end] == [start, end + 1 ms)
+        lo, hi = store.index_range(query.start_ms, end_ms)
         entries = store.entries[lo:hi]
         if query.campaign_id is not None:
             cid = query.campaign_id
@@ -201,8 +205,10 @@ class Emulator:
             tagged = query.tagged
             entries = [e for e in entries if (store.record(e).campaign_id is not None) == tagged]
         if query.filters:
-            filters = query.filters
-            entries = [e for e in entries if matches_all(filters, store.doc(e, now), store.status(e, now))]
+            filters, combine = query.filters, deviations.filters_combine
+            entries = [
+                e for e in entries if matches_all(filters, store.doc(e, now), store.status(e, now), combine)
+            ]
         return entries
 
     def _ordered(
@@ -294,12 +300,28 @@ class Emulator:
         denied = self._check_token(request)
         if denied:
             return denied
+        deviations = self.faults.settings
+        max_range_ms = round(deviations.max_range_days * 86_400_000) or None
         try:
-            query = parse_search(_params(request), await request.body())
+            query = parse_search(
+                _params(request),
+                await request.body(),
+                max_size=deviations.max_page_size,
+                max_range_ms=max_range_ms,
+            )
         except ValidationError as exc:
             return _validation_error(exc.properties)
         now = self._now()
-        key = ("search", query.start_ms, query.end_ms, query.campaign_id, query.tagged, tuple(query.filters))
+        key = (
+            "search",
+            query.start_ms,
+            query.end_ms,
+            query.campaign_id,
+            query.tagged,
+            tuple(query.filters),
+            deviations.inclusive_date_end,  # the deviations change the selection
+            deviations.filters_combine,
+        )
         entries = self._ordered(key, lambda: self._select(query, now), query.sort, now)
         response = self._page(entries, query.page, query.size, now)
         extra = self.faults.settings.insert_during_paging

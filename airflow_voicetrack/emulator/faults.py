@@ -9,6 +9,11 @@ checked in this order, each counting only the calls that got past the previous o
 connection, 401, 403, 429, 5xx burst; then the handler runs and a 200 may still be malformed,
 truncated or (page responses) carry an inconsistent envelope. Changing the settings restarts all
 counters, so a test sees the same sequence every time.
+
+Deviations (``inclusive_date_end``, ``filters_combine``, ``max_page_size``, ``max_range_days``) are
+not faults but switches that make the emulator break one of the assumptions that
+``python -m airflow_voicetrack.probe`` checks against the real API, so its tests can show that the
+probe notices. They apply to ``POST /voice/tracking`` and to the truth endpoint alike.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_voicetrack.constants import MAX_PAGE_SIZE
 
 RETRY_AFTER_MODES: tuple[str, ...] = ("seconds", "date", "none")
 BURST_STATUSES: tuple[int, ...] = (500, 502, 503, 504)
@@ -55,6 +62,12 @@ class FaultSettings:
     truncated_rate: float = _fault(0.0, "fraction of 200 API responses whose connection closes mid-body")
     inconsistent_rate: float = _fault(0.0, "fraction of page responses with a self-contradicting envelope")
     insert_during_paging: int = _fault(0, "messages inserted into the range after page 0 of a search")
+    # Deviations: the emulator behaves as an API that breaks one of our assumptions (see
+    # ``airflow_voicetrack.probe``), so that the probe can be shown to notice.
+    inclusive_date_end: int = _fault(0, "1: dateEnd is inclusive, [dateStart, dateEnd] instead of half-open")
+    filters_combine: str = _fault("and", "how several filters combine: and, or")
+    max_page_size: int = _fault(MAX_PAGE_SIZE, "largest page size accepted; larger gets a 400")
+    max_range_days: float = _fault(0.0, "longest dateStart..dateEnd range accepted, in days (0 = any)")
 
     def validate(self) -> None:
         """Check every value's range.
@@ -67,6 +80,12 @@ class FaultSettings:
                 raise ValueError(f"{f.name} must be between 0 and 1")
             if isinstance(value, int | float) and value < 0:
                 raise ValueError(f"{f.name} must be >= 0")
+        if self.inclusive_date_end not in (0, 1):
+            raise ValueError("inclusive_date_end must be 0 or 1")
+        if self.filters_combine not in ("and", "or"):
+            raise ValueError("filters_combine must be and or or")
+        if self.max_page_size < 1:
+            raise ValueError("max_page_size must be >= 1")
         if self.retry_after_mode not in RETRY_AFTER_MODES:
             raise ValueError(f"retry_after_mode must be one of {', '.join(RETRY_AFTER_MODES)}")
         if self.error_status not in (0, *BURST_STATUSES):

@@ -119,11 +119,12 @@ def parse_datetime_ms(value: str) -> int:
     return math.floor(dt.timestamp() * 1000)
 
 
-def parse_paging(params: Params, errors: dict[str, str]) -> tuple[int, int]:
-    """Read ``page`` (default 0) and ``size`` (default 20, at most ``MAX_PAGE_SIZE``).
+def parse_paging(params: Params, errors: dict[str, str], max_size: int = MAX_PAGE_SIZE) -> tuple[int, int]:
+    """Read ``page`` (default 0) and ``size`` (default 20, at most ``max_size``).
 
     :param params: query parameters.
     :param errors: collects validation problems.
+    :param max_size: the largest page size accepted.
     """
     page, size = 0, DEFAULT_PAGE_SIZE_API
     raw = _first(params, "page")
@@ -142,8 +143,8 @@ def parse_paging(params: Params, errors: dict[str, str]) -> tuple[int, int]:
         except ValueError:
             errors["size"] = "must be an integer"
         else:
-            if not 1 <= size <= MAX_PAGE_SIZE:
-                errors["size"] = f"must be between 1 and {MAX_PAGE_SIZE}"
+            if not 1 <= size <= max_size:
+                errors["size"] = f"must be between 1 and {max_size}"
     return page, size
 
 
@@ -214,11 +215,15 @@ def parse_filters(body: bytes, errors: dict[str, str]) -> list[Filter]:
     return filters
 
 
-def parse_search(params: Params, body: bytes) -> SearchQuery:
+def parse_search(
+    params: Params, body: bytes, *, max_size: int = MAX_PAGE_SIZE, max_range_ms: int | None = None
+) -> SearchQuery:
     """Validate a ``POST /voice/tracking`` request.
 
     :param params: query parameters.
     :param body: raw JSON body (the filter array).
+    :param max_size: the largest page size accepted.
+    :param max_range_ms: the longest range accepted when both dates are given (``None``: any).
     :raises ValidationError: listing every problem found.
     """
     errors: dict[str, str] = {}
@@ -236,9 +241,12 @@ def parse_search(params: Params, body: bytes) -> SearchQuery:
             query.start_ms = ms
         else:
             query.end_ms = ms
-    if query.start_ms is not None and query.end_ms is not None and query.end_ms <= query.start_ms:
-        errors["dateEnd"] = "must be after dateStart"
-    query.page, query.size = parse_paging(params, errors)
+    if query.start_ms is not None and query.end_ms is not None:
+        if query.end_ms <= query.start_ms:
+            errors["dateEnd"] = "must be after dateStart"
+        elif max_range_ms is not None and query.end_ms - query.start_ms > max_range_ms:
+            errors["dateEnd"] = f"the range must not be longer than {max_range_ms / 86_400_000:g} days"
+    query.page, query.size = parse_paging(params, errors, max_size)
     query.sort = parse_sort(params.get("sort") or (), errors)
     query.campaign_id = _first(params, "campaignId") or None
     tagged = _first(params, "tagged")
@@ -294,14 +302,16 @@ def filter_matches(flt: Filter, doc: dict, status: str) -> bool:
     return test(value, flt.term)
 
 
-def matches_all(filters: Sequence[Filter], doc: dict, status: str) -> bool:
-    """Whether every filter matches (AND).
+def matches_all(filters: Sequence[Filter], doc: dict, status: str, combine: str = "and") -> bool:
+    """Whether every filter matches (AND), or with ``combine="or"`` any of them.
 
     :param filters: the filters.
     :param doc: the message object.
     :param status: the message's current status.
+    :param combine: ``and`` (our assumption about the API) or ``or`` (an emulator deviation).
     """
-    return all(filter_matches(f, doc, status) for f in filters)
+    test = all if combine == "and" else any
+    return test(filter_matches(f, doc, status) for f in filters)
 
 
 def sort_key(name: str) -> Callable[[dict], Any]:
