@@ -40,19 +40,20 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import requests
 
-from airflow_voicetrack.constants import MAX_PAGE_SIZE, SEARCH_PATH
+from airflow_voicetrack.constants import MAX_PAGE_SIZE
 from airflow_voicetrack.exceptions import VoiceTrackError
 from airflow_voicetrack.protocol import (
     RETRYABLE_STATUSES,
     Request,
     Response,
     Settings,
+    build_search_request,
     build_token_request,
     error_from_response,
     format_datetime,
@@ -200,16 +201,20 @@ class ProbeClient:
         tagged: bool | None = None,
     ) -> Page:
         """One page (page 0) of a search, retried on 429/5xx; an error is returned as a :class:`Page`."""
-        params = {"page": "0", "size": str(size)}
-        if start_ms is not None:
-            params["dateStart"] = iso_ms(start_ms)
-        if end_ms is not None:
-            params["dateEnd"] = iso_ms(end_ms)
-        if sort is not None:
-            params["sort"] = sort
-        if tagged is not None:
-            params["tagged"] = "true" if tagged else "false"
-        request = Request("POST", self.settings.base_url + SEARCH_PATH, params=params, json=list(filters))
+        request = build_search_request(
+            self.settings.base_url,
+            date_start=None,
+            date_end=None,
+            filters=[dict(f) for f in filters],
+            page=0,
+            size=size,
+            sort=sort,
+            tagged=tagged,
+        )
+        # The hook sends whole seconds; the boundary check needs milliseconds.
+        dates = {"dateStart": start_ms, "dateEnd": end_ms}
+        params = {name: iso_ms(ms) for name, ms in dates.items() if ms is not None}
+        request = replace(request, params={**request.params, **params})
         refreshed = False
         retries = 0
         while True:

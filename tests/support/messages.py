@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.writers import CSV_COLUMNS, flatten_message
 
 
 def by_id(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,3 +37,14 @@ def status_counts(messages: list[dict[str, Any]]) -> dict[str, int]:
 def files_under(directory: Path) -> list[str]:
     """:return: every file below ``directory``, relative, sorted."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+
+
+def csv_cells(message: dict[str, Any], columns: Sequence[str] = CSV_COLUMNS) -> dict[str, str]:
+    """:return: the CSV row of a message: non-strings JSON-encoded as the CSV holds them, nulls empty."""
+    row = flatten_message(message)
+    return {
+        column: ("" if row.get(column) is None else row[column])
+        if isinstance(row.get(column), str | None)
+        else json.dumps(row[column], separators=(",", ":"))
+        for column in columns
+    }

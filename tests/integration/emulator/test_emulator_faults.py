@@ -22,6 +22,8 @@ def statuses(api: Any, n: int, **params: Any) -> list[int]:
 def test_no_faults_by_default(api: Any, emu: EmulatorProcess) -> None:
     settings = emu.faults()
     assert settings["token_lifetime"] == 3600
+    # The deviations default to our assumptions: AND of filters, pages up to 2000.
+    assert (settings.pop("filters_combine"), settings.pop("max_page_size")) == ("and", 2000)
     assert all(v in (0, 0.0, "seconds", 1, 3600) for v in settings.values())
     assert statuses(api, 10) == [200] * 10
 

@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 from airflow.sdk import Asset, ObjectStoragePath
 from airflow.timetables.interval import CronDataIntervalTimetable
 from support.dags import Run
-from support.messages import by_id
+from support.messages import by_id, csv_cells
 from support.s3 import S3Bucket
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, split_interval
-from airflow_voicetrack.writers import CSV_COLUMNS, TEMP_MARKER, flatten_message
+from airflow_voicetrack.writers import TEMP_MARKER, flatten_message
 
 #: Runs a DAG through ``dag.test()`` (the ``run_dag`` fixture of ``tests/integration/conftest.py``).
 RunDag = Callable[..., Run]
@@ -34,17 +34,6 @@ DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
-
-
-def flat_cells(message: dict[str, Any]) -> dict[str, Any]:
-    """The CSV/Parquet columns of a message, with non-strings JSON-encoded as the CSV holds them."""
-    row = flatten_message(message)
-    return {
-        column: ("" if row.get(column) is None else row[column])
-        if isinstance(row.get(column), str | None)
-        else json.dumps(row[column], separators=(",", ":"))
-        for column in CSV_COLUMNS
-    }
 
 
 def leftovers(directory: Path) -> list[Path]:
@@ -97,7 +86,7 @@ def test_csv_rows_equal_the_flattened_emulator_truth(
     with open(tmp_path / "day.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     truth = emulator.truth(date_start=DAY[0], date_end=DAY[1])
-    assert sorted(rows, key=lambda r: r["messageId"]) == [flat_cells(m) for m in truth]
+    assert sorted(rows, key=lambda r: r["messageId"]) == [csv_cells(m) for m in truth]
 
 
 def test_parquet_rows_equal_the_flattened_emulator_truth(

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.dags import Run
 from support.emulator import api_requests
-from support.messages import by_id, read_jsonl
+from support.messages import by_id, csv_cells, read_jsonl
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
@@ -51,17 +51,6 @@ def expected(message: dict[str, Any]) -> dict[str, Any]:
         recording.pop("url", None)
         recording["from"], recording["to"] = digest(recording["from"]), digest(recording["to"])
     return result
-
-
-def cells(message: dict[str, Any]) -> dict[str, str]:
-    """The CSV row of a message: its kept columns, non-strings JSON-encoded, nulls empty."""
-    row = flatten_message(message)
-    return {
-        column: ("" if row.get(column) is None else row[column])
-        if isinstance(row.get(column), str | None)
-        else json.dumps(row[column], separators=(",", ":"))
-        for column in KEPT_COLUMNS
-    }
 
 
 @pytest.fixture
@@ -121,7 +110,7 @@ def test_csv_drops_the_removed_columns_and_holds_the_hashes(
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == KEPT_COLUMNS
-    assert by_id(rows) == [cells(expected(m)) for m in truth(emulator)]
+    assert by_id(rows) == [csv_cells(expected(m), KEPT_COLUMNS) for m in truth(emulator)]
 
 
 def test_parquet_drops_the_removed_columns_and_holds_the_hashes(

@@ -150,3 +150,20 @@ def test_page_envelope(
         count,
     )
     assert (env["totalElements"], env["number"], env["size"]) == (total, page, size)
+
+
+def test_parse_search_takes_the_deviations_page_size_and_range_limits() -> None:
+    day = {"dateStart": ["2026-11-01T00:00:00Z"], "dateEnd": ["2026-11-02T00:00:00Z"]}
+    with pytest.raises(ValidationError) as err:
+        parse_search({**day, "size": ["1001"]}, b"", max_size=1000, max_range_ms=3_600_000)
+    assert err.value.properties == {
+        "size": "must be between 1 and 1000",
+        "dateEnd": "the range must not be longer than 0.0416667 days",
+    }
+    assert parse_search({**day, "size": ["1000"]}, b"", max_size=1000, max_range_ms=86_400_000).size == 1000
+
+
+def test_matches_all_with_or_needs_only_one_filter() -> None:
+    one = [Filter("country", "is", DOC["country"]), Filter("from", "ends_with", "no-such-end")]
+    assert not matches_all(one, DOC, "")
+    assert matches_all(one, DOC, "", combine="or")
