@@ -109,14 +109,10 @@ class Page:
         """Whether the search was answered with a page."""
         return self.status == 200
 
-    def ids(self) -> list[str]:
-        """The ``messageId`` of each message on the page."""
-        return [m.get("messageId", "") for m in self.content]
-
 
 def iso_ms(ms: int) -> str:
     """Epoch milliseconds as the API's date: ``...:SSZ`` on a whole second, else ``...:SS.mmmZ``."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms // _SECOND_MS, tz=timezone.utc)
     if ms % _SECOND_MS == 0:
         return format_datetime(moment)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % _SECOND_MS:03d}Z"
@@ -172,7 +168,8 @@ class ProbeClient:
         )
         return Response(reply.status_code, reply.headers, reply.content)
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """:return: ``text`` with the secret, the Basic header and the access token replaced by ``***``."""
         for secret in (*self.settings.secrets, self._token or ""):
             if secret:
                 text = text.replace(secret, "***")
@@ -186,7 +183,7 @@ class ProbeClient:
         request = build_token_request(self.settings)
         response = self._send(request, None)
         if response.status != 200:
-            raise error_from_response(response, request.label, self._redact)
+            raise error_from_response(response, request.label, self.redact)
         self._token = parse_token(response.body, time.monotonic()).value
         return self._token
 
@@ -235,7 +232,7 @@ class ProbeClient:
 
     def _page(self, response: Response, request: Request) -> Page:
         if response.status != 200:
-            error = error_from_response(response, request.label, self._redact)
+            error = error_from_response(response, request.label, self.redact)
             text = " ".join(str(part) for part in (error.code, error.developer_message) if part)
             if error.properties:
                 text += f" {error.properties}"
@@ -259,8 +256,6 @@ class Context:
     data_range: tuple[int, Page] | None = None
     #: a few messages of the data range
     sample: list[dict[str, Any]] = field(default_factory=list)
-    #: whether a date with milliseconds was accepted (None: not tried)
-    ms_dates: bool | None = None
 
     def range_start(self) -> int:
         assert self.data_range is not None
@@ -464,9 +459,7 @@ def check_date_end_boundary(client: ProbeClient, ctx: Context) -> list[Finding]:
         created = second * _SECOND_MS
         try:
             created = _bisect(created, created + _SECOND_MS, lambda ms: finds(ms, high))
-            ctx.ms_dates = True
         except _Refused as refused:
-            ctx.ms_dates = False
             return [
                 Finding(
                     assumption,
@@ -728,7 +721,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         findings = run(client, unknown_wait=args.unknown_wait)
     except (VoiceTrackError, BudgetExhausted, requests.RequestException) as exc:
-        print(f"error: the probe could not start: {client._redact(str(exc))}", file=sys.stderr)
+        print(f"error: the probe could not start: {client.redact(str(exc))}", file=sys.stderr)
         return 2
     finally:
         client.close()
