@@ -23,6 +23,13 @@ come again at the start of the next), and ``totalElements``/``totalPages`` grow 
 page 1. No message that existed when the search started is lost, provided the client pages until
 ``last`` (not to the page count it saw first) and drops duplicates by ``messageId``; the truth
 endpoint includes the inserted messages.
+
+Records deleted while a client pages (``delete_during_paging = K``): when page 0 of such a search
+has been computed, the first K matches (in default order, so messages on page 0) are deleted. Page 0
+reported N messages; every later page, each consistent with itself, reports N - K, and an
+offset-paging client misses the K messages that moved up onto page 0's positions. Its count of
+distinct messages (N - K) then contradicts the N that page 0 announced, which is what a strict
+search must refuse. :meth:`Emulator.reset` (``POST /_emulator/reset``) restores the deleted messages.
 """
 
 from __future__ import annotations
@@ -324,9 +331,13 @@ class Emulator:
         )
         entries = self._ordered(key, lambda: self._select(query, now), query.sort, now)
         response = self._page(entries, query.page, query.size, now)
-        extra = self.faults.settings.insert_during_paging
-        if extra and query.page == 0 and len(entries) > query.size:
-            self.store.add_copies(entries[:extra], extra, entries[0].created_ms)
+        settings = self.faults.settings
+        if query.page == 0 and len(entries) > query.size:
+            if settings.delete_during_paging:
+                self.store.delete(entries[: settings.delete_during_paging])
+            if settings.insert_during_paging:
+                extra = settings.insert_during_paging
+                self.store.add_copies(entries[:extra], extra, entries[0].created_ms)
         return response
 
     async def message(self, request: Request) -> Response:
@@ -377,12 +388,16 @@ class Emulator:
         return _json({"status": "ok"})
 
     async def truth(self, request: Request) -> Response:
-        """``POST /_emulator/truth``: every message matching a search, in messageId order."""
+        """``POST /_emulator/truth``: every message matching a search, in messageId order; with
+        ``?idsOnly=true`` only their ``messageIds`` (for checking millions of messages)."""
         try:
             query = parse_search(_params(request), await request.body())
         except ValidationError as exc:
             return _validation_error(exc.properties)
         now = self._now()
+        if request.query_params.get("idsOnly") == "true":
+            ids = sorted(self.store.record(e).doc["messageId"] for e in self._select(query, now))
+            return _json({"messageIds": ids, "totalElements": len(ids)})
         pairs = [(self.store.doc(e, now), e) for e in self._select(query, now)]
         pairs.sort(key=lambda pair: pair[0]["messageId"])
         content = [self.store.json(e, now) for _, e in pairs]
@@ -438,7 +453,8 @@ class Emulator:
         return _json(asdict(self.faults.settings))
 
     async def reset(self, request: Request) -> Response:
-        """``POST /_emulator/reset``: restart the status clock, clear stats and faults, drop arrivals."""
+        """``POST /_emulator/reset``: restart the status clock, clear stats and faults, drop arrivals,
+        restore deleted messages."""
         self.store.reset()
         self.faults.replace(FaultSettings())
         self.requests.clear()

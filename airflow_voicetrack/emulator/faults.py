@@ -7,7 +7,9 @@ Every fault is off by default and is both a CLI flag (``--unauthorized-rate 0.2`
 fraction ``r`` of calls, evenly spaced (``0.5``: every 2nd call, ``0.25``: every 4th). Faults are
 checked in this order, each counting only the calls that got past the previous ones: dropped
 connection, 401, 403, 429, 5xx burst; then the handler runs and a 200 may still be malformed,
-truncated or (page responses) carry an inconsistent envelope. Changing the settings restarts all
+truncated or (page responses) carry an inconsistent envelope. The data faults
+(``insert_during_paging``, ``delete_during_paging``) change the messages themselves between the
+pages of a search (see :mod:`airflow_voicetrack.emulator.app`). Changing the settings restarts all
 counters, so a test sees the same sequence every time.
 
 Deviations (``inclusive_date_end``, ``filters_combine``, ``max_page_size``, ``max_range_days``) are
@@ -62,6 +64,7 @@ class FaultSettings:
     truncated_rate: float = _fault(0.0, "fraction of 200 API responses whose connection closes mid-body")
     inconsistent_rate: float = _fault(0.0, "fraction of page responses with a self-contradicting envelope")
     insert_during_paging: int = _fault(0, "messages inserted into the range after page 0 of a search")
+    delete_during_paging: int = _fault(0, "messages deleted from the range after page 0 of a search")
     # Deviations: the emulator behaves as an API that breaks one of our assumptions (see
     # ``airflow_voicetrack.probe``), so that the probe can be shown to notice.
     inclusive_date_end: int = _fault(0, "1: dateEnd is inclusive, [dateStart, dateEnd] instead of half-open")

@@ -251,6 +251,24 @@ class EmulatorProcess:
         }
         return self._admin("POST", "truth", list(filters or []), query)["content"]
 
+    def truth_ids(
+        self,
+        date_start: datetime | str | None = None,
+        date_end: datetime | str | None = None,
+    ) -> list[str]:
+        """The ``messageId`` of every message created in the range right now, sorted: :meth:`truth`
+        without the messages' content, for checking millions of them.
+
+        :param date_start: inclusive start (aware datetime or ISO string).
+        :param date_end: exclusive end.
+        """
+        query = {
+            "dateStart": _iso(date_start) if date_start is not None else None,
+            "dateEnd": _iso(date_end) if date_end is not None else None,
+            "idsOnly": "true",
+        }
+        return self._admin("POST", "truth", [], query)["messageIds"]
+
     def stats(self) -> dict:
         """Requests served per route, their total, the tokens issued and the most searches at once."""
         return self._admin("GET", "stats")
@@ -279,7 +297,7 @@ class EmulatorProcess:
         self._admin("DELETE", "faults")
 
     def reset(self) -> None:
-        """Restart the status clock, clear stats and faults, drop arrived messages."""
+        """Restart the status clock, clear stats and faults, drop arrived messages, restore deleted ones."""
         self._admin("POST", "reset")
 
     def add_messages(self, n: int, created_at: datetime | str | None = None) -> list[str]:

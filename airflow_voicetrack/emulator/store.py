@@ -110,6 +110,8 @@ class Store:
         #: lazily built lookups: messageId -> entry, conversationTrackingId -> entries
         self._index: tuple[dict[str, Entry], dict[str, list[Entry]]] | None = None
         self._unwarmed = 0
+        #: initial messages deleted (``delete_during_paging``), restored by :meth:`reset`
+        self._deleted: list[Entry] = []
 
     # -- content -------------------------------------------------------------------------------
 
@@ -323,9 +325,32 @@ class Store:
             added.append(entry)
         return added
 
+    def delete(self, entries: Iterable[Entry]) -> int:
+        """Delete ``entries`` from the store (as if the service had removed them); returns how many.
+
+        Initial messages come back on :meth:`reset`; messages added later are gone for good.
+
+        :param entries: stored entries.
+        """
+        doomed = {id(e) for e in entries}
+        kept = [e for e in self.entries if id(e) not in doomed]
+        removed = len(self.entries) - len(kept)
+        if removed:
+            self._deleted += [e for e in self.entries if id(e) in doomed and e.seq < self.count]
+            self.entries = kept
+            self.times = [e.created_ms for e in kept]
+            self.version += 1
+            self._index = None
+            self._unwarmed = 0
+        return removed
+
     def reset(self) -> None:
-        """Restart the status clock and drop every message added after start."""
+        """Restart the status clock, drop every message added after start and restore deleted ones."""
         kept = [e for e in self.entries if e.seq < self.count]
+        if self._deleted:
+            # Initial messages are in seq order (their creation times increase with it).
+            kept = sorted([*kept, *self._deleted], key=lambda e: e.seq)
+            self._deleted = []
         self.entries = kept
         self.times = [e.created_ms for e in kept]
         self.clock_start = self.latest_ref = self.clock()

@@ -20,11 +20,30 @@ def statuses(api: Any, n: int, **params: Any) -> list[int]:
 
 
 def test_no_faults_by_default(api: Any, emu: EmulatorProcess) -> None:
-    settings = emu.faults()
-    assert settings["token_lifetime"] == 3600
-    # The deviations default to our assumptions: AND of filters, pages up to 2000.
-    assert (settings.pop("filters_combine"), settings.pop("max_page_size")) == ("and", 2000)
-    assert all(v in (0, 0.0, "seconds", 1, 3600) for v in settings.values())
+    assert emu.faults() == {
+        "token_lifetime": 3600.0,
+        "unauthorized_rate": 0.0,
+        "forbidden_rate": 0.0,
+        "rate_limit_rate": 0.0,
+        "retry_after_mode": "seconds",
+        "retry_after": 1,
+        "error_burst": 0,
+        "error_every": 0,
+        "error_status": 0,
+        "latency_ms": 0.0,
+        "drop_rate": 0.0,
+        "malformed_rate": 0.0,
+        "truncated_rate": 0.0,
+        "inconsistent_rate": 0.0,
+        "insert_during_paging": 0,
+        "delete_during_paging": 0,
+        # The deviations default to our assumptions: half-open ranges, AND of filters, pages up to
+        # 2000, any range length.
+        "inclusive_date_end": 0,
+        "filters_combine": "and",
+        "max_page_size": 2000,
+        "max_range_days": 0.0,
+    }
     assert statuses(api, 10) == [200] * 10
 
 
@@ -165,6 +184,34 @@ def test_insert_during_paging_shifts_pages_but_loses_nothing(api: Any, emu: Emul
     after = emu.truth("2026-11-01T00:00:00Z", "2026-11-01T12:00:00Z", filters)
     assert len(after) == len(before) + 7
     assert all(m["country"] != "US" for m in after)
+
+
+def test_delete_during_paging_shrinks_later_pages_each_consistent_with_itself(
+    api: Any, emu: EmulatorProcess
+) -> None:
+    window = {"dateStart": "2026-11-01T00:00:00Z", "dateEnd": "2026-11-01T12:00:00Z"}
+    before = emu.truth(window["dateStart"], window["dateEnd"])
+    emu.set_faults(delete_during_paging=7)
+    pages = []
+    while not pages or not pages[-1]["last"]:
+        pages.append(api.search(page=len(pages), size=200, **window).json())
+    n = len(before)
+    assert pages[0]["totalElements"] == n and pages[0]["totalPages"] == math.ceil(n / 200)
+    for number, page in enumerate(pages[1:], start=1):
+        assert page["totalElements"] == n - 7
+        assert page["totalPages"] == math.ceil((n - 7) / 200)
+        assert page["numberOfElements"] == len(page["content"]) == min(200, n - 7 - number * 200)
+    # The first 7 messages of page 0 are gone, so 7 messages moved up onto page 0's positions,
+    # which the client had already read: it misses them.
+    in_order = [m["messageId"] for m in api.all_pages(size=2000, **window)]
+    assert pages[0]["content"][0]["messageId"] not in in_order
+    seen = [m["messageId"] for page in pages for m in page["content"]]
+    after = emu.truth(window["dateStart"], window["dateEnd"])
+    assert len(after) == n - 7
+    assert len(seen) == len(set(seen)) == n - 7
+    assert {m["messageId"] for m in after} - set(seen) == set(in_order[193:200])
+    emu.reset()
+    assert emu.truth(window["dateStart"], window["dateEnd"]) == before
 
 
 def test_faults_from_cli_flags() -> None:
