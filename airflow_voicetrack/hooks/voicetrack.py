@@ -729,6 +729,8 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         super().__init__(voicetrack_conn_id, **kwargs)
         self._settings: Settings | None = None
         self._transport: _AsyncTransport | None = None
+        # Concurrent first calls must share one client, and so one token.
+        self._transport_lock = asyncio.Lock()
 
     async def get_settings(self) -> Settings:
         """The validated connection and arguments (read from the connection once)."""
@@ -738,11 +740,12 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         return self._settings
 
     async def _get_transport(self) -> _AsyncTransport:
-        if self._transport is None:
-            settings = await self.get_settings()
-            # Building the client loads the CA bundle from disk: keep that off the event loop.
-            self._transport = await asyncio.to_thread(_AsyncTransport, settings, self)
-        return self._transport
+        async with self._transport_lock:
+            if self._transport is None:
+                settings = await self.get_settings()
+                # Building the client loads the CA bundle from disk: keep that off the event loop.
+                self._transport = await asyncio.to_thread(_AsyncTransport, settings, self)
+            return self._transport
 
     async def close(self) -> None:
         """Close the HTTP client."""

@@ -12,6 +12,7 @@ from support.emulator import END, FAST_RETRIES, START, api_requests, truth_ids
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
     VoiceTrackAuthError,
+    VoiceTrackConsistencyError,
     VoiceTrackNotFoundError,
     VoiceTrackTransientError,
 )
@@ -123,6 +124,48 @@ def test_async_records_added_during_paging_lose_nothing(emu):
     before = truth_ids(emu)
     ids = run(collect, page_size=100)
     assert len(ids) == len(set(ids)) and before <= set(ids) <= truth_ids(emu)
+
+
+DAY_END = "2026-11-02T00:00:00Z"
+
+
+def test_async_messages_deleted_while_paging_fail_a_strict_search(emu):
+    n = len(truth_ids(emu, date_end=DAY_END))
+    emu.set_faults(delete_during_paging=4)
+
+    async def search(hook):
+        return await collect(hook, end=DAY_END)
+
+    with pytest.raises(VoiceTrackConsistencyError) as info:
+        run(search, page_size=500, strict=True)
+    assert str(info.value) == (
+        f"window [{START}, {DAY_END}): {n - 4} distinct messages read but the API reported "
+        f"totalElements={n} at the start and {n} at most"
+    )
+
+
+def test_async_messages_deleted_while_paging_make_a_search_warn(emu, capfd):
+    n = len(truth_ids(emu, date_end=DAY_END))
+    emu.set_faults(delete_during_paging=4)
+
+    async def search(hook):
+        return await collect(hook, end=DAY_END)
+
+    capfd.readouterr()
+    ids = run(search, page_size=500)
+    assert len(ids) == len(set(ids)) == n - 4
+    warnings = [line for line in capfd.readouterr().out.splitlines() if "[warning" in line]
+    assert len(warnings) == 1 and f"{n - 4} distinct messages read" in warnings[0]
+
+
+def test_async_concurrent_first_calls_fetch_exactly_one_token(emu):
+    emu.set_faults(latency_ms=300)  # any caller not waiting for the first token would ask meanwhile
+
+    async def counts(hook):
+        return await asyncio.gather(*(hook.count_messages(START, DAY_END) for _ in range(6)))
+
+    assert run(counts) == [len(truth_ids(emu, date_end=DAY_END))] * 6
+    assert emu.stats()["tokens_issued"] == 1
 
 
 def test_async_persistent_403_raises_permissions_error(emu):

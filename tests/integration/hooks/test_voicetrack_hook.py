@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from support.emulator import END, FAST_RETRIES, START, api_requests, truth_ids
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
     VoiceTrackAuthError,
+    VoiceTrackConsistencyError,
     VoiceTrackNotFoundError,
     VoiceTrackResponseError,
     VoiceTrackTransientError,
@@ -111,6 +114,7 @@ def test_search_is_lazy(emu):
     hook = VoiceTrackHook(page_size=100, max_concurrency=2, window=WEEK)
     messages = hook.search_messages(START, END)
     next(messages)
+    time.sleep(0.5)  # pages fetched ahead in the background would show up by now
     requested = emu.stats()["requests"].get("POST /voice/tracking", 0)
     assert requested <= 1 + 2, f"{requested} pages requested before the first message was consumed"
     assert sum(1 for _ in messages) == 9_999
@@ -435,13 +439,17 @@ def test_rate_limits_are_retried_for_each_retry_after_form(emu, mode):
 
 
 def test_retry_after_seconds_is_waited(emu, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(max_retry_wait=5))
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(max_retry_wait=30))
     emu.set_faults(rate_limit_rate=1.0, retry_after_mode="seconds", retry_after=1)
     hook = VoiceTrackHook(max_retries=1)
-    started = time.monotonic()
     with pytest.raises(VoiceTrackTransientError, match="HTTP 429"):
         hook.count_messages()
-    assert 1.0 <= time.monotonic() - started < 4
+    # Measured between the two requests' arrival at the emulator: the client's start-up and the
+    # machine's load before the first request are not in it.
+    first, second = (entry["at"] for entry in emu.request_log() if entry["route"] == "POST /voice/tracking")
+    # At least the 1 s asked for (the client's own first back-off is at most 0.5 s), and not the
+    # 30 s that max_retry_wait would allow.
+    assert 1.0 <= second - first < 10
 
 
 def test_error_bursts_are_retried(emu):
@@ -487,6 +495,67 @@ def test_records_added_during_paging_pass_a_strict_search(emu):
     assert before <= set(ids) and len(ids) == len(set(ids))
 
 
+def deleted_while_paging(emu, k: int) -> tuple[int, str]:
+    """Turn on the emulator's ``delete_during_paging=k`` for the first day's search.
+
+    :return: the day's message count before, and the mismatch the hook must report for it.
+    """
+    n = len(truth_ids(emu, date_end=DAY_END))
+    assert n > 500, "the day needs more than one page of 500"
+    emu.set_faults(delete_during_paging=k)
+    return n, (
+        f"window [{START}, {DAY_END}): {n - k} distinct messages read but the API reported "
+        f"totalElements={n} at the start and {n} at most"
+    )
+
+
+DAY_END = "2026-11-02T00:00:00Z"
+
+
+def test_messages_deleted_while_paging_fail_a_strict_search(emu):
+    _, mismatch = deleted_while_paging(emu, 5)
+    with pytest.raises(VoiceTrackConsistencyError) as info:
+        search_ids(VoiceTrackHook(page_size=500, strict=True), end=DAY_END)
+    assert str(info.value) == mismatch
+
+
+def test_messages_deleted_while_paging_make_a_search_warn(emu, capfd):
+    n, mismatch = deleted_while_paging(emu, 5)
+    capfd.readouterr()
+    ids = search_ids(VoiceTrackHook(page_size=500), end=DAY_END)
+    assert len(ids) == len(set(ids)) == n - 5
+    # Airflow's structlog writes the hook's log lines to the process's output.
+    warnings = [line for line in capfd.readouterr().out.splitlines() if "[warning" in line]
+    assert [line for line in warnings if mismatch in line] == warnings != []
+
+
+# --- one token for concurrent callers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("callers", ["threads", "pool"])
+def test_concurrent_first_calls_fetch_exactly_one_token(emu, callers):
+    # Token requests take 0.3 s here, so that any caller not waiting for the first token would
+    # certainly ask for one of its own meanwhile.
+    emu.set_faults(latency_ms=300)
+    hook = VoiceTrackHook(page_size=100, max_concurrency=6)
+    if callers == "threads":
+        # Six threads start the hook's first search at the same moment.
+        start = threading.Barrier(6)
+
+        def first_search(_: int) -> list[str]:
+            start.wait(timeout=30)
+            return search_ids(hook, end="2026-11-01T02:00:00Z")
+
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(first_search, range(6)))
+        assert results[0] and all(result == results[0] for result in results)
+    else:
+        # The hook's own pool: get_messages fetches six messages at once, the first call of all.
+        ids = sorted(truth_ids(emu, date_end="2026-11-01T02:00:00Z"))[:6]
+        assert list(hook.get_messages(ids)) == ids
+    assert emu.stats()["tokens_issued"] == 1
+
+
 # --- redirects ----------------------------------------------------------------------------------------
 
 
@@ -500,9 +569,13 @@ def test_authorization_does_not_follow_a_redirect_to_another_host(emu, redirecto
     assert landed_path.startswith("/landed") and landed_auth is None
 
 
-def test_secrets_do_not_appear_in_logs_or_errors(emu, monkeypatch, caplog):
+def test_secrets_do_not_appear_in_logs_or_errors(emu, monkeypatch, capfd):
     emu.set_faults(unauthorized_rate=1.0)
-    with caplog.at_level("DEBUG"), pytest.raises(VoiceTrackAuthError) as info:
+    capfd.readouterr()
+    with pytest.raises(VoiceTrackAuthError) as info:
         VoiceTrackHook().count_messages()
-    text = caplog.text + str(info.value)
+    logged = capfd.readouterr()
+    # The scan reaches the hook's log lines (Airflow's structlog writes them to the output).
+    assert "getting a new token" in logged.out
+    text = logged.out + logged.err + str(info.value)
     assert emu.client_secret not in text and "Basic " not in text and "Bearer" not in text
