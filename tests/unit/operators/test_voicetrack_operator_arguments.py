@@ -37,6 +37,7 @@ def test_defaults_extract_the_data_interval_to_xcom() -> None:
     assert "data_interval_end" in DEFAULT_DATE_END
     assert task.output_path is None
     assert task.outlets == []
+    assert task.xcom_max_records == 10_000  # as README documents
 
 
 @pytest.mark.parametrize(

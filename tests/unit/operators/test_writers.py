@@ -24,6 +24,35 @@ from airflow_voicetrack.writers import (
     write_messages,
 )
 
+#: The CSV and Parquet columns in the order README.md documents them (the specification: written
+#: out here, not imported, so that reordering or dropping a column in the code fails the tests).
+DOCUMENTED_COLUMNS = (
+    "messageId",
+    "conversationTrackingId",
+    "to",
+    "from",
+    "groups",
+    "country",
+    "status.status",
+    "status.date",
+    "campaign",
+    "applicationName",
+    "originatingService",
+    "direction",
+    "duration",
+    "fileURL",
+    "message.gender",
+    "message.language",
+    "message.text",
+    "price",
+    "chargeInterval",
+    "collectedTones",
+    "recordings",
+    "answeredBy",
+    "extra",
+)
+README = Path(__file__).resolve().parents[3] / "README.md"
+
 MESSAGE: dict[str, Any] = {
     "messageId": "m-1",
     "conversationTrackingId": "c-1",
@@ -93,12 +122,17 @@ def test_flatten_message_keeps_a_non_object_nested_field_in_extra() -> None:
     assert flatten_message({"messageId": "x", "status": "Completed"})["extra"] == {"status": "Completed"}
 
 
+def test_readme_documents_the_columns_these_tests_hold() -> None:
+    readme = " ".join(README.read_text().split())
+    assert "CSV and Parquet columns, in this order: `" + ", ".join(DOCUMENTED_COLUMNS) + "`" in readme
+
+
 def test_csv_has_the_documented_header_and_flattened_cells(tmp_path: Path) -> None:
     write_messages(messages(2), local(tmp_path, "out.csv"), "csv")
     with open(tmp_path / "out.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert tuple(rows[0]) == CSV_COLUMNS
-    first = dict(zip(CSV_COLUMNS, rows[1], strict=True))
+    assert tuple(rows[0]) == DOCUMENTED_COLUMNS
+    first = dict(zip(DOCUMENTED_COLUMNS, rows[1], strict=True))
     assert first["messageId"] == "m-00000"
     assert first["message.text"] == 'Hello, "world"\nbye'
     assert json.loads(first["groups"]) == ["vip", "test"]
@@ -112,7 +146,7 @@ def test_csv_has_the_documented_header_and_flattened_cells(tmp_path: Path) -> No
 def test_parquet_has_the_fixed_schema_and_values(tmp_path: Path) -> None:
     write_messages(messages(2), local(tmp_path, "out.parquet"), "parquet")
     table = pq.read_table(tmp_path / "out.parquet")
-    assert tuple(table.schema.names) == CSV_COLUMNS
+    assert tuple(table.schema.names) == DOCUMENTED_COLUMNS
     row = table.to_pylist()[0]
     assert row["messageId"] == "m-00000"
     assert row["groups"] == ["vip", "test"]
@@ -120,6 +154,17 @@ def test_parquet_has_the_fixed_schema_and_values(tmp_path: Path) -> None:
     assert row["status.date"] == "2026-11-01T00:00:05Z"
     assert json.loads(row["recordings"]) == MESSAGE["recordings"]
     assert json.loads(row["extra"])["status.reason"] == "answered"
+
+
+def test_documented_buffer_and_row_group_sizes() -> None:
+    assert writers.BUFFER_BYTES == 1_048_576  # 1 MiB
+    assert writers.PARQUET_ROW_GROUP_SIZE == 10_000
+
+
+def test_parquet_row_groups_hold_10000_rows_by_default(tmp_path: Path) -> None:
+    write_messages(messages(10_001), local(tmp_path, "out.parquet"), "parquet")
+    metadata = pq.ParquetFile(tmp_path / "out.parquet").metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [10_000, 1]
 
 
 def test_parquet_is_written_in_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,8 +185,8 @@ def test_parquet_is_written_in_row_groups(tmp_path: Path, monkeypatch: pytest.Mo
 )
 def test_no_messages_write_a_valid_empty_object(tmp_path: Path, output_format: str, read: Any) -> None:
     result = write_messages([], local(tmp_path, f"out.{output_format}"), output_format)
-    expected = {"jsonl": b"", "jsonl.gz": b"", "csv": ",".join(CSV_COLUMNS) + "\n"}
-    assert read(tmp_path / f"out.{output_format}") == expected.get(output_format, list(CSV_COLUMNS))
+    expected = {"jsonl": b"", "jsonl.gz": b"", "csv": ",".join(DOCUMENTED_COLUMNS) + "\n"}
+    assert read(tmp_path / f"out.{output_format}") == expected.get(output_format, list(DOCUMENTED_COLUMNS))
     assert result.records == 0
 
 
@@ -206,9 +251,34 @@ def test_unknown_format_is_rejected_naming_the_accepted_ones() -> None:
         writers.open_writer("xml", io.BytesIO())
 
 
-def test_every_format_has_a_writer() -> None:
-    for output_format in FORMATS:
-        writers.open_writer(output_format, io.BytesIO()).close()
+class KeptBytes(io.BytesIO):
+    """A binary sink that keeps its bytes readable after the writer closes it."""
+
+    def close(self) -> None:
+        self.kept = self.getvalue()
+        super().close()
+
+
+def read_back(output_format: str, data: bytes) -> list[str]:
+    """:return: the messageIds in ``data`` read as ``output_format``, by that format's own reader."""
+    if output_format.endswith(".gz"):
+        data = gzip.decompress(data)
+    if output_format.startswith("jsonl"):
+        return [json.loads(line)["messageId"] for line in data.splitlines()]
+    if output_format.startswith("csv"):
+        return [row["messageId"] for row in csv.DictReader(io.StringIO(data.decode(), newline=""))]
+    return pq.read_table(io.BytesIO(data)).column("messageId").to_pylist()
+
+
+@pytest.mark.parametrize("output_format", FORMATS)
+def test_every_format_has_a_writer_of_that_format(output_format: str) -> None:
+    sink = KeptBytes()
+    writer = writers.open_writer(output_format, sink)
+    for message in messages(3):
+        writer.write(message)
+    writer.close()
+    data = sink.kept if sink.closed else sink.getvalue()
+    assert read_back(output_format, data) == ["m-00000", "m-00001", "m-00002"]
 
 
 def test_object_uri_has_no_connection_id() -> None:
