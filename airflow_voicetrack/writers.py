@@ -100,15 +100,18 @@ def flatten_message(message: dict[str, Any]) -> dict[str, Any]:
     Map a message onto :data:`CSV_COLUMNS`.
 
     Keys of the nested objects ``status`` and ``message`` become ``status.status``, ``message.text``
-    and so on. Fields and nested keys that are not in :data:`CSV_COLUMNS` are collected, under their
-    dotted names, into the ``extra`` column (a dict, or None when there are none). Values are not
-    converted; columns missing from the message are absent from the result.
+    and so on; a null ``message`` (a call that played a file) leaves those columns empty. Fields and
+    nested keys that are not in :data:`CSV_COLUMNS` are collected, under their dotted names, into the
+    ``extra`` column (a dict, or None when there are none). Values are not converted; columns missing
+    from the message are absent from the result.
 
     :param message: A voice message object as returned by the API.
     """
     row: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in message.items():
+        if key in _NESTED_FIELDS and value is None:
+            continue  # a documented field, null: its columns stay empty, nothing is lost
         if key in _NESTED_FIELDS and isinstance(value, dict):
             for sub_key, sub_value in value.items():
                 name = f"{key}.{sub_key}"

@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 from airflow.sdk import Asset, ObjectStoragePath
 from airflow.timetables.interval import CronDataIntervalTimetable
 from support.dags import Run
-from support.messages import by_id, csv_cells
+from support.messages import DOCUMENTED_COLUMNS, by_id
 from support.s3 import S3Bucket
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, split_interval
-from airflow_voicetrack.writers import TEMP_MARKER, flatten_message
+from airflow_voicetrack.writers import TEMP_MARKER
 
 #: Runs a DAG through ``dag.test()`` (the ``run_dag`` fixture of ``tests/integration/conftest.py``).
 RunDag = Callable[..., Run]
@@ -34,6 +34,120 @@ DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+#: Three messages of the emulator's default data, created in [00:05, 00:07) on 2026-11-02: one that
+#: played a file (null ``campaign`` and ``message``, no ``collectedTones`` or ``answeredBy``), one
+#: text-to-speech call, one with a recording.
+THREE = ("2026-11-02T00:05:00Z", "2026-11-02T00:07:00Z")
+GREEK_GREETING = (  # "Hello, this is an automated call." (escaped: Greek letters look like Latin ones)
+    "\u0393\u03b5\u03b9\u03b1 \u03c3\u03b1\u03c2, \u03b1\u03c5\u03c4\u03ae \u03b5\u03af\u03bd\u03b1\u03b9 "
+    "\u03bc\u03b9\u03b1 \u03b1\u03c5\u03c4\u03cc\u03bc\u03b1\u03c4\u03b7 \u03ba\u03bb\u03ae\u03c3\u03b7."
+)
+RECORDING = {
+    "trackingId": "372eeba1-225e-4776-95cd-9c61d2aeb8ae",
+    "start": "2026-11-02T00:07:19.658Z",
+    "end": "2026-11-02T00:09:17.658Z",
+    "from": "4930901820",
+    "to": "306914784295",
+    "url": "https://files.routee.net/recordings/cef1d24e-4629-4d9b-8c87-533e6b51b7e4.wav",
+    "voiceTrackingIds": ["cef1d24e-4629-4d9b-8c87-533e6b51b7e4"],
+    "conversationTrackingId": "7964cd5b-1ed2-4bb1-aa70-06baa4fa44e0",
+    "duration": 118,
+}
+#: Their rows as README documents the CSV: every column, in order; strings as they are, null or
+#: missing values as empty cells; numbers, lists and objects JSON-encoded (here decoded, so that the
+#: comparison does not depend on how the JSON is spaced).
+THREE_CSV_ROWS = [
+    {
+        "messageId": "20afd380-e03c-4387-b77b-7c41b0841f7f",
+        "conversationTrackingId": "822f975a-fbce-48ec-843d-555554c6d8d7",
+        "to": "12340226868",
+        "from": "4930901820",
+        "groups": ["newsletter", "reminders", "vip"],
+        "country": "US",
+        "status.status": "Unknown",
+        "status.date": "2026-11-02T00:05:24.236Z",
+        "campaign": "",
+        "applicationName": "helpdesk",
+        "originatingService": "Voice",
+        "direction": "Outbound",
+        "duration": 0,
+        "fileURL": "https://files.routee.net/voice/prompt.wav",
+        "message.gender": "",
+        "message.language": "",
+        "message.text": "",
+        "price": 0.0,
+        "chargeInterval": 1,
+        "collectedTones": "",
+        "recordings": [],
+        "answeredBy": "",
+        "extra": None,
+    },
+    {
+        "messageId": "59d16996-c013-485a-95f2-3e0562e14b7b",
+        "conversationTrackingId": "6cfbe9ae-1f20-493a-aa75-d694dbd62c6f",
+        "to": "393471163570",
+        "from": "4930901820",
+        "groups": ["staff"],
+        "country": "IT",
+        "status.status": "Completed",
+        "status.date": "2026-11-02T00:07:02.348Z",
+        "campaign": "Winback",
+        "applicationName": "crm-integration",
+        "originatingService": "Campaign",
+        "direction": "Outbound",
+        "duration": 13,
+        "fileURL": "",
+        "message.gender": "female",
+        "message.language": "it-IT",
+        "message.text": "Buongiorno, questa \u00e8 una chiamata automatica.",
+        "price": 0.005,
+        "chargeInterval": 1,
+        "collectedTones": "",
+        "recordings": [],
+        "answeredBy": "MACHINE",
+        "extra": None,
+    },
+    {
+        "messageId": "cef1d24e-4629-4d9b-8c87-533e6b51b7e4",
+        "conversationTrackingId": "7964cd5b-1ed2-4bb1-aa70-06baa4fa44e0",
+        "to": "306914784295",
+        "from": "4930901820",
+        "groups": ["reminders", "vip"],
+        "country": "GR",
+        "status.status": "Completed",
+        "status.date": "2026-11-02T00:09:17.658Z",
+        "campaign": "Payment due",
+        "applicationName": "helpdesk",
+        "originatingService": "Campaign",
+        "direction": "Outbound",
+        "duration": 118,
+        "fileURL": "",
+        "message.gender": "female",
+        "message.language": "el-GR",
+        "message.text": GREEK_GREETING,
+        "price": 0.0413,
+        "chargeInterval": 1,
+        "collectedTones": "7593",
+        "recordings": [RECORDING],
+        "answeredBy": "HUMAN",
+        "extra": None,
+    },
+]
+#: Columns the CSV holds JSON-encoded (an empty cell: null or missing).
+JSON_CELLS = frozenset({"groups", "duration", "price", "chargeInterval", "recordings", "extra"})
+#: The same rows as the Parquet schema types them: ``groups`` a list of strings, the numbers doubles,
+#: ``recordings`` and ``extra`` JSON text (decoded here), null where the CSV has an empty cell.
+NUMBER_CELLS = frozenset({"duration", "price", "chargeInterval"})
+
+
+def as_parquet(row: dict[str, Any]) -> dict[str, Any]:
+    """A CSV row as the Parquet schema types it: empty cells null, the numbers doubles."""
+    return {
+        column: None if value == "" else float(value) if column in NUMBER_CELLS else value
+        for column, value in row.items()
+    }
 
 
 def leftovers(directory: Path) -> list[Path]:
@@ -48,7 +162,9 @@ def extract(**kwargs: Any) -> Callable[[], None]:
 
 
 def test_jsonl_equals_the_emulator_truth(emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path) -> None:
+    began = time.monotonic()
     run = run_dag(extract(output_path=f"file://{tmp_path}/day.jsonl", page_size=500))
+    wall = time.monotonic() - began
     truth = emulator.truth(date_start=DAY[0], date_end=DAY[1])
     assert run.states == {"extract": "success"}
     assert len(truth) > 1000
@@ -65,6 +181,8 @@ def test_jsonl_equals_the_emulator_truth(emulator: EmulatorProcess, run_dag: Run
         "pages": -(-len(truth) // 500),
         "seconds": summary["seconds"],
     }
+    # The extraction's own duration: a number inside the run's.
+    assert isinstance(summary["seconds"], float) and 0 < summary["seconds"] < wall
 
 
 def test_jsonl_gz_equals_the_emulator_truth(
@@ -78,28 +196,65 @@ def test_jsonl_gz_equals_the_emulator_truth(
     assert by_id([json.loads(line) for line in lines]) == emulator.truth(date_start=DAY[0], date_end=DAY[1])
 
 
-def test_csv_rows_equal_the_flattened_emulator_truth(
-    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
-) -> None:
-    run = run_dag(extract(output_path=f"file://{tmp_path}/day.csv", output_format="csv"))
+def test_csv_holds_the_documented_rows(emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path) -> None:
+    run = run_dag(
+        extract(
+            date_start=THREE[0],
+            date_end=THREE[1],
+            output_path=f"file://{tmp_path}/three.csv",
+            output_format="csv",
+        )
+    )
     assert run.states == {"extract": "success"}
-    with open(tmp_path / "day.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    truth = emulator.truth(date_start=DAY[0], date_end=DAY[1])
-    assert sorted(rows, key=lambda r: r["messageId"]) == [csv_cells(m) for m in truth]
+    with open(tmp_path / "three.csv", newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == list(DOCUMENTED_COLUMNS)
+    decoded = [
+        {
+            column: (json.loads(cell) if cell else None) if column in JSON_CELLS else cell
+            for column, cell in zip(header, row, strict=True)
+        }
+        for row in sorted(rows)
+    ]
+    assert decoded == THREE_CSV_ROWS
 
 
-def test_parquet_rows_equal_the_flattened_emulator_truth(
+def test_parquet_holds_the_documented_rows(
     emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
 ) -> None:
-    run = run_dag(extract(output_path=f"file://{tmp_path}/day.parquet", output_format="parquet"))
+    run = run_dag(
+        extract(
+            date_start=THREE[0],
+            date_end=THREE[1],
+            output_path=f"file://{tmp_path}/three.parquet",
+            output_format="parquet",
+        )
+    )
     assert run.states == {"extract": "success"}
-    rows = sorted(pq.read_table(tmp_path / "day.parquet").to_pylist(), key=lambda r: r["messageId"])
+    table = pq.read_table(tmp_path / "three.parquet")
+    assert table.schema.names == list(DOCUMENTED_COLUMNS)
+    rows = sorted(table.to_pylist(), key=lambda row: row["messageId"])
+    for row in rows:
+        assert isinstance(row["recordings"], str), "recordings are JSON text in Parquet"
+        row["recordings"] = json.loads(row["recordings"])
+        row["extra"] = None if row["extra"] is None else json.loads(row["extra"])
+    assert rows == [as_parquet(row) for row in THREE_CSV_ROWS]
+
+
+def test_csv_and_parquet_hold_every_message_of_a_day(
+    emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+) -> None:
+    csv_run = run_dag(extract(output_path=f"file://{tmp_path}/day.csv", output_format="csv"))
+    parquet_run = run_dag(extract(output_path=f"file://{tmp_path}/day.parquet", output_format="parquet"))
+    assert (csv_run.states, parquet_run.states) == ({"extract": "success"}, {"extract": "success"})
     truth = emulator.truth(date_start=DAY[0], date_end=DAY[1])
-    assert [r["messageId"] for r in rows] == [m["messageId"] for m in truth]
-    expected = [flatten_message(m) for m in truth]
-    for column in ("status.status", "status.date", "message.text", "groups", "country", "to", "from"):
-        assert [r[column] for r in rows] == [e.get(column) for e in expected], column
+    with open(tmp_path / "day.csv", newline="", encoding="utf-8") as f:
+        csv_rows = list(csv.DictReader(f))
+    parquet_rows = pq.read_table(tmp_path / "day.parquet").to_pylist()
+    for rows in (csv_rows, parquet_rows):
+        assert sorted(row["messageId"] for row in rows) == [m["messageId"] for m in truth]
+        by_message = {row["messageId"]: row for row in rows}
+        assert all(by_message[m["messageId"]]["status.status"] == m["status"]["status"] for m in truth)
 
 
 def test_rerun_replaces_the_object(emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path) -> None:

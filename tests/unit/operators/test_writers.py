@@ -118,6 +118,11 @@ def test_flatten_message_puts_unknown_fields_and_nested_keys_in_extra() -> None:
     assert set(row) <= set(CSV_COLUMNS)
 
 
+def test_flatten_message_leaves_the_columns_of_a_null_nested_field_empty() -> None:
+    # ``message`` is documented (null when the call played a file): nothing for ``extra``.
+    assert flatten_message({"messageId": "x", "message": None}) == {"messageId": "x", "extra": None}
+
+
 def test_flatten_message_keeps_a_non_object_nested_field_in_extra() -> None:
     assert flatten_message({"messageId": "x", "status": "Completed"})["extra"] == {"status": "Completed"}
 
