@@ -101,12 +101,15 @@ def test_api_rejects_missing_or_unknown_token_with_401(
 
 
 def test_api_rejects_expired_token_with_401(emu: EmulatorProcess, api: Any) -> None:
+    # A token issued for 0.3 s and used after 0.5 s (time only moves forward: no race), next to one
+    # issued for an hour: the same request, only the expiry differs.
     emu.set_faults(token_lifetime=0.3)
-    token = api.new_token()
-    headers = {"Authorization": f"Bearer {token}"}
-    assert api.http.post("/voice/tracking", headers=headers, json=[]).status_code == 200
+    expired = {"Authorization": f"Bearer {api.new_token()}"}
     time.sleep(0.5)
-    response = api.http.post("/voice/tracking", headers=headers, json=[])
+    emu.set_faults(token_lifetime=3600)
+    fresh = {"Authorization": f"Bearer {api.new_token()}"}
+    assert api.http.post("/voice/tracking", headers=fresh, json=[]).status_code == 200
+    response = api.http.post("/voice/tracking", headers=expired, json=[])
     assert response.status_code == 401
     assert response.json()["error_description"] == "Access token expired"
 
