@@ -15,6 +15,9 @@ use (Airflow, our package) at module level, so the interpreter start and the imp
 ``peak_rss_mb``
     This process's own peak resident set size (``ru_maxrss`` read in the process at its end), imports
     included; ``base_rss_mb`` is the resident set size just before the call.
+``extra``
+    The variant's own figures; ``page_size`` is the page size it requested (``--page-size`` unless the
+    variant reports another), so that the runner compares only variants that read the same pages.
 """
 
 from __future__ import annotations
@@ -177,5 +180,6 @@ def run_variant(
     setup_s = time.perf_counter() - started
     result = measure(lambda: work(args))
     result.setup_s = setup_s
+    result.extra.setdefault("page_size", args.page_size)
     sys.stdout.write(RESULT_PREFIX + json.dumps(asdict(result)) + "\n")
     sys.stdout.flush()

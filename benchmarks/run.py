@@ -8,8 +8,10 @@ the client, set the pace). Then the ratios of the issue's targets, and the senso
 
 Variants (see their modules): A raw sequential ``requests`` loop, B raw concurrent fetch, C Airflow's
 ``HttpOperator`` with a ``pagination_function``, D our extraction with concurrency 1, E our extraction
-with its defaults. A variant that exceeds ``--timeout`` or ``--memory-limit-mb`` is killed and
-reported as not finished.
+with its defaults; all of them request pages of ``--page-size``, and a ratio of two variants that
+report different page sizes is not printed. The files D and E write are checked against the
+emulator's truth (every id once, none missing, none extra) before they are deleted. A variant that
+exceeds ``--timeout`` or ``--memory-limit-mb`` is killed and reported as not finished.
 
 ``--write-results`` replaces the generated part of ``benchmarks/RESULTS.md`` (between the
 ``BEGIN GENERATED`` / ``END GENERATED`` markers) and keeps the text around it.
@@ -33,6 +35,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil
 import requests
 
@@ -82,6 +85,11 @@ class Outcome:
     def ok(self) -> bool:
         """Whether the variant finished and received exactly the expected records."""
         return self.status == "ok"
+
+    @property
+    def page_size(self) -> int | None:
+        """The page size the variant reported it requested."""
+        return self.result.get("extra", {}).get("page_size")
 
     @property
     def rate(self) -> float:
@@ -264,6 +272,37 @@ def expected_total(emu: EmulatorProcess, date_start: str, date_end: str) -> int:
         return int(response.json()["totalElements"])
 
 
+class _MessageId(msgspec.Struct):
+    messageId: str  # the API's field name
+
+
+def verify_written_ids(path: Path, truth: list[str]) -> str | None:
+    """
+    Check a JSON-lines file a variant wrote against the emulator's truth.
+
+    :param path: The file.
+    :param truth: Every messageId the search matches, from the emulator (``EmulatorProcess.truth_ids``).
+    :return: What is wrong (missing file, duplicates, missing or unexpected ids), or None.
+    """
+    if not path.is_file():
+        return f"wrong output: {path.name} was not written"
+    decoder = msgspec.json.Decoder(_MessageId)
+    with path.open("rb") as lines:
+        written = [decoder.decode(line).messageId for line in lines if line.strip()]
+    unique = set(written)
+    expected = set(truth)
+    problems = []
+    if len(unique) != len(written):
+        problems.append(f"{len(written) - len(unique)} duplicates")
+    if expected - unique:
+        problems.append(f"{len(expected - unique)} missing")
+    if unique - expected:
+        problems.append(f"{len(unique - expected)} unexpected")
+    if problems:
+        return f"wrong ids in {path.name}: {len(written)} written, " + ", ".join(problems)
+    return None
+
+
 def run_child(
     command: list[str], env: dict[str, str], log_path: Path, timeout: float, memory_limit_mb: float
 ) -> tuple[str, dict[str, Any], float, float]:
@@ -340,6 +379,9 @@ def run_configuration(
             flush=True,
         )
         expected = expected_total(emu, date_start, date_end)
+        truth = emu.truth_ids(date_start, date_end)
+        if len(truth) != expected:
+            raise RuntimeError(f"the emulator's truth has {len(truth)} ids, its search {expected}")
         for letter in args.variants:
             module, variant_args, _ = VARIANTS[letter]
             command = [
@@ -364,6 +406,9 @@ def run_configuration(
             outcome.observed_peak_rss_mb, outcome.elapsed_s = observed, elapsed
             if outcome.ok and result["records"] != expected:
                 outcome.status = f"wrong count: {result['records']} of {expected}"
+            output = result.get("extra", {}).get("output")
+            if outcome.ok and output:
+                outcome.status = verify_written_ids(Path(output), truth) or "ok"
             for leftover in [*args.out_dir.glob("*.jsonl"), *args.out_dir.glob("_*.voicetrack-tmp-*")]:
                 leftover.unlink()
             outcomes.append(outcome)
@@ -463,6 +508,21 @@ def _fmt_ratio(value: float | None, target: float | None = None, at_least: bool 
     return f"{value:.2f}x {'✅' if met else '❌'}"
 
 
+def rate_ratio(numerator: Outcome | None, denominator: Outcome | None, target: float | None = None) -> str:
+    """
+    The ratio of two variants' records per second, formatted; refused when they read different pages.
+
+    :param numerator: The variant on top.
+    :param denominator: The variant below.
+    :param target: The smallest ratio that meets the target, if any.
+    """
+    if numerator is None or denominator is None or not (numerator.ok and denominator.ok):
+        return "n/a"
+    if numerator.page_size != denominator.page_size:
+        return f"n/a: pages of {numerator.page_size} vs {denominator.page_size}"
+    return _fmt_ratio(_ratio(numerator.rate, denominator.rate), target)
+
+
 def results_table(outcomes: list[Outcome]) -> str:
     """The markdown table of every variant's figures."""
     lines = [
@@ -489,9 +549,8 @@ def ratios_table(outcomes: list[Outcome]) -> str:
     """The markdown table of the targets' ratios, one row per size (and latency where it matters)."""
     by_key = {(o.size, o.latency_ms, o.variant): o for o in outcomes}
 
-    def rate(size: int, latency: int, variant: str) -> float:
-        outcome = by_key.get((size, latency, variant))
-        return outcome.rate if outcome else 0.0
+    def ratio(size: int, latency: int, top: str, bottom: str, target: float | None = None) -> str:
+        return rate_ratio(by_key.get((size, latency, top)), by_key.get((size, latency, bottom)), target)
 
     def rss(size: int, latency: int, variant: str) -> float:
         outcome = by_key.get((size, latency, variant))
@@ -506,11 +565,8 @@ def ratios_table(outcomes: list[Outcome]) -> str:
     ]
     for size in sizes:
         lines.append(
-            f"| {size:,} | {_fmt_ratio(_ratio(rate(size, 50, 'E'), rate(size, 50, 'B')), 0.8)} "
-            f"| {_fmt_ratio(_ratio(rate(size, 50, 'E'), rate(size, 50, 'A')), 3)} "
-            f"| {_fmt_ratio(_ratio(rate(size, 0, 'D'), rate(size, 0, 'A')), 0.8)} "
-            f"| {_fmt_ratio(_ratio(rate(size, 0, 'E'), rate(size, 0, 'A')))} "
-            f"| {_fmt_ratio(_ratio(rate(size, 0, 'E'), rate(size, 0, 'B')))} |"
+            f"| {size:,} | {ratio(size, 50, 'E', 'B', 0.8)} | {ratio(size, 50, 'E', 'A', 3)} "
+            f"| {ratio(size, 0, 'D', 'A', 0.8)} | {ratio(size, 0, 'E', 'A')} | {ratio(size, 0, 'E', 'B')} |"
         )
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
@@ -563,7 +619,8 @@ def render(args: argparse.Namespace, outcomes: list[Outcome], sensor_rows: list[
         "",
         *(f"- {name}: {value}" for name, value in info.items()),
         f"- Load average before the run: {args.load_before}",
-        f"- Page size {args.page_size} for A, B, C (D and E use the hook's default); messages created "
+        f"- Page size {args.page_size} for every variant; D's and E's files checked id by id against the "
+        "emulator's truth; messages created "
         f"over {args.span_hours:g} h from {DATA_START:%Y-%m-%d}, one search over that range; one emulator "
         "process per (messages, latency), every variant a fresh process, one after the other.",
         "",
