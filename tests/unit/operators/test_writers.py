@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import ObjectStoragePath
+from support.messages import DOCUMENTED_COLUMNS
 
 from airflow_voicetrack import writers
 from airflow_voicetrack.writers import (
@@ -24,33 +25,6 @@ from airflow_voicetrack.writers import (
     write_messages,
 )
 
-#: The CSV and Parquet columns in the order README.md documents them (the specification: written
-#: out here, not imported, so that reordering or dropping a column in the code fails the tests).
-DOCUMENTED_COLUMNS = (
-    "messageId",
-    "conversationTrackingId",
-    "to",
-    "from",
-    "groups",
-    "country",
-    "status.status",
-    "status.date",
-    "campaign",
-    "applicationName",
-    "originatingService",
-    "direction",
-    "duration",
-    "fileURL",
-    "message.gender",
-    "message.language",
-    "message.text",
-    "price",
-    "chargeInterval",
-    "collectedTones",
-    "recordings",
-    "answeredBy",
-    "extra",
-)
 README = Path(__file__).resolve().parents[3] / "README.md"
 
 MESSAGE: dict[str, Any] = {
