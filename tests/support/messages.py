@@ -39,34 +39,6 @@ DOCUMENTED_COLUMNS = (
     "extra",
 )
 
-#: The CSV and Parquet columns in the order README.md documents them (the specification: written
-#: out here, not imported, so that reordering or dropping a column in the code fails the tests).
-DOCUMENTED_COLUMNS = (
-    "messageId",
-    "conversationTrackingId",
-    "to",
-    "from",
-    "groups",
-    "country",
-    "status.status",
-    "status.date",
-    "campaign",
-    "applicationName",
-    "originatingService",
-    "direction",
-    "duration",
-    "fileURL",
-    "message.gender",
-    "message.language",
-    "message.text",
-    "price",
-    "chargeInterval",
-    "collectedTones",
-    "recordings",
-    "answeredBy",
-    "extra",
-)
-
 
 def by_id(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:return: ``messages`` in ``messageId`` order (the truth endpoint's order)."""
