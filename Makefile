@@ -13,7 +13,7 @@ COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
 COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks
 
-.PHONY: install test lint typecheck pytest test-compat demo bench clean
+.PHONY: install test lint typecheck pytest test-compat demo airflow bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ test-compat:
 
 demo: $(STAMP)
 	$(BIN)/python -m example_dags.demo
+
+# Airflow's web UI on 127.0.0.1 with the example DAGs running against a live emulator; Ctrl-C stops
+# it. Options: make airflow AIRFLOW_ARGS="--port 8090 --days 5" (see --help).
+airflow: $(STAMP)
+	$(BIN)/python -m example_dags.airflow_ui $(AIRFLOW_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,bench]"

@@ -58,13 +58,13 @@ def demo_environment() -> dict[str, str]:
     return env
 
 
-def airflow(args: list[str], env: dict[str, str], what: str) -> None:
+def airflow(args: list[str], env: dict[str, str], what: str, log_file: Path = LOG_FILE) -> None:
     """
-    Run ``airflow <args>``, appending its output to :data:`LOG_FILE`.
+    Run ``airflow <args>``, appending its output to ``log_file``.
 
     :raises DemoError: when it fails or takes longer than :data:`COMMAND_TIMEOUT_S`, with the log's tail.
     """
-    with LOG_FILE.open("a") as log:
+    with log_file.open("a") as log:
         log.write(f"\n$ airflow {' '.join(args)}\n")
         log.flush()
         try:
@@ -77,24 +77,24 @@ def airflow(args: list[str], env: dict[str, str], what: str) -> None:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise DemoError(f"{what} took more than {COMMAND_TIMEOUT_S} s.\n{log_tail()}") from None
+            raise DemoError(f"{what} took more than {COMMAND_TIMEOUT_S} s.\n{log_tail(log_file)}") from None
     if result.returncode:
-        raise DemoError(f"{what} failed (exit status {result.returncode}).\n{log_tail()}")
+        raise DemoError(f"{what} failed (exit status {result.returncode}).\n{log_tail(log_file)}")
 
 
-def log_tail(lines: int = 40) -> str:
-    """The last ``lines`` lines of :data:`LOG_FILE`, framed for an error message."""
-    tail = LOG_FILE.read_text(errors="replace").splitlines()[-lines:]
-    return f"--- last lines of {LOG_FILE} ---\n" + "\n".join(tail)
+def log_tail(log_file: Path = LOG_FILE, lines: int = 40) -> str:
+    """The last ``lines`` lines of ``log_file``, framed for an error message."""
+    tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- last lines of {log_file} ---\n" + "\n".join(tail)
 
 
-def migrate_once(env: dict[str, str]) -> None:
-    """Create the Airflow metadata database on the first run (and after an Airflow upgrade)."""
-    marker = AIRFLOW_HOME / f".migrated-{version('apache-airflow-core')}"
+def migrate_once(env: dict[str, str], home: Path = AIRFLOW_HOME, log_file: Path = LOG_FILE) -> None:
+    """Create the Airflow metadata database in ``home`` on the first run (and after an Airflow upgrade)."""
+    marker = home / f".migrated-{version('apache-airflow-core')}"
     if marker.exists():
         return
-    say(f"Creating the Airflow database in {AIRFLOW_HOME} (first run only) ...")
-    airflow(["db", "migrate"], env, "airflow db migrate")
+    say(f"Creating the Airflow database in {home} (first run only) ...")
+    airflow(["db", "migrate"], env, "airflow db migrate", log_file)
     marker.touch()
 
 
@@ -144,7 +144,20 @@ def main() -> int:
         print(f"make demo failed: {err}", file=sys.stderr)
         return 1
     say(f"Done. Airflow log: {LOG_FILE}")
+    say_next_steps()
     return 0
+
+
+def say_next_steps() -> None:
+    """What a newcomer can try after the demo."""
+    say("")
+    say("Try next:")
+    say("  make airflow   the three example DAGs running in Airflow's web UI against a live emulator")
+    say("                 (prints the URL and the login; Ctrl-C stops it)")
+    say("  example_dags/  example_voicetrack_gate.py (a deferred sensor waits for a campaign's calls),")
+    say("                 example_voicetrack_backfill.py (one mapped extraction task per window)")
+    say(f"  output         {OUTPUT_BASE / 'voicetrack' / 'daily'}/ (one JSON-lines file per day;")
+    say("                 set VOICETRACK_OUTPUT_BASE=s3://bucket/prefix to write to S3 instead)")
 
 
 if __name__ == "__main__":
