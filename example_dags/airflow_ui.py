@@ -38,6 +38,8 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
+from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from example_dags.demo import REPO, DemoError, migrate_once, say
 
@@ -53,9 +55,9 @@ EXTRACT, GATE, BACKFILL = (
 DAG_IDS = (EXTRACT, GATE, BACKFILL)
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: Emulator: calls per day of history, new calls per second, seconds a call takes to finish.
-CALLS_PER_DAY = 3_000
-ARRIVALS_PER_SECOND = 0.2
-SETTLE_SECONDS = 90
+CALLS_PER_DAY = 5_000
+ARRIVALS_PER_SECOND = 0.5
+SETTLE_SECONDS = 180
 #: The gate DAG waits for one campaign's calls of this last stretch before start.
 GATE_LOOKBACK = timedelta(hours=1)
 BACKFILL_WINDOW_HOURS = 12
@@ -202,10 +204,12 @@ class AirflowUI:
         env = self.environment(self.emulator)
         self._password = admin_password(self.home)
         migrate_once(env, self.home, self.home / "logs" / "migrate.log")
-        for service in SERVICES:
-            self._spawn(service, env)
         say(f"Starting Airflow (home {self.home}) ...")
+        # The API server first: a task the scheduler starts before the execution API answers fails.
+        self._spawn("api-server", env)
         wait_for(self._api_healthy, STARTUP_TIMEOUT_S, "the Airflow API server to answer")
+        for service in SERVICES[1:]:
+            self._spawn(service, env)
         self._token = self._login()
         wait_for(self._dags_parsed, STARTUP_TIMEOUT_S, "the example DAGs to be parsed", every=2)
         for dag_id in DAG_IDS:
@@ -295,23 +299,29 @@ class AirflowUI:
                     "max_active_runs": 2,
                 },
             )
-        gate_start = now - GATE_LOOKBACK
-        calls = self.emulator.truth(date_start=gate_start, date_end=now)
-        campaigns = Counter(call["campaign"] for call in calls if call["campaign"])
-        campaign_name = campaigns.most_common(1)[0][0]
-        from airflow_voicetrack.emulator.data import CAMPAIGNS
-
+        # The campaign with the most calls still in progress right now, so the sensor has to wait.
+        gate_end = datetime.now(timezone.utc).replace(microsecond=0)
+        gate_start = gate_end - GATE_LOOKBACK
+        calls = self.emulator.truth(date_start=gate_start, date_end=gate_end)
+        in_progress = Counter(
+            call["campaign"]
+            for call in calls
+            if call["campaign"] and call["status"]["status"] not in DEFAULT_TERMINAL_STATUSES
+        )
+        every_campaign = Counter(call["campaign"] for call in calls if call["campaign"])
+        campaign_name = (in_progress or every_campaign).most_common(1)[0][0]
         campaign_id = next(c.tracking_id for c in CAMPAIGNS if c.name == campaign_name)
         self.api(
             "POST",
             f"/dags/{GATE}/dagRuns",
             json={
                 "logical_date": None,
-                "conf": {"campaign_id": campaign_id, "date_start": _z(gate_start), "date_end": _z(now)},
+                "conf": {"campaign_id": campaign_id, "date_start": _z(gate_start), "date_end": _z(gate_end)},
             },
         )
-        calls_of_campaign = campaigns[campaign_name]
-        say(f"Triggered {GATE}: campaign {campaign_name!r}, its {calls_of_campaign} calls of the last hour.")
+        pending = in_progress[campaign_name]
+        say(f"Triggered {GATE}: campaign {campaign_name!r}, last hour, {pending} calls still in progress.")
+        backfill_end = now.replace(minute=0, second=0)
         self.api(
             "POST",
             f"/dags/{BACKFILL}/dagRuns",
@@ -319,13 +329,13 @@ class AirflowUI:
                 "logical_date": None,
                 "conf": {
                     "date_start": _z(first_day),
-                    "date_end": _z(now.replace(minute=0, second=0)),
+                    "date_end": _z(backfill_end),
                     "window_hours": BACKFILL_WINDOW_HOURS,
                 },
             },
         )
         windows = f"{BACKFILL_WINDOW_HOURS} h windows"
-        say(f"Triggered {BACKFILL}: {_z(first_day)} to the last full hour, in {windows}.")
+        say(f"Triggered {BACKFILL}: {_z(first_day)} to {_z(backfill_end)} in {windows}.")
 
     def print_banner(self) -> None:
         """Where the UI is and how to log in: printed on every start."""

@@ -12,6 +12,7 @@ then stops everything the entry point started.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -252,33 +254,46 @@ def _truth(emulator_url: str, start: str, end: str) -> list[dict[str, Any]]:
     return list(response.json()["content"])
 
 
-def test_the_grid_the_fan_out_and_the_asset_can_be_seen(make_airflow: MakeAirflow, page: Page) -> None:
-    wait_until(
+def test_the_fan_out_shows_one_mapped_task_per_window(make_airflow: MakeAirflow, page: Page) -> None:
+    run_id = wait_until(
         lambda: successful_run(page, make_airflow.url, BACKFILL),
         timeout=RUN_TIMEOUT_S,
         what=f"a successful {BACKFILL} run in the UI",
         every=3,
     )
-    text = show(page, f"{make_airflow.url}/dags/{BACKFILL}", "extract_window")
-    assert "total_records" in text
-    snap(page, "backfill-grid")
-    show(page, f"{make_airflow.url}/dags/{EXTRACT}", "extract_voice_messages")
+    show(page, f"{make_airflow.url}/dags/{BACKFILL}/runs/{run_id}", "total_records")
+
+    rows = [row.inner_text() for row in page.locator("tbody tr").all()]
+    mapped = [row for row in rows if row.split()[:1] == ["extract_window"]]
+    triggered = make_airflow.printed(rf"Triggered {BACKFILL}: (\S+) to (\S+) in (\d+) h windows")
+    assert triggered is not None, make_airflow.lines
+    start, end = (datetime.fromisoformat(value.replace("Z", "+00:00")) for value in triggered.group(1, 2))
+    windows = math.ceil((end - start) / timedelta(hours=int(triggered.group(3))))
+    assert len(mapped) == windows, rows
+    assert all("Success" in row for row in mapped), mapped
+    snap(page, "backfill-mapped-tasks")
+
+
+def test_the_grid_and_the_asset_with_its_events(make_airflow: MakeAirflow, page: Page) -> None:
+    show(page, f"{make_airflow.url}/dags/{EXTRACT}", "extract_voice_messages", "Created Asset Events")
     snap(page, "extract-grid")
 
     show(page, f"{make_airflow.url}/assets", "voicetrack/daily")
-    page.locator("a[href*='/assets/']", has_text="voicetrack/daily").first.click()
-    page.wait_for_load_state("networkidle")
-    text = page.inner_text("body")
-    assert "example_voicetrack_extract" in text
+    href = page.locator("a[href*='/assets/']", has_text="voicetrack/daily").first.get_attribute("href")
+    assert href is not None
+    text = show(page, make_airflow.url + href, EXTRACT)
+
+    assert "voicetrack/daily" in text
     snap(page, "asset-daily")
 
 
 def test_sigterm_stops_everything_it_started(make_airflow: MakeAirflow) -> None:
-    family = psutil.Process(make_airflow.process.pid).children(recursive=True)
-    # The entry point starts the emulator and Airflow's four services (and they their own children).
-    assert len(family) >= 5, [p.cmdline() for p in family]
-    for service in ("api-server", "scheduler", "dag-processor", "triggerer"):
-        assert any(service in " ".join(p.cmdline()) for p in family), service
+    parent = psutil.Process(make_airflow.process.pid)
+    started = [" ".join(child.cmdline()) for child in parent.children()]
+    # The emulator and Airflow's four services (the API server renames itself "airflow api_server").
+    for name in ("airflow_voicetrack.emulator", "api.server", "scheduler", "dag-processor", "triggerer"):
+        assert sum(bool(re.search(name, command)) for command in started) == 1, (name, started)
+    family = parent.children(recursive=True)
 
     make_airflow.process.send_signal(signal.SIGTERM)
 
