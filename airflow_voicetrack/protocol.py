@@ -62,6 +62,10 @@ TOKEN_RENEW_SHARE = 0.1
 # Settings
 
 
+#: Requests one search keeps in flight when neither the connection nor the task says otherwise.
+DEFAULT_MAX_CONCURRENCY = 4
+
+
 @dataclass(frozen=True)
 class Settings:
     """
@@ -80,7 +84,7 @@ class Settings:
     read_timeout: float = 60.0
     verify_ssl: bool = True
     page_size: int = MAX_PAGE_SIZE
-    max_concurrency: int = 4
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_retries: int = 8
     max_retry_wait: float = 60.0
     max_retry_time: float = 600.0
@@ -144,7 +148,7 @@ class Settings:
             read_timeout=_number(values, "read_timeout", 60.0, positive=True),
             verify_ssl=_boolean(values, "verify_ssl", True),
             page_size=_integer(values, "page_size", MAX_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE),
-            max_concurrency=_integer(values, "max_concurrency", 4, minimum=1),
+            max_concurrency=_integer(values, "max_concurrency", DEFAULT_MAX_CONCURRENCY, minimum=1),
             max_retries=_integer(values, "max_retries", 8, minimum=0),
             max_retry_wait=_number(values, "max_retry_wait", 60.0, minimum=0),
             max_retry_time=_number(values, "max_retry_time", 600.0, minimum=0),

@@ -20,6 +20,7 @@ from airflow.sdk.log import mask_secret
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.personal_data import PersonalDataFilter, validate_key, validate_paths
 from airflow_voicetrack.protocol import (
+    DEFAULT_MAX_CONCURRENCY,
     format_datetime,
     normalize_filters,
     parse_datetime,
@@ -118,7 +119,16 @@ class VoiceTrackingOperator(BaseOperator):
         or ``jsonl.gz`` / ``csv.gz`` for gzip-compressed output.
     :param compression: ``"gzip"`` to compress ``jsonl`` or ``csv``; the same as the ``.gz`` formats.
     :param page_size: Messages per page (1 to 2000); default: the connection's.
-    :param max_concurrency: Pages fetched at once; default: the connection's.
+    :param max_concurrency: Pages fetched at once; default: the connection's. Also the default of
+        ``pool_slots``.
+
+    **Shared API budget** (pools): the task's ``pool_slots`` defaults to ``max_concurrency``, or to
+    :data:`~airflow_voicetrack.protocol.DEFAULT_MAX_CONCURRENCY` (4) when that is not given, and at run
+    time the task keeps at most ``min(connection's max_concurrency, pool_slots)`` requests in flight
+    (and never more than ``max_concurrency``). So a pool of N slots, e.g. ``pool="routee_api"`` on every
+    task that calls the API, caps the requests in flight across all workers and DAGs at N. A deferred
+    sensor holds no pool slot while it waits in the triggerer. Size the pool at least as large as the
+    largest ``pool_slots``: Airflow never starts a task that asks for more slots than its pool has.
     :param xcom_max_records: Most messages returned to XCom when ``output_path`` is None.
     :param empty_interval: What to do when the interval is zero-width or missing: ``"fail"`` (default,
         without retry), ``"skip"`` the task, or ``"lookback"``: extract ``[date_end - lookback, date_end)``,
@@ -174,6 +184,9 @@ class VoiceTrackingOperator(BaseOperator):
         hash_key_variable: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
+            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        kwargs.setdefault("pool_slots", default_pool_slots(max_concurrency))
         super().__init__(**kwargs)
         self.voicetrack_conn_id = voicetrack_conn_id
         self.date_start = date_start
@@ -186,8 +199,6 @@ class VoiceTrackingOperator(BaseOperator):
         self.output_conn_id = output_conn_id
         self.output_format = resolve_format(output_format, compression)
         self.page_size = None if page_size is None else validate_page_size(page_size)
-        if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
-            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         self.max_concurrency = max_concurrency
         if (
             isinstance(xcom_max_records, bool)
@@ -207,12 +218,38 @@ class VoiceTrackingOperator(BaseOperator):
             self.outlets.append(self.output_asset)
         self._lineage_output: tuple[str, str] | None = None
 
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """
+        Start a mapped task (see ``BaseOperator.partial``), with ``pool_slots`` defaulting as in
+        ``__init__``: the scheduler reads a mapped task's slots from ``partial()``, before any
+        ``__init__`` runs.
+        """
+        max_concurrency = kwargs.get("max_concurrency")
+        if "pool_slots" not in kwargs and "pool_slots" not in (kwargs.get("default_args") or {}):
+            kwargs["pool_slots"] = default_pool_slots(
+                max_concurrency if isinstance(max_concurrency, int) else None
+            )
+        return super().partial(**kwargs)
+
     @cached_property
     def hook(self) -> VoiceTrackHook:
-        """The hook, built from ``voicetrack_conn_id`` with this task's page size and concurrency."""
-        return VoiceTrackHook(
-            self.voicetrack_conn_id, page_size=self.page_size, max_concurrency=self.max_concurrency
+        """
+        The hook, built from ``voicetrack_conn_id`` with this task's page size and concurrency: the
+        connection's ``max_concurrency`` capped by ``pool_slots`` (and by the ``max_concurrency``
+        argument), so the task never has more requests in flight than pool slots.
+        """
+        limit = min(self.pool_slots, self.max_concurrency or self.pool_slots)
+        connection_limit = VoiceTrackHook(self.voicetrack_conn_id).settings.max_concurrency
+        concurrency = min(connection_limit, limit)
+        self.log.info(
+            "Keeping at most %d requests in flight: the connection allows %d, pool_slots=%d in pool %r",
+            concurrency,
+            connection_limit,
+            self.pool_slots,
+            self.pool,
         )
+        return VoiceTrackHook(self.voicetrack_conn_id, page_size=self.page_size, max_concurrency=concurrency)
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         start, end = self._interval(context)
@@ -370,6 +407,15 @@ class VoiceTrackingOperator(BaseOperator):
             inputs=[Dataset(namespace=self.hook.settings.base_url, name=LINEAGE_INPUT_NAME)],
             outputs=outputs,
         )
+
+
+def default_pool_slots(max_concurrency: int | None) -> int:
+    """
+    Return the pool slots a task takes by default: one per request it may keep in flight.
+
+    :param max_concurrency: the operator's ``max_concurrency`` argument; None for the default (4).
+    """
+    return DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency
 
 
 def resolve_format(output_format: str, compression: str | None) -> str:

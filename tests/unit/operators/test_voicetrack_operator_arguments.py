@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -158,3 +159,53 @@ def test_split_interval_rejects_an_empty_range() -> None:
 def test_split_interval_rejects_a_window_below_one_second() -> None:
     with pytest.raises(ValueError, match="every must be a timedelta of at least one second"):
         split_interval("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", timedelta(0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "slots"),
+    [({}, 4), ({"max_concurrency": 2}, 2), ({"max_concurrency": 2, "pool_slots": 3}, 3)],
+    ids=["default_concurrency", "max_concurrency", "explicit_pool_slots"],
+)
+def test_pool_slots_default_to_the_requests_in_flight(kwargs: dict[str, Any], slots: int) -> None:
+    assert operator(**kwargs).pool_slots == slots
+
+
+def test_mapped_task_pool_slots_default_to_max_concurrency() -> None:
+    from airflow.sdk import DAG
+
+    with DAG("pool_slots_mapped", schedule=None) as dag:
+        VoiceTrackingOperator.partial(task_id="two", max_concurrency=2).expand_kwargs([{"campaign_id": "a"}])
+        VoiceTrackingOperator.partial(task_id="default").expand_kwargs([{"campaign_id": "a"}])
+        VoiceTrackingOperator.partial(task_id="explicit", pool_slots=1).expand_kwargs([{"campaign_id": "a"}])
+
+    assert [dag.get_task(t).pool_slots for t in ("two", "default", "explicit")] == [2, 4, 1]
+
+
+@pytest.mark.parametrize(
+    ("connection_limit", "kwargs", "expected"),
+    [
+        (8, {}, 4),  # pool_slots (default 4) caps the connection's 8
+        (2, {}, 2),  # the connection's 2 caps pool_slots 4
+        (8, {"pool_slots": 3}, 3),
+        (8, {"max_concurrency": 5, "pool_slots": 6}, 5),  # never above the task's own max_concurrency
+        (3, {"max_concurrency": 6}, 3),
+    ],
+)
+def test_effective_concurrency_is_the_smaller_of_connection_and_pool_slots(
+    monkeypatch: pytest.MonkeyPatch, connection_limit: int, kwargs: dict[str, Any], expected: int
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VOICETRACK_POOLED",
+        json.dumps(
+            {
+                "conn_type": "voicetrack",
+                "login": "app",
+                "password": "secret-value",
+                "host": "http://127.0.0.1:9",
+                "extra": {"max_concurrency": connection_limit},
+            }
+        ),
+    )
+    task = operator(voicetrack_conn_id="voicetrack_pooled", **kwargs)
+
+    assert task.hook.settings.max_concurrency == expected
