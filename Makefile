@@ -13,7 +13,7 @@ COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
 COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks
 
-.PHONY: install test lint typecheck pytest test-compat demo airflow bench clean
+.PHONY: install test lint typecheck pytest test-compat test-stack demo airflow bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ test-compat:
 		$(COMPAT_VENV)/bin/python -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS)
 	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) \
 		$(COMPAT_VENV)/bin/python -m pytest tests/integration/sensors -k "trigger and not blocks" $(PYTEST_ARGS)
+
+# The production-shaped stack (tests/system/test_celery_stack.py): PostgreSQL and Redis from Debian's
+# packages (installed here when missing, with apt-get, as root), the [stack] extra, CeleryExecutor with
+# two workers. About 8 minutes on a loaded 2-core machine (docs/scaling.md, "Measured on the stack").
+test-stack: $(STAMP)
+	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+			postgresql redis-server; }
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,stack]"
+	$(BIN)/python -m pytest tests/system/test_celery_stack.py -m stack -s $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m example_dags.demo

@@ -3,8 +3,11 @@ Backfill a long range in parallel: one mapped extraction task per window.
 
 ``plan_windows`` splits ``[date_start, date_end)`` into windows of ``window_hours`` with
 ``split_interval``; ``extract_window`` is mapped over them with ``.partial(...).expand_kwargs(...)``,
-so with a distributed executor (Celery, Kubernetes) the windows run on many workers at once
-(``max_active_tis_per_dagrun`` caps how many hit the API together). Each window writes its own
+so with a distributed executor (Celery, Kubernetes) the windows run on many workers at once.
+Each window keeps at most 2 requests in flight (``max_concurrency=2``) and so takes 2 slots of the
+pool named by ``$VOICETRACK_API_POOL`` (default ``default_pool``): a pool such as ``routee_api``
+with N slots caps the requests in flight across every worker at N (see the README's "Shared API
+budget"). Each window writes its own
 object, ``<base>/voicetrack/backfill/voicetrack_<start>_<end>.jsonl`` (see
 ``example_voicetrack_extract`` for the base), and ``total_records`` sums what they wrote.
 
@@ -28,6 +31,8 @@ OUTPUT_BASE = os.environ.get(
     "VOICETRACK_OUTPUT_BASE", (Path(__file__).resolve().parent.parent / ".demo-output").as_uri()
 ).rstrip("/")
 OUTPUT_CONN_ID = os.environ.get("VOICETRACK_OUTPUT_CONN_ID") or None
+#: The pool every call to the API takes its slots from, e.g. ``routee_api``.
+API_POOL = os.environ.get("VOICETRACK_API_POOL") or "default_pool"
 
 
 @task
@@ -69,5 +74,7 @@ with DAG(
         output_path=f"{OUTPUT_BASE}/voicetrack/backfill/",
         output_conn_id=OUTPUT_CONN_ID,
         max_active_tis_per_dagrun=4,
+        max_concurrency=2,
+        pool=API_POOL,
     ).expand_kwargs(plan_windows())
     total_records(extract_window.output)  # type: ignore[arg-type]  # the summaries, at run time

@@ -30,6 +30,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 #: A freshly migrated metadata DB, kept between sessions (``airflow db migrate`` takes ~20 s).
 DB_TEMPLATE = REPO / ".airflow" / f"system-template-{version('apache-airflow-core')}.db"
+#: The services besides the API server, as ``airflow`` arguments.
 SERVICES: tuple[tuple[str, ...], ...] = (("scheduler",), ("dag-processor",), ("triggerer",))
 T = TypeVar("T")
 
@@ -71,9 +72,12 @@ class AirflowDeployment:
     :param home: the ``AIRFLOW_HOME`` (created if missing; its ``logs/`` keeps the service logs).
     :param dags_folder: the DAGs folder the DAG processor parses.
     :param extra_env: more environment variables for every service and CLI call.
+    :param executor: ``[core] executor``; :mod:`stack` runs the ``CeleryExecutor`` on this harness.
     """
 
-    def __init__(self, home: Path, dags_folder: Path, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, home: Path, dags_folder: Path, extra_env: dict[str, str], *, executor: str = "LocalExecutor"
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -82,7 +86,7 @@ class AirflowDeployment:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": "4",
             # Workers talk to the API server only; every process must sign and check the same JWTs.
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
@@ -106,6 +110,14 @@ class AirflowDeployment:
             **extra_env,
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: each service's ``airflow`` arguments and its own environment variables, to restart it
+        self.commands: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+            "api-server": (
+                ("api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
+                {},
+            ),
+            **{args[0]: (args, {}) for args in SERVICES},
+        }
         self._logs: list[IO[bytes]] = []
 
     def log_path(self, service: str) -> Path:
@@ -115,6 +127,25 @@ class AirflowDeployment:
     def log_text(self, service: str) -> str:
         """Everything ``service`` printed so far."""
         return self.log_path(service).read_text(errors="replace")
+
+    def scan_logs(self, needles: dict[str, str]) -> tuple[list[str], dict[Path, bytes]]:
+        """
+        Read every file under the logs folder (task logs, trigger logs, the services' output) and
+        look for each needle.
+
+        :param needles: what to look for, by a name for the failure message.
+        :return: the hits, ``"<name> in <path>"``, and every file read with its bytes.
+        """
+        assert all(len(needle) >= 8 for needle in needles.values()), "a needle this short would prove nothing"
+        logs = self.home / "logs"
+        scanned = {path: path.read_bytes() for path in sorted(logs.rglob("*")) if path.is_file()}
+        hits = [
+            f"{what} in {path.relative_to(logs)}"
+            for path, data in scanned.items()
+            for what, needle in needles.items()
+            if needle.encode() in data
+        ]
+        return hits, scanned
 
     def cli(self, *args: str, timeout: float = 120) -> str:
         """Run ``airflow <args>`` in this deployment's environment; return its stdout."""
@@ -136,11 +167,8 @@ class AirflowDeployment:
         """Migrate the database, start the four services and wait until the API answers."""
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         self._create_db()
-        for args in (
-            ("api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
-            *SERVICES,
-        ):
-            self._spawn(args[0], args)
+        for name in self.commands:
+            self.start_service(name)
         wait_until(self._api_healthy, timeout=90, what="the API server to answer", every=0.5)
 
     def _create_db(self) -> None:
@@ -155,12 +183,14 @@ class AirflowDeployment:
         else:
             shutil.copyfile(DB_TEMPLATE, database)
 
-    def _spawn(self, name: str, args: tuple[str, ...]) -> None:
+    def start_service(self, name: str) -> None:
+        """Start service ``name`` of :attr:`commands` in its own process group; output goes to its log."""
+        args, env = self.commands[name]
         log = self.log_path(name).open("ab")
         self._logs.append(log)
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
-            env=self.env,
+            env={**self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -184,15 +214,28 @@ class AirflowDeployment:
         response.raise_for_status()
         return response.json()
 
+    def stop_service(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """
+        Send ``sig`` to service ``name``, every process it started and their process groups; wait
+        until all of them are gone (SIGKILL after 30 s). ``SIGKILL`` is a machine dying under it.
+        """
+        process = self.processes.pop(name)
+        family = _family(process.pid)
+        for pgid in {process.pid, *(_pgid(member.pid) for member in family)} - {None, os.getpgid(0)}:
+            _signal_group(pgid, sig)
+        for member in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.send_signal(sig)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        for member in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
+        psutil.wait_procs(alive, timeout=10)
+        process.wait(timeout=10)
+
     def stop(self) -> None:
         """Stop every service and every process they started: SIGTERM, then SIGKILL after 20 s."""
-        family: list[psutil.Process] = []
-        for process in self.processes.values():
-            try:
-                parent = psutil.Process(process.pid)
-                family += [parent, *parent.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
+        family = [member for process in self.processes.values() for member in _family(process.pid)]
         for process in self.processes.values():
             _signal_group(process.pid, signal.SIGTERM)
         _, alive = psutil.wait_procs(family, timeout=20)
@@ -205,6 +248,22 @@ class AirflowDeployment:
         psutil.wait_procs(alive, timeout=10)
         for log in self._logs:
             log.close()
+
+
+def _family(pid: int) -> list[psutil.Process]:
+    """The process ``pid`` and all its descendants (empty when it is gone)."""
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
