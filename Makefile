@@ -50,7 +50,7 @@ test-compat:
 
 # The production-shaped stack (tests/system/test_celery_stack.py): PostgreSQL and Redis from Debian's
 # packages (installed here when missing, with apt-get, as root), the [stack] extra, CeleryExecutor with
-# two workers. About 8 minutes on a loaded 2-core machine (docs/scaling.md, "Measured on the stack").
+# two workers. 7 to 9 minutes on a loaded 2-core machine (docs/scaling.md, "Measured on the stack").
 test-stack: $(STAMP)
 	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
