@@ -11,6 +11,10 @@ status; ids are capped at :data:`FAILED_IDS_CAP` per status)::
      "failed_ids": {"Failed": ["id-1", ...]}}
 
 In ids mode a summary also has ``missing_ids`` when some ids were not found (404).
+
+Count-only criteria (``StatusCriteria.build(count_only=True)``, what ``VoiceTrackingOperator``
+waits with) count only the pending messages, one request per poke: the summary's ``total`` is then
+``None`` and ``by_status`` all zeros.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from airflow_voicetrack.constants import ALL_STATUSES, DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.constants import ALL_STATUSES, DEFAULT_TERMINAL_STATUSES, STATUS_PROGRESSION
 from airflow_voicetrack.protocol import format_datetime, normalize_filters, parse_datetime, parse_range
 
+_STATUS_ORDER = [*STATUS_PROGRESSION, *sorted(ALL_STATUSES - set(STATUS_PROGRESSION))]
 #: Largest number of example ids kept per failure status (and of missing ids) in a summary.
 FAILED_IDS_CAP = 20
 #: Accepted values of ``missing``: what to do when a message id is unknown (404).
@@ -52,6 +57,8 @@ class StatusCriteria:
         this fraction; ``None`` fails on the first one.
     :param missing: ``"fail"`` or ``"wait"`` when a message id is unknown (404).
     :param wait_for_messages: in search mode, keep waiting while the search matches nothing.
+    :param count_only: in search mode, count only the pending messages, never the terminal
+        statuses: one request per poke, done when none is pending.
     """
 
     terminal_statuses: frozenset[str]
@@ -59,6 +66,7 @@ class StatusCriteria:
     failure_threshold: float | None
     missing: str
     wait_for_messages: bool
+    count_only: bool = False
 
     @classmethod
     def build(
@@ -69,6 +77,7 @@ class StatusCriteria:
         failure_threshold: float | None = None,
         missing: str = "fail",
         wait_for_messages: bool = False,
+        count_only: bool = False,
     ) -> StatusCriteria:
         """
         Validate the arguments and build the criteria.
@@ -103,7 +112,17 @@ class StatusCriteria:
                 )
         if missing not in MISSING_MODES:
             raise ValueError(f"missing must be one of {list(MISSING_MODES)}, got {missing!r}.")
-        return cls(terminal, failure, failure_threshold, missing, bool(wait_for_messages))
+        if count_only and (failure or wait_for_messages):
+            raise ValueError(
+                "count_only counts pending messages only; it cannot apply failure_statuses or "
+                "wait_for_messages, which need the per-status counts."
+            )
+        return cls(terminal, failure, failure_threshold, missing, bool(wait_for_messages), bool(count_only))
+
+    @property
+    def pending_statuses(self) -> list[str]:
+        """The statuses that are not terminal, in API order (the intermediate ones first)."""
+        return sorted(ALL_STATUSES - self.terminal_statuses, key=_STATUS_ORDER.index)
 
 
 def _status_set(name: str, statuses: Iterable[str]) -> frozenset[str]:
@@ -156,12 +175,14 @@ class SearchTarget:
     :param date_end: exclusive end, formatted for the API, or ``None`` for unbounded.
     :param filters: normalized user filters, AND-combined with the ones a poke adds.
     :param campaign_id: campaign tracking id or ``None``.
+    :param tagged: the API's boolean search parameter, or ``None`` to not send it.
     """
 
     date_start: str | None
     date_end: str | None
     filters: list[dict[str, Any]]
     campaign_id: str | None
+    tagged: bool | None = None
 
     @classmethod
     def build(
@@ -171,6 +192,7 @@ class SearchTarget:
         date_end: Any = None,
         filters: Sequence[Any] | None = None,
         campaign_id: str | None = None,
+        tagged: bool | None = None,
     ) -> SearchTarget:
         """
         Validate rendered search arguments before any request.
@@ -185,7 +207,18 @@ class SearchTarget:
             date_end=format_datetime(end) if end is not None else None,
             filters=normalize_filters(filters),
             campaign_id=campaign_id.strip() if campaign_id is not None else None,
+            tagged=tagged,
         )
+
+    def count_kwargs(self, filters: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keyword arguments of ``count_messages``/``search_messages`` for this target with ``filters``."""
+        return {
+            "date_start": self.date_start,
+            "date_end": self.date_end,
+            "filters": filters,
+            "campaign_id": self.campaign_id,
+            "tagged": self.tagged,
+        }
 
     def hook_kwargs(self) -> dict[str, Any]:
         """
@@ -234,7 +267,7 @@ def statuses_to_count(criteria: StatusCriteria, pending: int) -> list[str]:
     Nothing while messages are pending and no failure status can fail the wait early; otherwise
     every terminal status, for the summary and the failure share.
     """
-    if pending and not criteria.failure_statuses:
+    if criteria.count_only or (pending and not criteria.failure_statuses):
         return []
     return sorted(criteria.terminal_statuses)
 
@@ -363,5 +396,28 @@ def _decide(criteria: StatusCriteria, summary: dict[str, Any]) -> Evaluation:
         return Evaluation(Verdict.WAITING, summary, f"{pending} messages are not in a terminal status yet.")
     if not total and criteria.wait_for_messages:
         return Evaluation(Verdict.WAITING, summary, "No message matches yet (wait_for_messages=True).")
+    if total is None:
+        return Evaluation(Verdict.DONE, summary, "Every message is in a terminal status.")
     done = {status: count for status, count in summary["by_status"].items() if count}
     return Evaluation(Verdict.DONE, summary, f"All {total} messages are in a terminal status: {done}.")
+
+
+def unsettled_message(
+    pending_by_status: Mapping[str, int], example_ids: Sequence[str], *, settle_timeout: timedelta
+) -> str:
+    """
+    Why an extraction gave up waiting: how many messages are unfinished, by status, with example
+    ids, and which arguments change the outcome.
+
+    :param pending_by_status: count of each non-terminal status (zeros are left out).
+    :param example_ids: a few ids of unfinished messages.
+    :param settle_timeout: how long the extraction waited.
+    """
+    counts = {status: count for status, count in pending_by_status.items() if count}
+    return (
+        f"{sum(counts.values())} messages of the interval were still not in a terminal status after "
+        f"settle_timeout={settle_timeout}: {counts}; example ids: {list(example_ids)}. Raise "
+        "settle_timeout to wait longer, pass on_unsettled='write' to write them as they are "
+        "(counted in the summary's non_terminal), wait_for_terminal=False for a snapshot, or add a "
+        "status that never changes for your account to terminal_statuses."
+    )

@@ -6,9 +6,18 @@ The schedule is ``CronDataIntervalTimetable``: the run for 2026-11-02 has the da
 ``"@daily"``, ``CronTriggerTimetable``, gives zero-width intervals, which the operator refuses.)
 
 Each run writes ``<base>/voicetrack/daily/voicetrack_<start>_<end>.jsonl``; a rerun replaces the
-object of its interval. The base comes from the ``VOICETRACK_OUTPUT_BASE`` environment variable,
-default ``.demo-output/`` in this repository; set it to ``s3://my-bucket/some/prefix`` (and
-``VOICETRACK_OUTPUT_CONN_ID`` to an AWS connection id) to write to S3 instead.
+object of its interval.
+
+The extraction keeps the operator's default ``wait_for_terminal=True``: a run starts right after
+midnight, when the day's last calls are still queued, ringing or in progress, and nothing would ever
+rewrite the day's object, so every count by status downstream would stay wrong. It first counts
+those calls (one request); on a past day there are none and it extracts at once. Otherwise it waits,
+deferred to the triggerer so that it holds no worker slot, checking every minute for up to an hour,
+and writes the day once every call has its final status.
+
+The base comes from the ``VOICETRACK_OUTPUT_BASE`` environment variable, default ``.demo-output/``
+in this repository; set it to ``s3://my-bucket/some/prefix`` (and ``VOICETRACK_OUTPUT_CONN_ID`` to
+an AWS connection id) to write to S3 instead.
 """
 
 from __future__ import annotations
@@ -43,4 +52,6 @@ with DAG(
         output_path=f"{OUTPUT_BASE}/voicetrack/daily/",
         output_conn_id=OUTPUT_CONN_ID,
         output_format="jsonl",
+        # wait_for_terminal=True (the default): see the module docstring.
+        deferrable=True,
     )

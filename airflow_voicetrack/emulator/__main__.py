@@ -19,6 +19,7 @@ import uvicorn
 from airflow_voicetrack.emulator import SERVING_PREFIX
 from airflow_voicetrack.emulator.app import EmulatorConfig, create_app
 from airflow_voicetrack.emulator.faults import FaultSettings
+from airflow_voicetrack.emulator.store import parse_settle_lag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.settle_seconds,
         help="statuses reach their final value within this many seconds (0 = already final)",
+    )
+    parser.add_argument(
+        "--settle-lag",
+        metavar="MIN:MAX",
+        default=None,
+        help="instead of --settle-seconds, as real calls do: each message reaches its final status "
+        "between MIN and MAX seconds after its own creation (e.g. 60:120); with --arrival-rate, new "
+        "calls keep arriving at 'now' and finish that long after",
     )
     parser.add_argument(
         "--arrival-rate", type=float, default=defaults.arrival_rate, help="new messages per second"
@@ -105,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             client_secret=args.client_secret,
             settle_seconds=args.settle_seconds,
             arrival_rate=args.arrival_rate,
+            settle_lag=None if args.settle_lag is None else parse_settle_lag(args.settle_lag),
             faults=faults,
         )
         app, _ = create_app(config)

@@ -85,6 +85,8 @@ class EmulatorConfig:
     :param client_secret: accepted application secret.
     :param settle_seconds: seconds over which statuses reach their final value.
     :param arrival_rate: new messages per second while running.
+    :param settle_lag: ``(min, max)`` seconds after its creation at which each message is final;
+        excludes ``settle_seconds``.
     :param faults: initial fault settings.
     """
 
@@ -96,6 +98,7 @@ class EmulatorConfig:
     client_secret: str = "demo-app-secret"
     settle_seconds: float = 0.0
     arrival_rate: float = 0.0
+    settle_lag: tuple[float, float] | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
 
 
@@ -156,6 +159,7 @@ class Emulator:
             parse_datetime_ms(config.end),
             settle_seconds=config.settle_seconds,
             arrival_rate=config.arrival_rate,
+            settle_lag=config.settle_lag,
             clock=clock,
         )
         self.faults = FaultSchedule(config.faults)

@@ -42,6 +42,8 @@ class EmulatorProcess:
     :param seed: data set seed.
     :param settle_seconds: seconds over which statuses reach their final value.
     :param arrival_rate: new messages per second while running.
+    :param settle_lag: ``(min, max)``: each message is final between min and max seconds after its
+        creation (``--settle-lag``), instead of ``settle_seconds``.
     :param start: ISO start of the initial messages' creation times (``None``: the CLI default).
     :param end: ISO end, exclusive (``None``: the CLI default).
     :param client_id: application id the emulator accepts.
@@ -58,6 +60,7 @@ class EmulatorProcess:
         settle_seconds: float = 0,
         arrival_rate: float = 0,
         *,
+        settle_lag: tuple[float, float] | None = None,
         start: str | None = None,
         end: str | None = None,
         client_id: str = "demo-app-id",
@@ -86,6 +89,7 @@ class EmulatorProcess:
             client_secret,
             "--log-level",
             log_level,
+            *(["--settle-lag", f"{settle_lag[0]}:{settle_lag[1]}"] if settle_lag else []),
             *(["--start", start] if start else []),
             *(["--end", end] if end else []),
             *extra_args,

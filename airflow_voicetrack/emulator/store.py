@@ -7,7 +7,11 @@ background warm-up) and cached, together with its JSON encoding once the message
 
 Status progression: a message reaches its final status ``settle_seconds * settle_fraction`` seconds
 after its reference time (the clock start for initial messages, the arrival time for messages added
-later) and passes Queued, Initiated, Ringing, InProgress in equal steps before that. ``status.date``
+later) and passes Queued, Initiated, Ringing, InProgress in equal steps before that. With
+``settle_lag=(low, high)`` instead, as real calls do, it reaches it ``low + (high - low) *
+settle_fraction`` seconds after its own creation (or after it was added, for a message added later
+with a past creation time: a call the search shows late), so a range of the past is final while
+calls created in the last ``high`` seconds are still in progress. ``status.date``
 is always the creation time plus that status's offset in the call's own timeline, so it is
 deterministic; the wall clock only decides which status is current.
 """
@@ -33,6 +37,33 @@ from airflow_voicetrack.emulator.data import (
 )
 
 _encode = msgspec.json.encode
+
+
+def check_settle_lag(settle_lag: tuple[float, float]) -> tuple[float, float]:
+    """Validate ``(low, high)`` seconds of ``--settle-lag``; return it.
+
+    :raises ValueError: naming the flag and the rule.
+    """
+    low, high = settle_lag
+    if not 0 <= low <= high or high <= 0:
+        raise ValueError(
+            f"settle lag must be MIN:MAX seconds with 0 <= MIN <= MAX and MAX > 0, got {low}:{high}"
+        )
+    return float(low), float(high)
+
+
+def parse_settle_lag(text: str) -> tuple[float, float]:
+    """Parse ``"MIN:MAX"`` (or one number for both) seconds of ``--settle-lag``.
+
+    :raises ValueError: naming the flag and the expected form.
+    """
+    low, sep, high = text.partition(":")
+    try:
+        return check_settle_lag((float(low), float(high if sep else low)))
+    except ValueError as err:
+        if str(err).startswith("settle lag"):
+            raise
+        raise ValueError(f"--settle-lag must be MIN:MAX seconds, e.g. 60:120, got {text!r}") from None
 
 
 class Entry:
@@ -66,6 +97,8 @@ class Store:
     :param end_ms: end of the initial messages' creation times (epoch ms, exclusive).
     :param settle_seconds: seconds over which statuses reach their final value (0 = already final).
     :param arrival_rate: new messages per second created while the emulator runs (0 = none).
+    :param settle_lag: ``(low, high)`` seconds: each message is final this long after its creation
+        (see the module docstring); excludes ``settle_seconds``.
     :param clock: wall clock in epoch seconds (tests may pass a fake one).
     """
 
@@ -78,16 +111,22 @@ class Store:
         *,
         settle_seconds: float = 0.0,
         arrival_rate: float = 0.0,
+        settle_lag: tuple[float, float] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if count < 0:
             raise ValueError("messages must be >= 0")
+        if settle_lag is not None:
+            check_settle_lag(settle_lag)
+            if settle_seconds > 0:
+                raise ValueError("give settle_seconds or settle_lag, not both")
         span = end_ms - start_ms
         if count and span < count:
             raise ValueError("the time range must allow at least 1 ms per message")
         self.seed = seed
         self.count = count
         self.settle_seconds = settle_seconds
+        self.settle_lag = settle_lag
         self.arrival_rate = arrival_rate
         self.clock = clock
         rnd = random.Random(seed).random
@@ -157,12 +196,18 @@ class Store:
         :param entry: a stored entry.
         :param now: wall-clock time, epoch seconds.
         """
-        if self.settle_seconds <= 0:
+        if self.settle_lag is not None:
+            low, high = self.settle_lag
+            final_after = low + (high - low) * self.record(entry).settle_fraction
+            elapsed = now - max(entry.created_ms / 1000, entry.ref or 0.0)
+        elif self.settle_seconds > 0:
+            final_after = self.settle_seconds * self.record(entry).settle_fraction
+            elapsed = now - (self.clock_start if entry.ref is None else entry.ref)
+        else:
             return None
-        final_after = self.settle_seconds * self.record(entry).settle_fraction
-        elapsed = now - (self.clock_start if entry.ref is None else entry.ref)
         if elapsed >= final_after:
             return None
+        # A message created in the future (elapsed < 0) is Queued.
         return min(len(STATUS_PROGRESSION) - 1, max(0, int(elapsed / final_after * 4)))
 
     def status(self, entry: Entry, now: float) -> str:
@@ -266,6 +311,9 @@ class Store:
 
         :param now: wall-clock time, epoch seconds.
         """
+        if self.settle_lag is not None:
+            latest = max(self.times[-1] / 1000 if self.times else 0.0, self.latest_ref)
+            return now >= latest + self.settle_lag[1]
         return self.settle_seconds <= 0 or now >= self.latest_ref + self.settle_seconds
 
     def catch_up(self, now: float) -> int:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import gc
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath, Variable
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath, Variable, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.log import mask_secret
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
@@ -29,6 +30,9 @@ from airflow_voicetrack.protocol import (
     validate_page_size,
     validate_sort,
 )
+from airflow_voicetrack.sensors.voicetrack import evaluate_search
+from airflow_voicetrack.status import SearchTarget, StatusCriteria, status_of, unsettled_message
+from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 from airflow_voicetrack.writers import FORMATS, object_uri, write_messages
 
 if TYPE_CHECKING:
@@ -41,6 +45,10 @@ DEFAULT_DATE_START = "{{ data_interval_start | default(None) }}"
 DEFAULT_DATE_END = "{{ data_interval_end | default(None) }}"
 #: Accepted values of ``empty_interval``.
 EMPTY_INTERVAL_POLICIES: tuple[str, ...] = ("fail", "skip", "lookback")
+#: Accepted values of ``on_unsettled``.
+ON_UNSETTLED: tuple[str, ...] = ("fail", "write")
+#: Example ids of unfinished messages named in the error when ``on_unsettled="fail"``.
+UNSETTLED_EXAMPLES = 5
 #: Name of the API dataset in OpenLineage (its namespace is the API base URL).
 LINEAGE_INPUT_NAME = "voice/tracking"
 
@@ -86,7 +94,21 @@ class VoiceTrackingOperator(BaseOperator):
         VoiceTrackingOperator(task_id="extract", output_path="s3://bucket/voicetrack/", output_conn_id="aws")
 
     The task returns a summary to XCom: ``path`` (URI without the connection id), ``conn_id``,
-    ``records``, ``bytes``, ``format``, ``date_start``, ``date_end``, ``pages`` and ``seconds``.
+    ``records``, ``bytes``, ``format``, ``date_start``, ``date_end``, ``pages``, ``seconds``,
+    ``non_terminal`` (written messages whose status is not terminal) and ``waited_seconds``.
+
+    **Calls still in progress** (``wait_for_terminal=True``, the default): a run right after its
+    interval ends finds the interval's last calls still ``Queued``, ``Initiated``, ``Ringing`` or
+    ``InProgress``, and nothing would ever rewrite them. So the task first counts, with one request,
+    the interval's messages that are not in one of ``terminal_statuses``. None (every past interval):
+    it extracts at once. Otherwise it checks again every ``poke_interval`` (one request per check,
+    one log line each) for up to ``settle_timeout``, then extracts. Deferrable, it waits in the
+    triggerer (:class:`~airflow_voicetrack.triggers.voicetrack.VoiceMessageStatusTrigger`) and holds
+    no worker slot; not deferrable, it sleeps on the worker, **holding its worker slot and its pool
+    slots** for up to ``settle_timeout``. What it writes is checked too: a message that is not
+    terminal (a call the search shows only now) aborts the write, leaving the previous object in
+    place, and the task waits and extracts again within ``settle_timeout``. So the object holds only
+    terminal statuses unless ``wait_for_terminal=False`` (a snapshot) or ``on_unsettled="write"``.
 
     The output is declared as an Airflow :class:`~airflow.sdk.Asset` outlet, whose URI is the static
     part of ``output_path``: the object itself when ``output_path`` has no template and names a file,
@@ -96,6 +118,7 @@ class VoiceTrackingOperator(BaseOperator):
 
     **XCom** (``output_path`` None): the task returns the list of messages, but fails when there are
     more than ``xcom_max_records`` (counted with one request first, and checked again while reading).
+    It waits for the calls by the same rules and logs ``non_terminal`` and ``waited_seconds``.
 
     **Data interval**: Airflow 3's default timetable for cron schedules, ``CronTriggerTimetable``, gives
     zero-width intervals, and manual runs without a logical date render ``None``. Such an interval is
@@ -145,6 +168,19 @@ class VoiceTrackingOperator(BaseOperator):
         the values cannot be recovered without the key.
     :param hash_key_conn_id: A connection whose password is the hash key (at least 16 characters).
     :param hash_key_variable: An Airflow variable holding the hash key, instead of a connection.
+    :param wait_for_terminal: Wait until every message of the interval is terminal before extracting
+        (default). ``False`` extracts a snapshot at once, as in 0.1.0.
+    :param terminal_statuses: Statuses that count as terminal; the sensor's default set (the six
+        final statuses and ``Unknown``, on which Routee's docs disagree) and validation.
+    :param poke_interval: Time between two checks while waiting: seconds or a ``timedelta``; default
+        60 s. Each check costs one request.
+    :param settle_timeout: Longest wait for the calls to finish: seconds or a ``timedelta``;
+        default one hour, at least ``poke_interval``.
+    :param on_unsettled: When ``settle_timeout`` passes with calls unfinished: ``"fail"`` (default)
+        fails the task (its retries apply) and writes nothing; the error gives the count by status and
+        example ids. ``"write"`` extracts anyway, logs a warning and reports ``non_terminal``.
+    :param deferrable: Wait in the triggerer, holding no worker slot; default
+        ``[operators] default_deferrable``.
     """
 
     template_fields: Sequence[str] = (
@@ -182,6 +218,12 @@ class VoiceTrackingOperator(BaseOperator):
         hash_fields: Sequence[str] | None = None,
         hash_key_conn_id: str | None = None,
         hash_key_variable: str | None = None,
+        wait_for_terminal: bool = True,
+        terminal_statuses: Collection[str] | None = None,
+        poke_interval: float | timedelta = 60,
+        settle_timeout: float | timedelta = timedelta(hours=1),
+        on_unsettled: Literal["fail", "write"] = "fail",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
@@ -213,10 +255,27 @@ class VoiceTrackingOperator(BaseOperator):
         self.hash_key_conn_id, self.hash_key_variable = _check_hash_key_source(
             self.hash_fields, hash_key_conn_id, hash_key_variable
         )
+        self.wait_for_terminal = bool(wait_for_terminal)
+        self.criteria = StatusCriteria.build(terminal_statuses=terminal_statuses, count_only=True)
+        self.poke_interval = _seconds(poke_interval, "poke_interval")
+        self.settle_timeout = _seconds(settle_timeout, "settle_timeout")
+        if self.settle_timeout < self.poke_interval:
+            raise ValueError(
+                f"settle_timeout ({self.settle_timeout:g} s) is shorter than poke_interval "
+                f"({self.poke_interval:g} s), so the wait could not check even once; raise "
+                "settle_timeout or lower poke_interval."
+            )
+        if on_unsettled not in ON_UNSETTLED:
+            raise ValueError(
+                f"on_unsettled must be one of {', '.join(map(repr, ON_UNSETTLED))}, got {on_unsettled!r}"
+            )
+        self.on_unsettled = on_unsettled
+        self.deferrable = deferrable
         self.output_asset = None if output_path is None else output_asset(output_path)
         if self.output_asset is not None and self.output_asset not in self.outlets:
             self.outlets.append(self.output_asset)
         self._lineage_output: tuple[str, str] | None = None
+        self._rendered_interval: tuple[pendulum.DateTime, pendulum.DateTime] | None = None
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
@@ -253,6 +312,159 @@ class VoiceTrackingOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         start, end = self._interval(context)
+        # Rendered values and the hash key are validated here, before any request.
+        _filters(self.filters)
+        validate_sort(self.sort or None)
+        self._personal_data_filter()
+        if self.output_path is not None:
+            self._final_path(start, end)
+        self._rendered_interval = start, end
+        if not self.wait_for_terminal:
+            return self._extract(context, strict=False, waited=None)
+        started = time.time()
+        pending = self._check(1)
+        return self._settle(context, started=started, pending=pending, checks=1, waited=bool(pending))
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], checks: int = 1
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """
+        Resume after the trigger fired: extract, or apply ``on_unsettled`` on a timeout.
+
+        :param checks: checks made before deferring (for the log's numbering).
+        :raises AirflowException: the trigger hit an error that waiting does not fix.
+        """
+        if event.get("status") not in ("success", "timeout"):
+            raise AirflowException(f"Waiting for the interval's calls failed: {event.get('message', event)}")
+        # The wait's start, from the deadline the trigger echoes back (see _defer_wait).
+        started = datetime.fromisoformat(event["timeout_at"]).timestamp() - self.settle_timeout
+        self._rendered_interval = self._interval(context)
+        status = event.get("status")
+        if status == "success":
+            return self._settle(context, started=started, pending=0, checks=checks, waited=True)
+        summary = event.get("summary") or {}
+        return self._unsettled(context, started, summary.get("pending"))
+
+    def _settle(
+        self, context: Context, *, started: float, pending: int, checks: int, waited: bool
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """
+        Wait until no message of the interval is pending, then extract; when what was read holds a
+        message that is not terminal, wait and extract again, all within ``settle_timeout``.
+        """
+        deadline = started + self.settle_timeout
+        while True:
+            while pending:
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    return self._unsettled(context, started, pending)
+                if self.deferrable:
+                    self._defer_wait(checks, deadline)
+                time.sleep(min(self.poke_interval, remaining))
+                checks += 1
+                pending = self._check(checks, deadline)
+            try:
+                return self._extract(context, strict=True, waited=started if waited else None)
+            except NotTerminalError as err:
+                self.log.warning("%s Nothing was written; waiting, then extracting again.", err)
+            waited = True
+            checks += 1
+            pending = self._check(checks, deadline)
+
+    def _check(self, number: int, deadline: float | None = None) -> int:
+        """Count the interval's messages that are not terminal (one request); log one line."""
+        pending = evaluate_search(self.hook, self._target, self.criteria).summary["pending"]
+        left = (
+            "" if deadline is None else f", {max(0.0, deadline - time.time()):.0f} s left of settle_timeout"
+        )
+        self.log.info(
+            "Check %d: %d messages of the interval are not in a terminal status%s", number, pending, left
+        )
+        return int(pending)
+
+    def _defer_wait(self, checks: int, deadline: float) -> None:
+        """Hand the wait to the triggerer; the task resumes in :meth:`execute_complete`."""
+        target = self._target
+        trigger = VoiceMessageStatusTrigger(
+            voicetrack_conn_id=self.voicetrack_conn_id,
+            message_ids=None,
+            date_start=target.date_start,
+            date_end=target.date_end,
+            filters=target.filters,
+            campaign_id=target.campaign_id,
+            tagged=target.tagged,
+            terminal_statuses=sorted(self.criteria.terminal_statuses),
+            failure_statuses=[],
+            failure_threshold=None,
+            missing="fail",
+            wait_for_messages=False,
+            count_only=True,
+            poke_interval=self.poke_interval,
+            first_check_after=self.poke_interval,
+            timeout_at=datetime.fromtimestamp(deadline, tz=timezone.utc),
+        )
+        self.log.info(
+            "Deferring: the triggerer checks every %g s until the calls have finished", self.poke_interval
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs={"checks": checks})
+
+    def _unsettled(
+        self, context: Context, started: float, pending: int | None
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Apply ``on_unsettled`` once ``settle_timeout`` has passed with calls unfinished."""
+        if self.on_unsettled == "write":
+            self.log.warning(
+                "%s messages of the interval are still not terminal after settle_timeout=%s; writing "
+                "them as they are (on_unsettled='write').",
+                "Some" if pending is None else pending,
+                timedelta(seconds=self.settle_timeout),
+            )
+            return self._extract(context, strict=False, waited=started)
+        # The breakdown costs a request per status and one for the examples: spent once, here.
+        target = self._target
+        by_status = {
+            status: self.hook.count_messages(**target.count_kwargs(target.status_filters(status)))
+            for status in self.criteria.pending_statuses
+        }
+        examples = self.hook.search_messages(
+            **target.count_kwargs(target.pending_filters(self.criteria.terminal_statuses)),
+            page_size=UNSETTLED_EXAMPLES,
+            limit=UNSETTLED_EXAMPLES,
+        )
+        example_ids = [message["messageId"] for message in examples]
+        if not any(by_status.values()):
+            # Finished between the last check and now: nothing is left to wait for.
+            return self._extract(context, strict=True, waited=started)
+        raise AirflowException(
+            unsettled_message(by_status, example_ids, settle_timeout=timedelta(seconds=self.settle_timeout))
+        )
+
+    @cached_property
+    def _target(self) -> SearchTarget:
+        """The interval's search, as the status checks send it."""
+        assert self._rendered_interval is not None
+        start, end = self._rendered_interval
+        return SearchTarget.build(
+            date_start=start,
+            date_end=end,
+            filters=_filters(self.filters),
+            campaign_id=self.campaign_id or None,
+            tagged=self.tagged,
+        )
+
+    def _extract(
+        self, context: Context, *, strict: bool, waited: float | None
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """
+        Extract the interval once.
+
+        :param strict: raise :class:`NotTerminalError` (writing nothing) on a message that is not
+            terminal; else count such messages.
+        :param waited: when the wait started (epoch seconds), ``None`` when there was no wait.
+        """
+        assert self._rendered_interval is not None
+        start, end = self._rendered_interval
+        waited_seconds = 0.0 if waited is None else round(time.time() - waited, 3)
         search: dict[str, Any] = {
             "filters": _filters(self.filters),
             "campaign_id": self.campaign_id or None,
@@ -260,12 +472,21 @@ class VoiceTrackingOperator(BaseOperator):
         }
         sort = validate_sort(self.sort or None)
         personal_data = self._personal_data_filter()
+        guard = StatusGuard(self.criteria.terminal_statuses, strict=strict)
         if self.output_path is None:
-            return self._to_xcom(start, end, search, sort, personal_data)
+            returned = self._to_xcom(start, end, search, sort, personal_data, guard)
+            self.log.info(
+                "Returning %d messages to XCom: non_terminal=%d, waited_seconds=%.1f",
+                len(returned),
+                guard.non_terminal,
+                waited_seconds,
+            )
+            return returned
 
         path = self._final_path(start, end)
         started = time.monotonic()
-        messages = self.hook.search_messages(start, end, sort=sort, **search)
+        # Statuses are checked as the API sent them, before any field is removed or hashed.
+        messages = guard.check(self.hook.search_messages(start, end, sort=sort, **search))
         if personal_data.active:
             messages = personal_data.apply_all(messages)
         with gc_frozen():
@@ -288,16 +509,27 @@ class VoiceTrackingOperator(BaseOperator):
             "date_end": format_datetime(end),
             "pages": pages,
             "seconds": round(seconds, 3),
+            "non_terminal": guard.non_terminal,
+            "waited_seconds": waited_seconds,
         }
         self.log.info(
-            "Extracted %d messages in %d pages, %d bytes to %s in %.1f s (%.0f records/s)",
+            "Extracted %d messages in %d pages, %d bytes to %s in %.1f s (%.0f records/s); "
+            "%d not terminal, after waiting %.1f s",
             result.records,
             pages,
             result.bytes,
             summary["path"] or "nowhere (no messages and write_empty=False)",
             seconds,
             result.records / seconds if seconds else 0.0,
+            guard.non_terminal,
+            waited_seconds,
         )
+        if guard.non_terminal:
+            self.log.warning(
+                "%d written messages are not in a terminal status: %s",
+                guard.non_terminal,
+                dict(guard.by_status),
+            )
         if result.path is not None:
             self._lineage_output = (result.path.namespace, _lineage_name(result.path))
         if self.output_asset is not None:
@@ -381,6 +613,7 @@ class VoiceTrackingOperator(BaseOperator):
         search: dict[str, Any],
         sort: str | None,
         personal_data: PersonalDataFilter,
+        guard: StatusGuard,
     ) -> list[dict[str, Any]]:
         count = self.hook.count_messages(start, end, **search)
         if count > self.xcom_max_records:
@@ -390,8 +623,7 @@ class VoiceTrackingOperator(BaseOperator):
         )
         if len(messages) > self.xcom_max_records:
             raise AirflowFailException(_xcom_cap_message(len(messages), self.xcom_max_records))
-        self.log.info("Returning %d messages to XCom", len(messages))
-        return [personal_data.apply(message) for message in messages]
+        return [personal_data.apply(message) for message in guard.check(messages)]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
@@ -416,6 +648,44 @@ def default_pool_slots(max_concurrency: int | None) -> int:
     :param max_concurrency: the operator's ``max_concurrency`` argument; None for the default (4).
     """
     return DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency
+
+
+class NotTerminalError(Exception):
+    """A message read for a strict extraction is not terminal (see :class:`StatusGuard`)."""
+
+
+class StatusGuard:
+    """
+    Check the status of every message on its way to the writer.
+
+    :param terminal_statuses: statuses that count as terminal.
+    :param strict: raise :class:`NotTerminalError` on the first message that is not terminal (so an
+        atomic write leaves nothing behind); otherwise count them in :attr:`non_terminal`.
+    """
+
+    def __init__(self, terminal_statuses: Collection[str], *, strict: bool) -> None:
+        self.terminal_statuses = terminal_statuses
+        self.strict = strict
+        self.by_status: Counter[str | None] = Counter()
+
+    @property
+    def non_terminal(self) -> int:
+        """Messages seen so far whose status is not terminal."""
+        return sum(self.by_status.values())
+
+    def check(self, messages: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Yield ``messages`` unchanged, checking each one's status."""
+        terminal = self.terminal_statuses
+        for message in messages:
+            status = status_of(message)
+            if status not in terminal:
+                if self.strict:
+                    raise NotTerminalError(
+                        f"Message {message.get('messageId')} read for the extraction is {status}, "
+                        "not terminal."
+                    )
+                self.by_status[status] += 1
+            yield message
 
 
 def resolve_format(output_format: str, compression: str | None) -> str:
@@ -527,6 +797,14 @@ def _check_hash_key_source(
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     return conn_id, variable
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A positive duration given as seconds or a ``timedelta``, in seconds."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(seconds)
 
 
 def _moment(value: Any, name: str) -> pendulum.DateTime | None:

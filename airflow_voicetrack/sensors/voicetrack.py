@@ -29,6 +29,35 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+def evaluate_search(hook: VoiceTrackHook, target: SearchTarget, criteria: StatusCriteria) -> Evaluation:
+    """
+    One search-mode poke with the sync hook: the pending count, the per-status counts when
+    ``criteria`` need them, and example ids of failures on a final verdict. Mirror of
+    ``VoiceMessageStatusTrigger._evaluate_search``; also what ``VoiceTrackingOperator`` waits with.
+    """
+
+    def count(filters: list[dict[str, Any]]) -> int:
+        return hook.count_messages(**target.count_kwargs(filters))
+
+    pending = count(target.pending_filters(criteria.terminal_statuses))
+    to_count = statuses_to_count(criteria, pending)
+    counts = {status: count(target.status_filters(status)) for status in to_count} if to_count else None
+    evaluation = evaluate_counts(criteria, pending=pending, counts=counts)
+    to_sample = statuses_to_sample(criteria, evaluation)
+    if not to_sample:
+        return evaluation
+    failed_ids: dict[str, list[str]] = {}
+    for status in to_sample:
+        # One request: a page of FAILED_IDS_CAP and limit=FAILED_IDS_CAP read nothing ahead.
+        messages = hook.search_messages(
+            **target.count_kwargs(target.status_filters(status)),
+            page_size=FAILED_IDS_CAP,
+            limit=FAILED_IDS_CAP,
+        )
+        failed_ids[status] = [message["messageId"] for message in messages]
+    return evaluate_counts(criteria, pending=pending, counts=counts, failed_ids=failed_ids)
+
+
 class VoiceMessageStatusSensor(BaseSensorOperator):
     """
     Wait until every targeted voice message has a terminal status; push a summary to XCom.
@@ -187,7 +216,11 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def poke(self, context: Context) -> PokeReturnValue:
-        evaluation = self._evaluate_ids(self._ids) if self._ids is not None else self._evaluate_search()
+        evaluation = (
+            self._evaluate_ids(self._ids)
+            if self._ids is not None
+            else evaluate_search(self.hook, self._search, self.criteria)
+        )
         if evaluation.verdict is Verdict.FAILED:
             raise AirflowFailException(evaluation.message)
         self.log.info("%s", evaluation.message)
@@ -197,36 +230,6 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         pending_ids = tracker.pending_ids()
         fetched = self.hook.get_messages(pending_ids, missing_ok=True) if pending_ids else {}
         return tracker.evaluate(fetched)
-
-    def _evaluate_search(self) -> Evaluation:
-        """Mirror of ``VoiceMessageStatusTrigger._evaluate_search`` with the sync hook."""
-        target, criteria, hook = self._search, self.criteria, self.hook
-
-        def count(filters: list[dict[str, Any]]) -> int:
-            return hook.count_messages(
-                target.date_start, target.date_end, filters=filters, campaign_id=target.campaign_id
-            )
-
-        pending = count(target.pending_filters(criteria.terminal_statuses))
-        to_count = statuses_to_count(criteria, pending)
-        counts = {status: count(target.status_filters(status)) for status in to_count} if to_count else None
-        evaluation = evaluate_counts(criteria, pending=pending, counts=counts)
-        to_sample = statuses_to_sample(criteria, evaluation)
-        if not to_sample:
-            return evaluation
-        failed_ids: dict[str, list[str]] = {}
-        for status in to_sample:
-            # One request: a page of FAILED_IDS_CAP and limit=FAILED_IDS_CAP read nothing ahead.
-            messages = hook.search_messages(
-                target.date_start,
-                target.date_end,
-                filters=target.status_filters(status),
-                campaign_id=target.campaign_id,
-                page_size=FAILED_IDS_CAP,
-                limit=FAILED_IDS_CAP,
-            )
-            failed_ids[status] = [message["messageId"] for message in messages]
-        return evaluate_counts(criteria, pending=pending, counts=counts, failed_ids=failed_ids)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """

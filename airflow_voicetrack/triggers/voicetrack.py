@@ -49,6 +49,10 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     - ``{"status": "error", "message": str}`` on an error that waiting will not fix, or after
       :data:`MAX_CONSECUTIVE_ERRORS` transient errors in a row.
 
+    Every event also carries ``timeout_at`` (ISO-8601) when it is set, so that the resumed task
+    knows its deadline even where the deferral's own kwargs are lost (``dag.test()`` in Airflow 3.3
+    drops them).
+
     It sleeps ``poke_interval`` (with jitter) between evaluations and backs off exponentially after
     transient errors, waiting at least the ``Retry-After`` the server sent with the last one (see
     :attr:`VoiceTrackTransientError.retry_after`), and never past ``timeout_at``. Arguments are
@@ -68,6 +72,11 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     :param wait_for_messages: in search mode, keep waiting while the search matches nothing.
     :param poke_interval: seconds between evaluations.
     :param timeout_at: when to stop waiting with a ``timeout`` event; ``None`` waits forever.
+    :param tagged: search mode: the API's boolean search parameter, or ``None``.
+    :param count_only: search mode: count only the pending messages (one request per evaluation);
+        the success summary then has ``total`` ``None``. ``VoiceTrackingOperator`` waits with it.
+    :param first_check_after: seconds to sleep before the first evaluation (the operator has just
+        counted on the worker, so checking again at once would cost a request for nothing).
     """
 
     def __init__(
@@ -86,6 +95,9 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         wait_for_messages: bool,
         poke_interval: float,
         timeout_at: datetime | None,
+        tagged: bool | None = None,
+        count_only: bool = False,
+        first_check_after: float = 0.0,
     ) -> None:
         super().__init__()
         self.voicetrack_conn_id = voicetrack_conn_id
@@ -101,14 +113,18 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         self.wait_for_messages = wait_for_messages
         self.poke_interval = poke_interval
         self.timeout_at = timeout_at
+        self.tagged = tagged
+        self.count_only = count_only
+        self.first_check_after = first_check_after
         self.criteria = StatusCriteria.build(
             terminal_statuses=terminal_statuses,
             failure_statuses=failure_statuses,
             failure_threshold=failure_threshold,
             missing=missing,
             wait_for_messages=wait_for_messages,
+            count_only=count_only,
         )
-        self.target = SearchTarget(date_start, date_end, filters, campaign_id)
+        self.target = SearchTarget(date_start, date_end, filters, campaign_id, tagged)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath and exactly the constructor's keyword arguments."""
@@ -128,6 +144,9 @@ class VoiceMessageStatusTrigger(BaseTrigger):
                 "wait_for_messages": self.wait_for_messages,
                 "poke_interval": self.poke_interval,
                 "timeout_at": self.timeout_at,
+                "tagged": self.tagged,
+                "count_only": self.count_only,
+                "first_check_after": self.first_check_after,
             },
         )
 
@@ -139,11 +158,15 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             payload = await self._wait(hook)
         finally:
             await hook.close()
+        if self.timeout_at is not None:
+            payload["timeout_at"] = self.timeout_at.isoformat()
         yield TriggerEvent(payload)
 
     async def _wait(self, hook: VoiceTrackAsyncHook) -> dict[str, Any]:
         tracker = IdsTracker(self.message_ids, self.criteria) if self.message_ids is not None else None
         errors = 0
+        if self.first_check_after > 0 and not await self._sleep(self.first_check_after):
+            return self._timeout_payload(None, "timed out before the first check")
         while True:
             try:
                 if tracker is not None:
@@ -185,9 +208,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         target, criteria = self.target, self.criteria
 
         async def count(filters: list[dict[str, Any]]) -> int:
-            return await hook.count_messages(
-                target.date_start, target.date_end, filters=filters, campaign_id=target.campaign_id
-            )
+            return await hook.count_messages(**target.count_kwargs(filters))
 
         pending = await count(target.pending_filters(criteria.terminal_statuses))
         to_count = statuses_to_count(criteria, pending)
@@ -202,10 +223,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         for status in to_sample:
             # One request: a page of FAILED_IDS_CAP and limit=FAILED_IDS_CAP read nothing ahead.
             messages = hook.search_messages(
-                target.date_start,
-                target.date_end,
-                filters=target.status_filters(status),
-                campaign_id=target.campaign_id,
+                **target.count_kwargs(target.status_filters(status)),
                 page_size=FAILED_IDS_CAP,
                 limit=FAILED_IDS_CAP,
             )

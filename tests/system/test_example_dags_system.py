@@ -6,11 +6,16 @@ One run of ``example_voicetrack_gate``, triggered through the REST API while the
 are still in progress, proves what ``dag.test()`` cannot: the sensor's trigger is serialized to the
 database and runs in the triggerer process while the task is ``deferred``; the sensor then resumes
 on a worker; XCom flows to the downstream task; and the extraction emits an Asset event.
+
+One run of ``example_voicetrack_extract`` for 2026-11-02, started while that day's calls are still
+in progress, proves the same of the extraction's wait for its calls: it counts on the worker,
+defers to the trigger in count-only mode, and resumes on a worker to write final statuses only.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,6 +33,8 @@ from airflow_voicetrack.emulator.process import EmulatorProcess
 pytestmark = [pytest.mark.system, pytest.mark.timeout(540)]
 
 DAG_ID = "example_voicetrack_gate"
+EXTRACT_DAG_ID = "example_voicetrack_extract"
+EXTRACT_TASK = "extract_voice_messages"
 SENSOR = "wait_for_calls"
 TRIGGER_CLASSPATH = "airflow_voicetrack.triggers.voicetrack.VoiceMessageStatusTrigger"
 #: The DAG's default params: the emulator's "Black Friday 2026" campaign on 2026-11-02.
@@ -56,7 +63,8 @@ def output_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def airflow(
     deployment_factory: Callable[..., AirflowDeployment], emulator: EmulatorProcess, output_base: Path
 ) -> AirflowDeployment:
-    """The deployment, with the gate DAG parsed and unpaused (the other example DAGs stay paused)."""
+    """The deployment, with the gate DAG parsed and unpaused (the other example DAGs stay paused
+    until a test unpauses them)."""
     deployment = deployment_factory(
         REPO / "example_dags",
         {
@@ -64,7 +72,12 @@ def airflow(
             "VOICETRACK_OUTPUT_BASE": output_base.as_uri(),
         },
     )
-    wait_until(lambda: deployment.api("GET", f"/dags/{DAG_ID}"), timeout=120, what=f"{DAG_ID} to be parsed")
+    for dag_id in (DAG_ID, EXTRACT_DAG_ID):
+        wait_until(
+            lambda dag_id=dag_id: deployment.api("GET", f"/dags/{dag_id}"),
+            timeout=120,
+            what=f"{dag_id} to be parsed",
+        )
     deployment.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     return deployment
 
@@ -105,6 +118,45 @@ def gate_run(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dict[str,
         "run_path": run_path,
         "state": state,
         "seconds": time.monotonic() - started,
+        "seen_states": seen_states,
+        "deferred_ti": deferred.get("ti"),
+    }
+
+
+@pytest.fixture(scope="module")
+def extract_run(
+    airflow: AirflowDeployment, emulator: EmulatorProcess, gate_run: dict[str, Any]
+) -> dict[str, Any]:
+    """
+    Trigger the daily extraction of 2026-11-02 (after the gate run) and watch it until it ends.
+
+    As for the gate run, the emulator's status clock restarts until the extraction task starts, so
+    its first count finds the day's calls in progress. Unpausing also lets the scheduler start the
+    latest interval's run, of a day without calls: it extracts at once and is not watched.
+    """
+    airflow.api("PATCH", f"/dags/{EXTRACT_DAG_ID}", json={"is_paused": False})
+    run = airflow.api("POST", f"/dags/{EXTRACT_DAG_ID}/dagRuns", json={"logical_date": DAY_END.isoformat()})
+    run_path = f"/dags/{EXTRACT_DAG_ID}/dagRuns/{run['dag_run_id']}"
+    seen_states: list[str | None] = []
+    deferred: dict[str, Any] = {}
+
+    def finished() -> str | None:
+        airflow.assert_running()
+        task = airflow.api("GET", f"{run_path}/taskInstances/{EXTRACT_TASK}")
+        if all(seen in NOT_STARTED for seen in [*seen_states, task["state"]]):
+            emulator.reset()
+        if not seen_states or seen_states[-1] != task["state"]:
+            seen_states.append(task["state"])
+        if task["state"] == "deferred" and task.get("trigger") and task.get("triggerer_job"):
+            deferred.setdefault("ti", task)
+        state = airflow.api("GET", run_path)["state"]
+        return state if state in ("success", "failed") else None
+
+    state = wait_until(finished, timeout=RUN_TIMEOUT_S, what=f"the {EXTRACT_DAG_ID} run to finish", every=0.5)
+    return {
+        "run": run,
+        "run_path": run_path,
+        "state": state,
         "seen_states": seen_states,
         "deferred_ti": deferred.get("ti"),
     }
@@ -214,3 +266,49 @@ def test_no_secret_reaches_task_logs_or_process_output(
     assert b"Extracted" in scanned[run_folder / "task_id=extract_campaign" / "attempt=1.log"]
     for service in airflow.processes:
         assert scanned[airflow.log_path(service)].strip(), f"{service} wrote no output"
+
+
+def test_extraction_waits_deferred_in_the_triggerer_and_resumes_on_a_worker(
+    airflow: AirflowDeployment, extract_run: dict[str, Any], emulator: EmulatorProcess, output_base: Path
+) -> None:
+    assert extract_run["state"] == "success", extract_run
+    assert "deferred" in extract_run["seen_states"] and extract_run["seen_states"][-1] == "success"
+    ti = extract_run["deferred_ti"]
+    assert ti is not None, f"never saw the extraction deferred: {extract_run['seen_states']}"
+    assert ti["trigger"]["classpath"] == TRIGGER_CLASSPATH
+    triggerers = airflow.api("GET", "/jobs", params={"job_type": "TriggererJob"})["jobs"]
+    assert [job["id"] for job in triggerers] == [ti["triggerer_job"]["id"]]
+
+    folder = (
+        airflow.home
+        / "logs"
+        / f"dag_id={EXTRACT_DAG_ID}"
+        / f"run_id={extract_run['run']['dag_run_id']}"
+        / f"task_id={EXTRACT_TASK}"
+    )
+    trigger_log = (folder / f"attempt=1.log.trigger.{ti['triggerer_job']['id']}.log").read_text()
+    assert "Every message is in a terminal status." in trigger_log
+    task_log = (folder / "attempt=1.log").read_text()
+    deferred_at = task_log.index("Pausing task as DEFERRED")
+    assert task_log.index("Check 1: ") < deferred_at
+    # The extraction ran after the task resumed on a worker.
+    assert task_log.index("Extracted ", deferred_at)
+
+    truth = emulator.truth(date_start=DAY_START, date_end=DAY_END)
+    assert {m["status"]["status"] for m in truth} <= DEFAULT_TERMINAL_STATUSES
+    summary = xcom(airflow, extract_run["run_path"], EXTRACT_TASK)
+    written = [
+        json.loads(line)
+        for line in (output_base / "voicetrack" / "daily" / Path(summary["path"]).name)
+        .read_text()
+        .splitlines()
+    ]
+    assert sorted(written, key=lambda m: m["messageId"]) == truth
+    assert summary["non_terminal"] == 0 and summary["waited_seconds"] > 0
+    events = airflow.api(
+        "GET",
+        "/assets/events",
+        params={"source_dag_id": EXTRACT_DAG_ID, "source_run_id": extract_run["run"]["dag_run_id"]},
+    )["asset_events"]
+    assert [event["extra"]["non_terminal"] for event in events] == [0]
+    assert events[0]["extra"]["waited_seconds"] == summary["waited_seconds"]

@@ -10,7 +10,7 @@ from airflow_voicetrack.constants import FINAL_STATUSES, STATUS_PROGRESSION
 from airflow_voicetrack.emulator.app import route_template
 from airflow_voicetrack.emulator.faults import FaultSchedule, FaultSettings, retry_after_header
 from airflow_voicetrack.emulator.query import parse_datetime_ms
-from airflow_voicetrack.emulator.store import Store
+from airflow_voicetrack.emulator.store import Store, parse_settle_lag
 
 START = parse_datetime_ms("2026-11-01T00:00:00Z")
 END = parse_datetime_ms("2026-11-08T00:00:00Z")
@@ -71,6 +71,45 @@ def test_status_progresses_through_intermediate_statuses_to_final() -> None:
 def test_without_settle_seconds_everything_is_final() -> None:
     store = Store(1, 300, START, END)
     assert all(store.status(e, 0) in FINAL_STATUSES | {"Unknown"} for e in store.entries)
+
+
+def test_with_a_settle_lag_each_message_is_final_that_long_after_its_own_creation() -> None:
+    # 240 messages created over the 4 minutes before "now", finishing 60-120 s after creation.
+    now_ms = 1_800_000_000_000
+    clock = Clock(now_ms / 1000)
+    store = Store(1, 240, now_ms - 240_000, now_ms, settle_lag=(60, 120), clock=clock)
+    for entry in store.entries:
+        lag = 60 + 60 * store.record(entry).settle_fraction
+        final_at = entry.created_ms / 1000 + lag
+        assert store.status(entry, final_at - 0.01) in STATUS_PROGRESSION
+        assert store.status(entry, final_at + 1e-6) == store.record(entry).final_status
+    pending = [e for e in store.entries if store.stage(e, clock.now) is not None]
+    # Everything older than 120 s is final, everything younger than 60 s is not.
+    assert all(e.created_ms > now_ms - 120_000 for e in pending)
+    assert {e for e in store.entries if e.created_ms > now_ms - 60_000} <= set(pending)
+    assert not store.is_settled(clock.now) and store.is_settled(clock.now + 120)
+
+
+def test_with_a_settle_lag_arrivals_finish_after_their_creation() -> None:
+    clock = Clock()
+    store = Store(1, 10, START, END, arrival_rate=1, settle_lag=(5, 5), clock=clock)
+    clock.now += 3.5
+    store.catch_up(clock.now)
+    arrived = store.entries[-3:]
+    assert [store.stage(e, clock.now) is None for e in arrived] == [False, False, False]
+    assert all(store.stage(e, e.created_ms / 1000 + 5) is None for e in arrived)
+    assert all(store.stage(e, clock.now) is None for e in store.entries[:10])
+
+
+@pytest.mark.parametrize("text", ["120:60", "-1:5", "0:0", "abc", "1:2:3"])
+def test_a_bad_settle_lag_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"settle.lag"):
+        parse_settle_lag(text)
+
+
+def test_settle_lag_and_settle_seconds_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        Store(1, 10, START, END, settle_seconds=5, settle_lag=(1, 2))
 
 
 def test_arrivals_are_created_at_the_rate_and_reset_drops_them() -> None:

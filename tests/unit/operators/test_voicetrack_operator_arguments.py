@@ -10,6 +10,7 @@ import pendulum
 import pytest
 from airflow.sdk import Asset, ObjectStoragePath
 
+from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.operators.voicetrack import (
     DEFAULT_DATE_END,
     DEFAULT_DATE_START,
@@ -209,3 +210,35 @@ def test_effective_concurrency_is_the_smaller_of_connection_and_pool_slots(
     task = operator(voicetrack_conn_id="voicetrack_pooled", **kwargs)
 
     assert task.hook.settings.max_concurrency == expected
+
+
+def test_waiting_for_terminal_statuses_is_the_default() -> None:
+    task = operator()
+    assert task.wait_for_terminal is True
+    assert (task.poke_interval, task.settle_timeout, task.on_unsettled) == (60.0, 3600.0, "fail")
+    assert task.criteria.terminal_statuses == DEFAULT_TERMINAL_STATUSES
+    assert task.criteria.count_only
+
+
+def test_wait_durations_take_seconds_or_timedelta() -> None:
+    task = operator(poke_interval=timedelta(seconds=30), settle_timeout=timedelta(minutes=5))
+    assert (task.poke_interval, task.settle_timeout) == (30.0, 300.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"poke_interval": 0}, "poke_interval must be a positive number"),
+        ({"poke_interval": -5}, "poke_interval must be a positive number"),
+        ({"poke_interval": timedelta(0)}, "poke_interval must be a positive number"),
+        ({"settle_timeout": 30}, r"settle_timeout \(30 s\) is shorter than poke_interval \(60 s\)"),
+        ({"settle_timeout": "1h"}, "settle_timeout must be a positive number"),
+        ({"on_unsettled": "skip"}, "on_unsettled must be one of 'fail', 'write', got 'skip'"),
+        ({"terminal_statuses": []}, "terminal_statuses must not be empty"),
+        ({"terminal_statuses": ["Done"]}, r"terminal_statuses has unknown statuses \['Done'\]"),
+    ],
+)
+def test_bad_wait_arguments_are_refused_when_the_dag_is_built(kwargs: dict[str, Any], error: str) -> None:
+    # Raised by the constructor, so before any request (and at DAG parse time).
+    with pytest.raises(ValueError, match=error):
+        operator(**kwargs)

@@ -228,3 +228,30 @@ def test_an_empty_id_list_is_done_with_a_zero_summary() -> None:
     evaluation = IdsTracker([], StatusCriteria.build()).evaluate({})
     assert evaluation.verdict is Verdict.DONE
     assert evaluation.summary["total"] == 0
+
+
+def test_count_only_never_counts_terminal_statuses() -> None:
+    criteria = StatusCriteria.build(count_only=True)
+    assert statuses_to_count(criteria, 5) == []
+    assert statuses_to_count(criteria, 0) == []
+
+
+def test_count_only_is_done_when_nothing_is_pending_and_waits_otherwise() -> None:
+    criteria = StatusCriteria.build(count_only=True)
+    waiting = evaluate_counts(criteria, pending=3, counts=None)
+    done = evaluate_counts(criteria, pending=0, counts=None)
+    assert (waiting.verdict, waiting.summary["pending"]) == (Verdict.WAITING, 3)
+    assert (done.verdict, done.summary["total"]) == (Verdict.DONE, None)
+    assert done.message == "Every message is in a terminal status."
+
+
+@pytest.mark.parametrize("kwargs", [{"failure_statuses": ["Failed"]}, {"wait_for_messages": True}])
+def test_count_only_refuses_what_needs_per_status_counts(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="count_only"):
+        StatusCriteria.build(count_only=True, **kwargs)
+
+
+def test_pending_statuses_are_the_complement_of_the_terminal_ones_in_api_order() -> None:
+    assert StatusCriteria.build().pending_statuses == ["Queued", "Initiated", "Ringing", "InProgress"]
+    without_unknown = StatusCriteria.build(terminal_statuses=DEFAULT_TERMINAL_STATUSES - {"Unknown"})
+    assert without_unknown.pending_statuses == ["Queued", "Initiated", "Ringing", "InProgress", "Unknown"]

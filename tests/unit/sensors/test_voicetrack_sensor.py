@@ -102,6 +102,9 @@ def test_deferrable_execute_defers_at_once_with_the_validated_search_and_the_tim
         "missing": "fail",
         "wait_for_messages": False,
         "poke_interval": 7.0,
+        "tagged": None,
+        "count_only": False,
+        "first_check_after": 0.0,
     }
 
 

@@ -26,6 +26,9 @@ def trigger_kwargs(**overrides: Any) -> dict[str, Any]:
         "wait_for_messages": False,
         "poke_interval": 2.0,
         "timeout_at": datetime(2026, 11, 1, tzinfo=timezone.utc),
+        "tagged": None,
+        "count_only": False,
+        "first_check_after": 0.0,
         **overrides,
     }
 
