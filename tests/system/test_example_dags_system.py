@@ -82,37 +82,38 @@ def airflow(
     return deployment
 
 
-@pytest.fixture(scope="module")
-def gate_run(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dict[str, Any]:
+def watch_run(
+    airflow: AirflowDeployment, emulator: EmulatorProcess, dag_id: str, task_id: str, logical_date: str | None
+) -> dict[str, Any]:
     """
-    Trigger one run and watch the sensor until the run ends.
+    Trigger one run of ``dag_id`` and watch ``task_id`` until the run ends.
 
-    The emulator's status clock restarts until the sensor task starts (it sends no request before
-    it defers), so the calls are still in progress when the trigger first looks, however long the
-    deployment takes to get there. Returns the run, every state the sensor was seen in and
-    its task instance as seen while deferred.
+    The emulator's status clock restarts until the task starts, so the calls are still in
+    progress when the task (or its trigger) first looks, however long the deployment takes to get
+    there. Returns the run, every state the task was seen in and its task instance as seen while
+    deferred.
     """
-    run = airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
-    run_path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}"
+    run = airflow.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date})
+    run_path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
     seen_states: list[str | None] = []
     deferred: dict[str, Any] = {}
 
     def finished() -> str | None:
         airflow.assert_running()
-        sensor = airflow.api("GET", f"{run_path}/taskInstances/{SENSOR}")
+        task = airflow.api("GET", f"{run_path}/taskInstances/{task_id}")
         # Resuming after the trigger fired goes through "scheduled" and "queued" again: only the
         # states before the first start count.
-        if all(seen in NOT_STARTED for seen in [*seen_states, sensor["state"]]):
+        if all(seen in NOT_STARTED for seen in [*seen_states, task["state"]]):
             emulator.reset()
-        if not seen_states or seen_states[-1] != sensor["state"]:
-            seen_states.append(sensor["state"])
-        if sensor["state"] == "deferred" and sensor.get("trigger") and sensor.get("triggerer_job"):
-            deferred.setdefault("ti", sensor)
+        if not seen_states or seen_states[-1] != task["state"]:
+            seen_states.append(task["state"])
+        if task["state"] == "deferred" and task.get("trigger") and task.get("triggerer_job"):
+            deferred.setdefault("ti", task)
         state = airflow.api("GET", run_path)["state"]
         return state if state in ("success", "failed") else None
 
     started = time.monotonic()
-    state = wait_until(finished, timeout=RUN_TIMEOUT_S, what=f"the {DAG_ID} run to finish", every=0.5)
+    state = wait_until(finished, timeout=RUN_TIMEOUT_S, what=f"the {dag_id} run to finish", every=0.5)
     return {
         "run": run,
         "run_path": run_path,
@@ -124,42 +125,22 @@ def gate_run(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dict[str,
 
 
 @pytest.fixture(scope="module")
+def gate_run(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dict[str, Any]:
+    """One run of the gate DAG, its sensor watched (it sends no request before it defers)."""
+    return watch_run(airflow, emulator, DAG_ID, SENSOR, None)
+
+
+@pytest.fixture(scope="module")
 def extract_run(
     airflow: AirflowDeployment, emulator: EmulatorProcess, gate_run: dict[str, Any]
 ) -> dict[str, Any]:
     """
-    Trigger the daily extraction of 2026-11-02 (after the gate run) and watch it until it ends.
-
-    As for the gate run, the emulator's status clock restarts until the extraction task starts, so
-    its first count finds the day's calls in progress. Unpausing also lets the scheduler start the
-    latest interval's run, of a day without calls: it extracts at once and is not watched.
+    One run of the daily extraction of 2026-11-02, after the gate run, its task watched: its first
+    count finds the day's calls in progress. Unpausing also lets the scheduler start the latest
+    interval's run, of a day without calls: it extracts at once and is not watched.
     """
     airflow.api("PATCH", f"/dags/{EXTRACT_DAG_ID}", json={"is_paused": False})
-    run = airflow.api("POST", f"/dags/{EXTRACT_DAG_ID}/dagRuns", json={"logical_date": DAY_END.isoformat()})
-    run_path = f"/dags/{EXTRACT_DAG_ID}/dagRuns/{run['dag_run_id']}"
-    seen_states: list[str | None] = []
-    deferred: dict[str, Any] = {}
-
-    def finished() -> str | None:
-        airflow.assert_running()
-        task = airflow.api("GET", f"{run_path}/taskInstances/{EXTRACT_TASK}")
-        if all(seen in NOT_STARTED for seen in [*seen_states, task["state"]]):
-            emulator.reset()
-        if not seen_states or seen_states[-1] != task["state"]:
-            seen_states.append(task["state"])
-        if task["state"] == "deferred" and task.get("trigger") and task.get("triggerer_job"):
-            deferred.setdefault("ti", task)
-        state = airflow.api("GET", run_path)["state"]
-        return state if state in ("success", "failed") else None
-
-    state = wait_until(finished, timeout=RUN_TIMEOUT_S, what=f"the {EXTRACT_DAG_ID} run to finish", every=0.5)
-    return {
-        "run": run,
-        "run_path": run_path,
-        "state": state,
-        "seen_states": seen_states,
-        "deferred_ti": deferred.get("ti"),
-    }
+    return watch_run(airflow, emulator, EXTRACT_DAG_ID, EXTRACT_TASK, DAY_END.isoformat())
 
 
 def campaign_truth(emulator: EmulatorProcess) -> list[dict[str, Any]]:

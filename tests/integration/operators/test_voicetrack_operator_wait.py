@@ -96,10 +96,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def extract(
-    emu: EmulatorProcess, day: tuple[str, str] = DAY, late: bool = True, **kwargs: Any
+    emu: EmulatorProcess,
+    day: tuple[str, str] = DAY,
+    late: bool = True,
+    operator: type[VoiceTrackingOperator] = VoiceTrackingOperator,
+    **kwargs: Any,
 ) -> Callable[[], None]:
     def build() -> None:
-        VoiceTrackingOperator(
+        operator(
             task_id="extract",
             date_start=day[0],
             date_end=day[1],
@@ -237,16 +241,15 @@ def test_a_call_that_appears_between_the_count_and_the_read_is_waited_for_and_re
     before = len(truth(emu, day))
     CallAppearsAfterTheCount.emu = emu
 
-    def build() -> None:
-        CallAppearsAfterTheCount(
-            task_id="extract",
-            date_start=day[0],
-            date_end=day[1],
-            poke_interval=1,
+    run = run_dag(
+        extract(
+            emu,
+            day,
+            late=False,
+            operator=CallAppearsAfterTheCount,
             output_path=f"file://{tmp_path}/day.jsonl",
         )
-
-    run = run_dag(build)
+    )
 
     assert run.states == {"extract": "success"}, run.error_messages
     written = read_jsonl(tmp_path / "day.jsonl")
