@@ -252,6 +252,15 @@ OPERATOR_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"lookback": timedelta(days=1)},
         ["lookback is used only with empty_interval"],
     ),
+    ("poke_interval_zero", {"poke_interval": 0}, ["poke_interval must be a positive number of seconds"]),
+    ("poke_interval_negative", {"poke_interval": -60}, ["poke_interval must be a positive number"]),
+    (
+        "settle_timeout_below_poke_interval",
+        {"poke_interval": 60, "settle_timeout": timedelta(seconds=30)},
+        ["settle_timeout (30 s) is shorter than poke_interval (60 s)", "raise settle_timeout"],
+    ),
+    ("unknown_on_unsettled", {"on_unsettled": "skip"}, ["on_unsettled must be one of 'fail', 'write'"]),
+    ("empty_terminal_statuses", {"terminal_statuses": []}, ["terminal_statuses must not be empty"]),
 ]
 
 
@@ -345,8 +354,8 @@ def test_xcom_cap_fails_after_one_count_naming_output_path(
     [raised] = run.errors["extract"]
     assert isinstance(raised, AirflowFailException)
     assert "more than xcom_max_records=10" in str(raised) and "Set output_path" in str(raised)
-    # One token and one count (a page of one): not a single page of messages.
-    assert emu.stats()["requests"] == {"POST /oauth/token": 1, "POST /voice/tracking": 1}
+    # One token and two counts (pages of one: the pending messages, then all): not a page of messages.
+    assert emu.stats()["requests"] == {"POST /oauth/token": 1, "POST /voice/tracking": 2}
 
 
 # -- the sensor ----------------------------------------------------------------------------------------
