@@ -31,6 +31,7 @@ from airflow_deployment import REPO, wait_until
 from stack import CeleryDeployment, PostgresServer, RedisServer
 from support.s3 import S3_BUCKET, S3_CONN_ID, S3Bucket, moto_s3_server, s3_client, s3_connection_json
 
+from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import default_file_name, split_interval
 
@@ -160,12 +161,28 @@ def window_key(window: dict[str, str]) -> str:
     return f"voicetrack/backfill/{default_file_name(start, end, 'jsonl')}"
 
 
+def calls_finished(emulator: EmulatorProcess, date_range: tuple[str, str]) -> None:
+    """
+    Zero the emulator's counters and faults, and wait until every call of ``date_range`` is final:
+    the gate's resets put them in progress again, and an extraction would then wait for them (its
+    default ``wait_for_terminal``), which these backfill tests are not about.
+    """
+    emulator.reset_stats()
+    emulator.clear_faults()
+
+    def final() -> bool:
+        truth = emulator.truth(date_start=date_range[0], date_end=date_range[1])
+        return all(message["status"]["status"] in DEFAULT_TERMINAL_STATUSES for message in truth)
+
+    wait_until(final, timeout=SETTLE_SECONDS + 60, what=f"the calls of {date_range} to finish")
+
+
 # -- 1. the backfill fan-out, in a shared pool ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def backfill(stack: CeleryDeployment, emulator: EmulatorProcess) -> dict[str, Any]:
-    emulator.reset()
+    calls_finished(emulator, RANGE)
     emulator.set_faults(latency_ms=LATENCY_MS)
     started = time.monotonic()
     run_path = trigger(
@@ -326,19 +343,20 @@ def test_the_gate_extraction_runs_on_a_celery_worker(
 def killed(stack: CeleryDeployment, emulator: EmulatorProcess, bucket: S3Bucket) -> dict[str, Any]:
     """
     Run the backfill over one window with slow searches; once the window's first page has been
-    answered (its other pages are requested only then, so a second search means the messages are
-    being streamed to the S3 object), SIGKILL its worker's whole process tree.
+    answered (its other pages are requested only then, so a third search, after the count of the
+    calls not yet final and page 0, means the messages are being streamed to the S3 object),
+    SIGKILL its worker's whole process tree.
     """
-    emulator.reset()
-    emulator.set_faults(latency_ms=4000)
     window_range = ("2026-11-03T00:00:00Z", "2026-11-04T00:00:00Z")
+    calls_finished(emulator, window_range)
+    emulator.set_faults(latency_ms=4000)
     run_path = trigger(
         stack, BACKFILL, {"date_start": window_range[0], "date_end": window_range[1], "window_hours": 24}
     )
 
     def streaming() -> dict[str, Any] | None:
         stack.assert_running()
-        if emulator.stats()["requests"].get(SEARCH, 0) < 2:
+        if emulator.stats()["requests"].get(SEARCH, 0) < 3:
             return None
         running = [
             ti
