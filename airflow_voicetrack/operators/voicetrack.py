@@ -369,7 +369,9 @@ class VoiceTrackingOperator(BaseOperator):
                 self.log.warning("%s Nothing was written; waiting, then extracting again.", err)
             waited = True
             checks += 1
-            pending = self._check(checks, deadline)
+            # At least one poke_interval before the next read, even when the count already says 0:
+            # a count that disagrees with the read must not turn into a loop of extractions.
+            pending = max(self._check(checks, deadline), 1)
 
     def _check(self, number: int, deadline: float | None = None) -> int:
         """Count the interval's messages that are not terminal (one request); log one line."""
