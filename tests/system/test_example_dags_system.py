@@ -83,27 +83,54 @@ def airflow(
 
 
 def watch_run(
-    airflow: AirflowDeployment, emulator: EmulatorProcess, dag_id: str, task_id: str, logical_date: str | None
+    airflow: AirflowDeployment,
+    emulator: EmulatorProcess,
+    dag_id: str,
+    task_id: str,
+    logical_date: str | None,
+    first_look: str | None = None,
 ) -> dict[str, Any]:
     """
     Trigger one run of ``dag_id`` and watch ``task_id`` until the run ends.
 
-    The emulator's status clock restarts until the task starts, so the calls are still in
-    progress when the task (or its trigger) first looks, however long the deployment takes to get
-    there. Returns the run, every state the task was seen in and its task instance as seen while
-    deferred.
+    The emulator's status clock restarts until the task starts (or, with ``first_look``, until its
+    log holds that text: a task that counts on the worker may take longer to get there than the
+    calls take to finish on this loaded machine), so the calls are still in progress when the task
+    (or its trigger) first looks, however long the deployment takes to get there. Returns the run,
+    every state the task was seen in and its task instance as seen while deferred.
     """
     run = airflow.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date})
     run_path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
     seen_states: list[str | None] = []
     deferred: dict[str, Any] = {}
 
+    task_log = (
+        airflow.home
+        / "logs"
+        / f"dag_id={dag_id}"
+        / f"run_id={run['dag_run_id']}"
+        / f"task_id={task_id}"
+        / "attempt=1.log"
+    )
+    looked: list[bool] = []
+
+    def before_first_look(state: str | None) -> bool:
+        # Resuming after the trigger fired goes through "scheduled" and "queued" again: only the
+        # states before the first start count.
+        if looked:
+            return False
+        if first_look is None:
+            waiting = all(seen in NOT_STARTED for seen in [*seen_states, state])
+        else:
+            waiting = not (task_log.exists() and first_look in task_log.read_text(errors="replace"))
+        if not waiting:
+            looked.append(True)
+        return waiting
+
     def finished() -> str | None:
         airflow.assert_running()
         task = airflow.api("GET", f"{run_path}/taskInstances/{task_id}")
-        # Resuming after the trigger fired goes through "scheduled" and "queued" again: only the
-        # states before the first start count.
-        if all(seen in NOT_STARTED for seen in [*seen_states, task["state"]]):
+        if before_first_look(task["state"]):
             emulator.reset()
         if not seen_states or seen_states[-1] != task["state"]:
             seen_states.append(task["state"])
@@ -140,7 +167,9 @@ def extract_run(
     interval's run, of a day without calls: it extracts at once and is not watched.
     """
     airflow.api("PATCH", f"/dags/{EXTRACT_DAG_ID}", json={"is_paused": False})
-    return watch_run(airflow, emulator, EXTRACT_DAG_ID, EXTRACT_TASK, DAY_END.isoformat())
+    return watch_run(
+        airflow, emulator, EXTRACT_DAG_ID, EXTRACT_TASK, DAY_END.isoformat(), first_look="Check 1: "
+    )
 
 
 def campaign_truth(emulator: EmulatorProcess) -> list[dict[str, Any]]:
