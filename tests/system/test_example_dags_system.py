@@ -122,7 +122,9 @@ def watch_run(
         if first_look is None:
             waiting = all(seen in NOT_STARTED for seen in [*seen_states, state])
         else:
-            waiting = not (task_log.exists() and first_look in task_log.read_text(errors="replace"))
+            # Deferred, it has counted too (should its log not be written as it runs).
+            logged = task_log.exists() and first_look in task_log.read_text(errors="replace")
+            waiting = state != "deferred" and not logged
         if not waiting:
             looked.append(True)
         return waiting
