@@ -44,3 +44,18 @@ DEFAULT_TERMINAL_STATUSES: frozenset[str] = FINAL_STATUSES | {"Unknown"}
 ALL_STATUSES: frozenset[str] = INTERMEDIATE_STATUSES | DEFAULT_TERMINAL_STATUSES
 #: The order a message moves through before it reaches a final status.
 STATUS_PROGRESSION: tuple[str, ...] = ("Queued", "Initiated", "Ringing", "InProgress")
+
+# Connection defaults: the one place the hook's settings, the retry policy and the provider info's
+# connection form read them from.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+#: Requests one search keeps in flight when neither the connection nor the task says otherwise.
+DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_MAX_RETRIES = 8
+DEFAULT_MAX_RETRY_WAIT = 60.0
+DEFAULT_MAX_RETRY_TIME = 600.0
+DEFAULT_WINDOW_HOURS = 24.0
+DEFAULT_REQUEST_DEADLINE = 300.0
+#: A request may get a new token and be sent again this many times on 401/403 before it fails
+#: (tokens can be revoked while several pages are in flight, e.g. during a credential rotation).
+MAX_TOKEN_REFRESHES = 3

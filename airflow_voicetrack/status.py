@@ -23,12 +23,24 @@ import ast
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
 from airflow_voicetrack.constants import ALL_STATUSES, DEFAULT_TERMINAL_STATUSES, STATUS_PROGRESSION
-from airflow_voicetrack.protocol import format_datetime, normalize_filters, parse_datetime, parse_range
+from airflow_voicetrack.protocol import (
+    Flow,
+    RawMessage,
+    SearchQuery,
+    Settings,
+    count_flow,
+    first_ids_flow,
+    format_datetime,
+    messages_flow,
+    normalize_filters,
+    parse_range,
+)
+from airflow_voicetrack.protocol.decisions import Log
 
 _STATUS_ORDER = [*STATUS_PROGRESSION, *sorted(ALL_STATUSES - set(STATUS_PROGRESSION))]
 #: Largest number of example ids kept per failure status (and of missing ids) in a summary.
@@ -220,27 +232,24 @@ class SearchTarget:
             "tagged": self.tagged,
         }
 
-    def hook_kwargs(self) -> dict[str, Any]:
-        """
-        Hook arguments that keep a poke's cost independent of the number of messages.
-
-        Counts are single requests anyway. The example-id search (``limit=FAILED_IDS_CAP`` with
-        pages of that size, so never a page read ahead) must read its range as one window to cost
-        one request: a range with both bounds gets a window as long as itself (an open range is
-        one window already).
-        """
-        if self.date_start is None or self.date_end is None:
-            return {}
-        span = parse_datetime(self.date_end, "date_end") - parse_datetime(self.date_start, "date_start")
-        return {"window": max(span, timedelta(seconds=1))}
-
     @property
     def full_range(self) -> tuple[str, str] | None:
-        """``(date_start, date_end)`` when both are set, else ``None`` (kept for callers; the
-        example-id search no longer needs it, since the hook accepts open ranges)."""
+        """``(date_start, date_end)`` when both are set, else ``None``."""
         if self.date_start is None or self.date_end is None:
             return None
         return self.date_start, self.date_end
+
+    def query(self, filters: list[dict[str, Any]], page_size: int = 1) -> SearchQuery:
+        """:return: the search of this target AND ``filters``, as one window over its whole range."""
+        return SearchQuery.build(
+            self.date_start,
+            self.date_end,
+            filters=filters,
+            campaign_id=self.campaign_id,
+            tagged=self.tagged,
+            page_size=page_size,
+            require_range=False,
+        )
 
     def pending_filters(self, terminal_statuses: Iterable[str]) -> list[dict[str, Any]]:
         """Filters matching the targeted messages that are not yet terminal (AND-combined)."""
@@ -254,10 +263,17 @@ class SearchTarget:
         return [*self.filters, {"fieldName": STATUS_FIELD, "searchOperator": "is", "searchTerm": status}]
 
 
-def status_of(message: Mapping[str, Any]) -> str | None:
-    """The status name of a voice message object, or ``None`` when the API sent none."""
+def status_of(message: Mapping[str, Any] | RawMessage) -> str | None:
+    """The status name of a voice message (a dict or a raw one), or ``None`` when the API sent none."""
+    if isinstance(message, RawMessage):
+        return message.status
     status = message.get("status")
     return status.get("status") if isinstance(status, Mapping) else None
+
+
+def message_id_of(message: Mapping[str, Any] | RawMessage) -> Any:
+    """The ``messageId`` of a voice message (a dict or a raw one)."""
+    return message.message_id if isinstance(message, RawMessage) else message.get("messageId")
 
 
 def statuses_to_count(criteria: StatusCriteria, pending: int) -> list[str]:
@@ -421,3 +437,61 @@ def unsettled_message(
         "(counted in the summary's non_terminal), wait_for_terminal=False for a snapshot, or add a "
         "status that never changes for your account to terminal_statuses."
     )
+
+
+def to_kwargs(value: StatusCriteria | SearchTarget) -> dict[str, Any]:
+    """
+    Return a criteria or target dataclass as plain keyword arguments (sets as sorted lists).
+
+    What a trigger serializes: ``type(value)(**to_kwargs(value))`` is ``value`` again for a target,
+    and ``StatusCriteria.build(**to_kwargs(value))`` for criteria.
+    """
+    return {
+        item.name: sorted(attr) if isinstance(attr := getattr(value, item.name), frozenset) else attr
+        for item in fields(value)
+    }
+
+
+def poke_flow(
+    settings: Settings,
+    criteria: StatusCriteria,
+    *,
+    target: SearchTarget | None = None,
+    tracker: IdsTracker | None = None,
+    log: Log | None = None,
+) -> Flow[Evaluation]:
+    """
+    One poke of a wait, as a protocol flow that the sensor (sync hook) and the trigger (async hook) run.
+
+    Ids mode (``tracker``): fetch the ids not yet terminal, concurrently, and evaluate every id.
+    Search mode (``target``): count the messages not yet terminal (one request); then, only when
+    needed (see :func:`statuses_to_count`), one count per terminal status; then, on a final verdict
+    with failures, one page of example ids per failure status (see :func:`statuses_to_sample`).
+
+    With count-only criteria (``StatusCriteria.count_only``) a search-mode poke is the pending count
+    alone: one request.
+
+    :return: a flow whose value is the poke's :class:`Evaluation`.
+    """
+    if tracker is not None:
+        fetched = yield from messages_flow(settings, tracker.pending_ids(), missing_ok=True, log=log)
+        return tracker.evaluate(fetched)
+    if target is None:
+        raise ValueError("poke_flow needs a target (search mode) or a tracker (ids mode)")
+    pending_query = target.query(target.pending_filters(criteria.terminal_statuses))
+    pending = yield from count_flow(settings, pending_query, log)
+    to_count = statuses_to_count(criteria, pending)
+    counts: dict[str, int] = {}
+    for status in to_count:
+        counts[status] = yield from count_flow(settings, target.query(target.status_filters(status)), log)
+    counted = counts if to_count else None
+    evaluation = evaluate_counts(criteria, pending=pending, counts=counted)
+    to_sample = statuses_to_sample(criteria, evaluation)
+    if not to_sample:
+        return evaluation
+    failed_ids = {}
+    for status in to_sample:
+        # One request: page 0 of FAILED_IDS_CAP messages over the whole range.
+        query = target.query(target.status_filters(status), page_size=FAILED_IDS_CAP)
+        failed_ids[status] = yield from first_ids_flow(settings, query, log)
+    return evaluate_counts(criteria, pending=pending, counts=counted, failed_ids=failed_ids)

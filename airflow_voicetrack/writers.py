@@ -3,7 +3,8 @@
 Formats (the name is also the file extension):
 
 ``jsonl``
-    One message per line, encoded as the API returned it (unknown fields kept).
+    One message per line, as the API returned it (unknown fields kept): the operator writes each
+    message's bytes from the response without decoding it (see :class:`JsonLinesWriter`).
 ``jsonl.gz``, ``csv.gz``
     The same, gzip-compressed.
 ``csv``
@@ -43,6 +44,8 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from airflow.sdk.lineage import get_hook_lineage_collector
+
+from airflow_voicetrack.protocol.bodies import RawMessage
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -202,7 +205,7 @@ class MessageWriter(ABC):
         self._fileobj = fileobj
         self.records = 0
 
-    def write(self, message: dict[str, Any]) -> None:
+    def write(self, message: Any) -> None:
         """Write one message."""
         self._write(message)
         self.records += 1
@@ -237,10 +240,18 @@ class _BufferedWriter(MessageWriter):
 
 
 class JsonLinesWriter(_BufferedWriter):
-    """One JSON object per line, with every field the API returned."""
+    """
+    One JSON object per line, with every field the API returned.
 
-    def _write(self, message: dict[str, Any]) -> None:
-        _json_encoder.encode_into(message, self._buffer, -1)  # no intermediate bytes object
+    A :class:`~airflow_voicetrack.protocol.RawMessage` is written as the bytes the API sent (they
+    hold no line break, see :func:`~airflow_voicetrack.protocol.parse_page`); a dict is encoded.
+    """
+
+    def _write(self, message: dict[str, Any] | RawMessage) -> None:
+        if type(message) is RawMessage:
+            self._buffer += message.raw
+        else:
+            _json_encoder.encode_into(message, self._buffer, -1)  # no intermediate bytes object
         self._append(b"\n")
 
 

@@ -1,11 +1,12 @@
 """
-Hooks for Routee's voice tracking API: :class:`VoiceTrackHook` (sync, ``requests``) and
-:class:`VoiceTrackAsyncHook` (async, ``httpx``, for triggers).
+Hooks for Routee's voice tracking API: :class:`VoiceTrackHook` (sync) and :class:`VoiceTrackAsyncHook`.
 
-Both are thin transports around :mod:`airflow_voicetrack.protocol`, which builds every request and
-decides after every response whether to succeed, refresh the token, retry or fail, so the two
-behave the same. Connection: ``login`` = application id, ``password`` = application secret,
-``host`` = API base URL, extras as declared in the provider info (see :class:`Settings`).
+Both are thin drivers of the flows of :mod:`airflow_voicetrack.protocol`, which build every request
+and decide after every response whether to succeed, refresh the token, retry or fail, and which
+pages a search fetches next: the sync driver sends with ``requests`` from a thread pool, the async
+one with ``httpx`` from asyncio tasks, and that is all they do. Connection: ``login`` = application
+id, ``password`` = application secret, ``host`` = API base URL, extras as declared in the provider
+info (see :class:`~airflow_voicetrack.protocol.Settings`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,8 @@ import asyncio
 import ssl
 import threading
 import time
-from collections import deque
-from collections.abc import (
-    AsyncGenerator,
-    Awaitable,
-    Callable,
-    Generator,
-    Iterable,
-    Iterator,
-    Mapping,
-)
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cached_property, partial
@@ -38,37 +30,35 @@ from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from airflow_voicetrack.exceptions import (
-    VoiceTrackAuthError,
-    VoiceTrackConnectionError,
-    VoiceTrackConsistencyError,
-    VoiceTrackError,
-    VoiceTrackNotFoundError,
-)
+from airflow_voicetrack.exceptions import VoiceTrackAuthError, VoiceTrackConnectionError, VoiceTrackError
 from airflow_voicetrack.protocol import (
-    Call,
-    Page,
-    PagePlan,
-    RefreshToken,
-    Request,
+    Action,
+    Flow,
+    Gather,
+    GetToken,
+    PageFetch,
+    PageRequest,
     Response,
-    Retry,
     SearchFilter,
     SearchQuery,
-    SearchStats,
+    SearchRun,
+    Send,
     Settings,
-    Success,
+    Sleep,
     Token,
+    TokenCache,
     TransportErrorKind,
-    WindowTally,
+    TransportFailure,
     build_campaign_request,
     build_conversation_request,
     build_message_request,
-    build_token_request,
+    count_flow,
     format_datetime,
+    messages_flow,
     parse_message,
-    parse_page,
-    parse_token,
+    request_flow,
+    token_flow,
+    unknown_extras,
     validate_limit,
     validate_sort,
 )
@@ -76,42 +66,6 @@ from airflow_voicetrack.protocol import (
 T = TypeVar("T")
 Filters = Iterable[Mapping[str, Any] | SearchFilter] | None
 DateLike = datetime | str
-#: Builds the request of one page: ``(page, size) -> Request``.
-PageRequest = Callable[[int, int], Request]
-
-
-class _Budget:
-    """
-    How many more messages a search with a ``limit`` may yield, and so which pages it may request.
-
-    Without a limit every page may be requested. With one, a page is requested only while the pages
-    already requested but not yet read (each up to ``page_size`` messages) cannot fill what is left
-    of the limit: when ``limit <= page_size`` a search makes exactly one page request.
-
-    :param limit: the most messages to yield, or ``None``.
-    :param page_size: messages per page.
-    """
-
-    def __init__(self, limit: int | None, page_size: int) -> None:
-        self.limit = limit
-        self.page_size = page_size
-        self.yielded = 0
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether the limit has been reached."""
-        return self.limit is not None and self.yielded >= self.limit
-
-    def allows(self, unread_pages: int) -> bool:
-        """:return: whether one more page may be requested while ``unread_pages`` are outstanding."""
-        return self.limit is None or unread_pages * self.page_size < self.limit - self.yielded
-
-    def take(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """:return: the head of ``messages`` that fits in the limit, counted as yielded."""
-        if self.limit is not None:
-            messages = messages[: max(0, self.limit - self.yielded)]
-        self.yielded += len(messages)
-        return messages
 
 
 def _error_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -132,8 +86,15 @@ def _is_tls_error(exc: BaseException) -> bool:
     return any(isinstance(e, ssl.SSLError) for e in _error_chain(exc))
 
 
+def _headers(send: Send) -> dict[str, str]:
+    headers = dict(send.request.headers)
+    if send.token is not None:
+        headers["Authorization"] = f"Bearer {send.token.value}"
+    return headers
+
+
 class _VoiceTrackHookBase(BaseHook):
-    """Arguments, connection settings and search orchestration shared by the sync and async hooks."""
+    """Arguments, connection settings and search set-up shared by the sync and async hooks."""
 
     conn_name_attr = "voicetrack_conn_id"
     default_conn_name = "voicetrack_default"
@@ -172,7 +133,9 @@ class _VoiceTrackHookBase(BaseHook):
         self.last_search_stats: dict[str, Any] | None = None
 
     def _settings_from(self, conn: Any, extra: Mapping[str, Any]) -> Settings:
-        """Validate the connection, once per hook: so the ``verify_ssl`` warning comes once per task."""
+        """Validate the connection, once per hook: so its warnings come once per task."""
+        for problem in unknown_extras(extra, self.voicetrack_conn_id):
+            self.log.warning("%s", problem)
         settings = Settings.from_connection(
             conn_id=self.voicetrack_conn_id,
             host=conn.host,
@@ -192,35 +155,42 @@ class _VoiceTrackHookBase(BaseHook):
         return settings
 
     @staticmethod
-    def _search_sources(
-        settings: Settings, query: SearchQuery, window: timedelta | None
-    ) -> list[tuple[str, PageRequest]]:
+    def _query(
+        date_start: DateLike | None,
+        date_end: DateLike | None,
+        page_size: int,
+        **search: Any,
+    ) -> SearchQuery:
+        return SearchQuery.build(date_start, date_end, page_size=page_size, require_range=False, **search)
+
+    def _search_run(
+        self,
+        settings: Settings,
+        sources: list[tuple[str, PageRequest]],
+        size: int,
+        limit: int | None = None,
+        raw: bool = False,
+    ) -> SearchRun:
+        self.last_search_stats = None
+        return SearchRun(
+            sources, settings, page_size=size, limit=limit, strict=self.strict, raw=raw, log=self.log
+        )
+
+    @staticmethod
+    def _search_sources(settings: Settings, query: SearchQuery) -> list[tuple[str, PageRequest]]:
         """:return: ``(label, page request builder)`` for each window of ``query``."""
         sources: list[tuple[str, PageRequest]] = []
-        for bounds in query.windows(window):
+        for bounds in query.windows(settings.window):
             label = "window [{}, {})".format(*(format_datetime(b) if b else "-" for b in bounds))
             sources.append((label, partial(query.page_request, settings.base_url, bounds)))
         return sources
 
-    def _refetch_plan(self, label: str, tally: WindowTally, done: PagePlan) -> PagePlan | None:
-        """:return: after the first pass over a window, a plan to read its stale pages again, if any."""
-        stale = tally.stale_pages() if done.is_first_pass else []
-        if not stale:
-            return None
-        self.log.info("%s: messages were added while paging; reading pages %s again", label, stale)
-        return PagePlan(stale)
+    @staticmethod
+    def _listing_source(label: str, build: Any, settings: Settings, name: str, **kw: Any) -> Any:
+        return [(label, lambda page, size: build(settings.base_url, name, page=page, size=size, **kw))]
 
-    def _on_window_done(self, label: str, tally: WindowTally) -> None:
-        mismatch = tally.finish()
-        if mismatch is None:
-            return
-        if self.strict:
-            raise VoiceTrackConsistencyError(f"{label}: {mismatch}")
-        self.log.warning("%s: %s", label, mismatch)
-
-    def _on_search_done(self, stats: SearchStats) -> None:
-        stats.finish()
-        self.last_search_stats = stats.as_dict()
+    def _search_done(self, run: SearchRun) -> None:
+        self.last_search_stats = run.stats.as_dict()
         self.log.info("voice tracking search done: %s", self.last_search_stats)
 
 
@@ -228,9 +198,9 @@ class _VoiceTrackHookBase(BaseHook):
 # Sync
 
 
-class _SyncTransport:
+class _SyncDriver:
     """
-    Sends :class:`Request` objects with a ``requests`` session and follows the core's decisions.
+    Runs protocol flows with a ``requests`` session and a thread pool.
 
     Holds the access token (thread-safe). ``requests`` drops the ``Authorization`` header when a
     redirect leads to another host.
@@ -244,53 +214,59 @@ class _SyncTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.verify = settings.verify_ssl
-        self._token: Token | None = None
+        self._tokens = TokenCache()
         self._token_lock = threading.Lock()
 
+    def run(self, flow: Flow[T]) -> T:
+        """Perform each action ``flow`` yields until it returns; return its value."""
+        reply: Any = None
+        try:
+            while True:
+                reply = self._perform(flow.send(reply))
+        except StopIteration as done:
+            return done.value
+
+    def _perform(self, action: Action) -> Any:
+        if isinstance(action, Send):
+            return self._send(action)
+        if isinstance(action, Sleep):
+            return time.sleep(action.seconds)
+        if isinstance(action, GetToken):
+            return self.token(action.rejected)
+        with ThreadPoolExecutor(action.limit, thread_name_prefix="voicetrack") as pool:
+            return list(pool.map(self.run, action.flows))
+
     def token(self, rejected: Token | None = None) -> Token:
-        """
-        :param rejected: a token the API refused; it is replaced unless another thread did already.
-        :return: a fresh token, fetched when needed.
-        """
+        """Return a usable token, getting a new one unless another thread replaced ``rejected`` already."""
         with self._token_lock:
-            token = self._token
-            if token is None or token is rejected or not token.is_fresh(time.monotonic()):
-                token = self._token = self.call(
-                    build_token_request(self.settings), partial(parse_token, now=time.monotonic())
-                )
+            token = self._tokens.usable(rejected, time.monotonic())
+            if token is None:
+                token = self._tokens.token = self.run(token_flow(self.settings, self.log))
                 mask_secret(token.value)
             return token
 
-    def call(self, request: Request, parse: Callable[[bytes], T] | None) -> T:
-        """
-        Send ``request`` until the core says it succeeded, retrying and refreshing the token as told.
+    def search(self, run: SearchRun) -> Iterator[Any]:
+        """Yield the messages of ``run``, its pages fetched from a pool of ``max_concurrency`` threads."""
+        pending: dict[Future[Any], PageFetch] = {}
+        messages: list[Any] = []
+        with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
+            try:
+                while True:
+                    for fetch in run.to_fetch():  # before yielding: requests run while the caller works
+                        pending[pool.submit(self.run, run.flow(fetch))] = fetch
+                    yield from messages
+                    if run.done:
+                        return
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        run.arrived(pending.pop(future), future.result())
+                    messages = run.ready()
+            finally:
+                for future in pending:
+                    future.cancel()
 
-        :param parse: reads the 2xx body; ``None`` for the token request.
-        """
-        started = time.monotonic()
-        parser: Callable[[bytes], Any] = parse or partial(parse_token, now=started)
-        call = Call(
-            request, parser, self.settings.retry_policy, started=started, secrets=self.settings.secrets
-        )
-        token = self.token() if request.needs_token else None
-        while True:
-            if token is not None:
-                call.secrets.add(token.value)
-            decision = self._attempt(call, token)
-            if isinstance(decision, Success):
-                return decision.value
-            if isinstance(decision, RefreshToken):
-                self.log.info("%s: HTTP %s, getting a new token", request.label, decision.status)
-                token = self.token(rejected=token)
-                continue
-            self.log.warning("%s: retrying in %.2f s after %s", request.label, decision.wait, decision.reason)
-            time.sleep(decision.wait)
-
-    def _attempt(self, call: Call[Any], token: Token | None) -> Success[Any] | Retry | RefreshToken:
-        request = call.request
-        headers = dict(request.headers)
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.value}"
+    def _send(self, send: Send) -> Response | TransportFailure:
+        request = send.request
         try:
             reply = self.session.request(
                 request.method,
@@ -298,17 +274,15 @@ class _SyncTransport:
                 params=request.params or None,
                 json=request.json,
                 data=request.data,
-                headers=headers,
+                headers=_headers(send),
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
             )
         except requests.RequestException as exc:
             kind = self._error_kind(exc)
             if kind is None:
                 raise
-            return call.on_transport_error(kind, str(exc), now=time.monotonic())
-        return call.on_response(
-            Response(reply.status_code, reply.headers, reply.content), now=time.monotonic()
-        )
+            return TransportFailure(kind, str(exc))
+        return Response(reply.status_code, reply.headers, reply.content)
 
     @staticmethod
     def _error_kind(exc: requests.RequestException) -> TransportErrorKind | None:
@@ -361,8 +335,19 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         return self._settings_from(conn, conn.extra_dejson)
 
     @cached_property
-    def _transport(self) -> _SyncTransport:
-        return _SyncTransport(self.settings, self)
+    def _driver(self) -> _SyncDriver:
+        return _SyncDriver(self.settings, self)
+
+    def get_conn(self) -> requests.Session:
+        """Return the ``requests`` session the hook sends with (configured from the connection)."""
+        return self._driver.session
+
+    def run_flow(self, flow: Flow[T]) -> T:
+        """
+        Run a protocol flow (e.g. :func:`~airflow_voicetrack.status.poke_flow`) with this hook's
+        session and token; return its value.
+        """
+        return self._driver.run(flow)
 
     def search_messages(
         self,
@@ -375,12 +360,15 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         page_size: int | None = None,
         tagged: bool | None = None,
         limit: int | None = None,
-    ) -> Iterator[dict[str, Any]]:
+        raw: bool = False,
+    ) -> Iterator[Any]:
         """
         Every message created in ``[date_start, date_end)`` that matches, each exactly once, lazily.
 
         The range is searched window by window; within a window page 0 is read first, then the
         other pages concurrently (at most ``max_concurrency`` in flight), yielded in page order.
+        Page 0 of the coming windows is fetched ahead, so that ``max_concurrency`` requests stay
+        in flight across window boundaries (see :class:`~airflow_voicetrack.protocol.SearchRun`).
         Arguments are validated when this is called, before any request.
 
         Either bound may be ``None``: the range is then open on that side, the parameter
@@ -403,21 +391,22 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             what the limit can need: with ``limit <= page_size`` exactly one page request is made
             (per window read; one window when the range is open or shorter than the window), and
             ``limit=0`` makes none. A search stopped by its limit skips the ``totalElements`` check.
+        :param raw: yield :class:`~airflow_voicetrack.protocol.RawMessage` objects (each message's
+            bytes as the API sent them, its id and status) instead of dicts: what the operator
+            writes to JSON Lines without decoding and re-encoding every message.
         """
-        query = SearchQuery.build(
+        query = self._query(
             date_start,
             date_end,
+            self.settings.page_size if page_size is None else page_size,
             filters=filters,
             campaign_id=campaign_id,
             sort=sort,
             tagged=tagged,
-            page_size=self.settings.page_size if page_size is None else page_size,
-            require_range=False,
         )
-        budget = _Budget(validate_limit(limit), query.page_size)
-        return self._collect(
-            self._search_sources(self.settings, query, self.settings.window), query.page_size, budget
-        )
+        sources = self._search_sources(self.settings, query)
+        run = self._search_run(self.settings, sources, query.page_size, validate_limit(limit), raw)
+        return self._collect(run)
 
     def count_messages(
         self,
@@ -428,28 +417,18 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         campaign_id: str | None = None,
         tagged: bool | None = None,
     ) -> int:
-        """
-        :return: the API's ``totalElements`` for the search, with one request (a page of one).
-        """
-        query = SearchQuery.build(
-            date_start,
-            date_end,
-            filters=filters,
-            campaign_id=campaign_id,
-            tagged=tagged,
-            page_size=1,
-            require_range=False,
-        )
-        request = query.page_request(self.settings.base_url, (query.date_start, query.date_end), 0, 1)
-        return self._transport.call(request, partial(parse_page, page=0, size=1)).total_elements
+        """Return the API's ``totalElements`` for the search, with one request (a page of one)."""
+        query = self._query(date_start, date_end, 1, filters=filters, campaign_id=campaign_id, tagged=tagged)
+        return self.run_flow(count_flow(self.settings, query, self.log))
 
     def get_message(self, message_id: str) -> dict[str, Any]:
         """
-        :return: one voice message.
+        Return one voice message.
+
         :raises VoiceTrackNotFoundError: when the API does not know it.
         """
         request = build_message_request(self.settings.base_url, message_id)
-        return self._transport.call(request, parse_message)
+        return self.run_flow(request_flow(self.settings, request, parse_message, self.log))
 
     def get_messages(
         self, message_ids: Iterable[str], *, missing_ok: bool = False
@@ -460,50 +439,36 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         :param missing_ok: map unknown ids to ``None`` instead of raising :class:`VoiceTrackNotFoundError`.
         :return: ``{message_id: message or None}`` in the order of ``message_ids``, duplicates once.
         """
-        requests_by_id = {mid: build_message_request(self.settings.base_url, mid) for mid in message_ids}
-
-        def fetch(message_id: str) -> dict[str, Any] | None:
-            try:
-                return self._transport.call(requests_by_id[message_id], parse_message)
-            except VoiceTrackNotFoundError:
-                if missing_ok:
-                    return None
-                raise
-
-        with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
-            return dict(zip(requests_by_id, pool.map(fetch, requests_by_id), strict=True))
+        return self.run_flow(messages_flow(self.settings, message_ids, missing_ok=missing_ok, log=self.log))
 
     def get_conversation(self, conversation_tracking_id: str) -> Iterator[dict[str, Any]]:
-        """:return: the dial parts (messages) of one conversation, lazily, each once."""
-        base, size = self.settings.base_url, self.settings.page_size
-        build_conversation_request(base, conversation_tracking_id, page=0, size=size)  # validate now
-        source = partial(self._conversation_page, conversation_tracking_id)
-        return self._collect(
-            [(f"conversation {conversation_tracking_id}", source)], size, _Budget(None, size)
+        """Return the dial parts (messages) of one conversation, lazily, each once."""
+        settings = self.settings
+        build_conversation_request(settings.base_url, conversation_tracking_id, page=0, size=1)  # validate
+        sources = self._listing_source(
+            f"conversation {conversation_tracking_id}",
+            build_conversation_request,
+            settings,
+            conversation_tracking_id,
         )
-
-    def _conversation_page(self, conversation_tracking_id: str, page: int, size: int) -> Request:
-        return build_conversation_request(
-            self.settings.base_url, conversation_tracking_id, page=page, size=size
-        )
+        return self._collect(self._search_run(settings, sources, settings.page_size))
 
     def get_campaign_messages(
         self, campaign_id: str, *, sort: str | None = None, page_size: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """
+        Return the messages of one campaign, lazily, each once.
+
         :param sort: ``field,asc|desc``, passed to the API.
         :param page_size: messages per page (default: the hook's).
-        :return: the messages of one campaign, lazily, each once.
         """
-        size = self.settings.page_size if page_size is None else page_size
-        build_campaign_request(
-            self.settings.base_url, campaign_id, page=0, size=size, sort=validate_sort(sort)
+        settings = self.settings
+        size = settings.page_size if page_size is None else page_size
+        build_campaign_request(settings.base_url, campaign_id, page=0, size=size, sort=validate_sort(sort))
+        sources = self._listing_source(
+            f"campaign {campaign_id}", build_campaign_request, settings, campaign_id, sort=sort
         )
-        source = partial(self._campaign_page, campaign_id, sort)
-        return self._collect([(f"campaign {campaign_id}", source)], size, _Budget(None, size))
-
-    def _campaign_page(self, campaign_id: str, sort: str | None, page: int, size: int) -> Request:
-        return build_campaign_request(self.settings.base_url, campaign_id, page=page, size=size, sort=sort)
+        return self._collect(self._search_run(settings, sources, size))
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -515,82 +480,22 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             settings = replace(self.settings, max_retries=0)
         except ValueError as exc:
             return False, f"Invalid connection: {exc}"
-        transport = _SyncTransport(settings, self)
+        driver = _SyncDriver(settings, self)
         now = pendulum.now("UTC")
         try:
-            transport.token()
-            query = SearchQuery.build(now.subtract(days=1), now, page_size=1)
-            request = query.page_request(settings.base_url, (query.date_start, query.date_end), 0, 1)
-            total = transport.call(request, partial(parse_page, page=0, size=1)).total_elements
+            driver.token()
+            total = driver.run(
+                count_flow(settings, SearchQuery.build(now.subtract(days=1), now, page_size=1))
+            )
         except VoiceTrackError as exc:
             return False, _describe_failure(exc)
         finally:
-            transport.close()
+            driver.close()
         return True, f"Connection works: got a token, and a search found {total} messages in the last day"
 
-    def _collect(
-        self, sources: list[tuple[str, PageRequest]], size: int, budget: _Budget
-    ) -> Iterator[dict[str, Any]]:
-        stats = SearchStats()
-        self.last_search_stats = None
-        if budget.exhausted:  # limit=0
-            self._on_search_done(stats)
-            return
-        with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
-            for label, page_request in sources:
-                fetch = partial(self._fetch_page, page_request, size)
-                tally = WindowTally(stats)
-                plan: PagePlan | None = PagePlan()
-                while plan is not None:
-                    pages = self._pages(pool, fetch, plan, budget)
-                    try:
-                        for page in pages:
-                            yield from budget.take(tally.accept(page))
-                            if budget.exhausted:
-                                # Stopped by the limit: the window's count is incomplete by design.
-                                stats.records = budget.yielded
-                                self._on_search_done(stats)
-                                return
-                            if stats.progress_due():
-                                self.log.info(stats.progress_line())
-                    finally:
-                        pages.close()
-                    plan = self._refetch_plan(label, tally, plan)
-                self._on_window_done(label, tally)
-        self._on_search_done(stats)
-
-    def _pages(
-        self, pool: ThreadPoolExecutor, fetch: Callable[[int], Page], plan: PagePlan, budget: _Budget
-    ) -> Generator[Page, None, None]:
-        """
-        The pages of ``plan``, at most ``max_concurrency`` fetched ahead (fewer when ``budget`` says
-        they cannot be needed), yielded in plan order.
-        """
-        pending: deque[Future[Page]] = deque()
-
-        def fill(unread: int) -> None:
-            while (
-                len(pending) < self.settings.max_concurrency
-                and budget.allows(len(pending) + unread)
-                and (number := plan.next_number()) is not None
-            ):
-                pending.append(pool.submit(fetch, number))
-
-        fill(0)
-        try:
-            while pending:
-                page = pending.popleft().result()
-                plan.seen(page)
-                fill(1)  # the page in hand is not counted in the budget yet
-                yield page
-                if not pending:  # the budget held pages back; the page read may have fallen short
-                    fill(0)
-        finally:
-            for future in pending:
-                future.cancel()
-
-    def _fetch_page(self, page_request: PageRequest, size: int, number: int) -> Page:
-        return self._transport.call(page_request(number, size), partial(parse_page, page=number, size=size))
+    def _collect(self, run: SearchRun) -> Iterator[Any]:
+        yield from self._driver.search(run)
+        self._search_done(run)
 
 
 def _describe_failure(exc: VoiceTrackError) -> str:
@@ -624,11 +529,15 @@ async def _amask_secret(value: str) -> None:
 
     ``add_mask`` recompiles one pattern of every secret the process has registered so far: in a
     long-lived triggerer that takes hundreds of milliseconds, so the compiling happens in a thread.
-    Registering the same value again below is then cheap, and also tells the supervisor.
+    Registering the same value again below is then cheap, and also tells the supervisor. The
+    masker's module is private to Airflow: without it, the value is only registered below.
     """
-    from airflow.sdk._shared.secrets_masker import _secrets_masker
-
-    await asyncio.to_thread(_secrets_masker().add_mask, value)
+    try:
+        from airflow.sdk._shared.secrets_masker import _secrets_masker
+    except ImportError:  # a later Airflow moved it: register without the warm-up
+        pass
+    else:
+        await asyncio.to_thread(_secrets_masker().add_mask, value)
     try:
         from airflow.sdk.log import amask_secret
     except ImportError:  # Airflow < 3.3
@@ -637,8 +546,8 @@ async def _amask_secret(value: str) -> None:
         await amask_secret(value)
 
 
-class _AsyncTransport:
-    """The async twin of :class:`_SyncTransport`, on an ``httpx.AsyncClient``."""
+class _AsyncDriver:
+    """The async twin of :class:`_SyncDriver`: an ``httpx.AsyncClient`` and asyncio tasks."""
 
     def __init__(self, settings: Settings, hook: BaseHook) -> None:
         self.settings = settings
@@ -650,45 +559,74 @@ class _AsyncTransport:
             limits=httpx.Limits(max_connections=settings.max_concurrency + 1),
             follow_redirects=True,
         )
-        self._token: Token | None = None
+        self._tokens = TokenCache()
         self._token_lock = asyncio.Lock()
 
+    async def run(self, flow: Flow[T]) -> T:
+        """Async :meth:`_SyncDriver.run`."""
+        reply: Any = None
+        try:
+            while True:
+                reply = await self._perform(flow.send(reply))
+        except StopIteration as done:
+            return done.value
+
+    async def _perform(self, action: Action) -> Any:
+        if isinstance(action, Send):
+            return await self._send(action)
+        if isinstance(action, Sleep):
+            return await asyncio.sleep(action.seconds)
+        if isinstance(action, GetToken):
+            return await self.token(action.rejected)
+        return await self._gather(action)
+
+    async def _gather(self, gather: Gather) -> list[Any]:
+        slots = asyncio.Semaphore(gather.limit)
+
+        async def run(flow: Flow[Any]) -> Any:
+            async with slots:
+                return await self.run(flow)
+
+        tasks = [asyncio.ensure_future(run(flow)) for flow in gather.flows]
+        try:
+            return await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
     async def token(self, rejected: Token | None = None) -> Token:
-        """Async :meth:`_SyncTransport.token`."""
+        """Async :meth:`_SyncDriver.token`."""
         async with self._token_lock:
-            token = self._token
-            if token is None or token is rejected or not token.is_fresh(time.monotonic()):
-                request = build_token_request(self.settings)
-                token = self._token = await self.call(request, partial(parse_token, now=time.monotonic()))
+            token = self._tokens.usable(rejected, time.monotonic())
+            if token is None:
+                token = await self.run(token_flow(self.settings, self.log))
+                self._tokens.token = token
                 await _amask_secret(token.value)
             return token
 
-    async def call(self, request: Request, parse: Callable[[bytes], T] | None) -> T:
-        """Async :meth:`_SyncTransport.call`."""
-        started = time.monotonic()
-        parser: Callable[[bytes], Any] = parse or partial(parse_token, now=started)
-        call = Call(
-            request, parser, self.settings.retry_policy, started=started, secrets=self.settings.secrets
-        )
-        token = await self.token() if request.needs_token else None
-        while True:
-            if token is not None:
-                call.secrets.add(token.value)
-            decision = await self._attempt(call, token)
-            if isinstance(decision, Success):
-                return decision.value
-            if isinstance(decision, RefreshToken):
-                self.log.info("%s: HTTP %s, getting a new token", request.label, decision.status)
-                token = await self.token(rejected=token)
-                continue
-            self.log.warning("%s: retrying in %.2f s after %s", request.label, decision.wait, decision.reason)
-            await asyncio.sleep(decision.wait)
+    async def search(self, run: SearchRun) -> AsyncGenerator[Any, None]:
+        """Async :meth:`_SyncDriver.search`, with one task per page."""
+        pending: dict[asyncio.Future[Any], PageFetch] = {}
+        messages: list[Any] = []
+        try:
+            while True:
+                for fetch in run.to_fetch():
+                    pending[asyncio.ensure_future(self.run(run.flow(fetch)))] = fetch
+                for message in messages:
+                    yield message
+                if run.done:
+                    return
+                finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    run.arrived(pending.pop(task), task.result())
+                messages = run.ready()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _attempt(self, call: Call[Any], token: Token | None) -> Success[Any] | Retry | RefreshToken:
-        request = call.request
-        headers = dict(request.headers)
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.value}"
+    async def _send(self, send: Send) -> Response | TransportFailure:
+        request = send.request
         try:
             reply = await self.client.request(
                 request.method,
@@ -696,15 +634,11 @@ class _AsyncTransport:
                 params=request.params or None,
                 json=request.json,
                 data=request.data,
-                headers=headers,
+                headers=_headers(send),
             )
         except httpx.TransportError as exc:
-            return call.on_transport_error(
-                self._error_kind(exc), str(exc) or type(exc).__name__, now=time.monotonic()
-            )
-        return call.on_response(
-            Response(reply.status_code, reply.headers, reply.content), now=time.monotonic()
-        )
+            return TransportFailure(self._error_kind(exc), str(exc) or type(exc).__name__)
+        return Response(reply.status_code, reply.headers, reply.content)
 
     @staticmethod
     def _error_kind(exc: httpx.TransportError) -> TransportErrorKind:
@@ -719,8 +653,10 @@ class _AsyncTransport:
 
 class VoiceTrackAsyncHook(_VoiceTrackHookBase):
     """
-    The async twin of :class:`VoiceTrackHook` for triggers: the same arguments and behaviour, on
-    ``httpx``, with async connection access. Call :meth:`close` when done.
+    The async twin of :class:`VoiceTrackHook`, for triggers.
+
+    The same arguments and behaviour, on ``httpx``, with async connection access. Call
+    :meth:`close` when done.
     """
 
     def __init__(
@@ -728,9 +664,9 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
     ) -> None:
         super().__init__(voicetrack_conn_id, **kwargs)
         self._settings: Settings | None = None
-        self._transport: _AsyncTransport | None = None
+        self._driver: _AsyncDriver | None = None
         # Concurrent first calls must share one client, and so one token.
-        self._transport_lock = asyncio.Lock()
+        self._driver_lock = asyncio.Lock()
 
     async def get_settings(self) -> Settings:
         """The validated connection and arguments (read from the connection once)."""
@@ -739,19 +675,27 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
             self._settings = self._settings_from(conn, await _aextra(conn))
         return self._settings
 
-    async def _get_transport(self) -> _AsyncTransport:
-        async with self._transport_lock:
-            if self._transport is None:
+    async def _get_driver(self) -> _AsyncDriver:
+        async with self._driver_lock:
+            if self._driver is None:
                 settings = await self.get_settings()
                 # Building the client loads the CA bundle from disk: keep that off the event loop.
-                self._transport = await asyncio.to_thread(_AsyncTransport, settings, self)
-            return self._transport
+                self._driver = await asyncio.to_thread(_AsyncDriver, settings, self)
+            return self._driver
+
+    async def get_conn(self) -> httpx.AsyncClient:
+        """Return the ``httpx`` client the hook sends with (configured from the connection)."""
+        return (await self._get_driver()).client
+
+    async def run_flow(self, flow: Flow[T]) -> T:
+        """Async :meth:`VoiceTrackHook.run_flow`."""
+        return await (await self._get_driver()).run(flow)
 
     async def close(self) -> None:
         """Close the HTTP client."""
-        if self._transport is not None:
-            await self._transport.client.aclose()
-            self._transport = None
+        if self._driver is not None:
+            await self._driver.client.aclose()
+            self._driver = None
 
     async def count_messages(
         self,
@@ -763,51 +707,21 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         tagged: bool | None = None,
     ) -> int:
         """Async :meth:`VoiceTrackHook.count_messages`."""
-        query = SearchQuery.build(
-            date_start,
-            date_end,
-            filters=filters,
-            campaign_id=campaign_id,
-            tagged=tagged,
-            page_size=1,
-            require_range=False,
-        )
-        settings = await self.get_settings()
-        request = query.page_request(settings.base_url, (query.date_start, query.date_end), 0, 1)
-        transport = await self._get_transport()
-        return (await transport.call(request, partial(parse_page, page=0, size=1))).total_elements
+        query = self._query(date_start, date_end, 1, filters=filters, campaign_id=campaign_id, tagged=tagged)
+        return await self.run_flow(count_flow(await self.get_settings(), query, self.log))
 
     async def get_message(self, message_id: str) -> dict[str, Any]:
         """Async :meth:`VoiceTrackHook.get_message`."""
         settings = await self.get_settings()
         request = build_message_request(settings.base_url, message_id)
-        return await (await self._get_transport()).call(request, parse_message)
+        return await self.run_flow(request_flow(settings, request, parse_message, self.log))
 
     async def get_messages(
         self, message_ids: Iterable[str], *, missing_ok: bool = False
     ) -> dict[str, dict[str, Any] | None]:
         """Async :meth:`VoiceTrackHook.get_messages`."""
         settings = await self.get_settings()
-        requests_by_id = {mid: build_message_request(settings.base_url, mid) for mid in message_ids}
-        transport = await self._get_transport()
-        slots = asyncio.Semaphore(settings.max_concurrency)
-
-        async def fetch(message_id: str) -> dict[str, Any] | None:
-            async with slots:
-                try:
-                    return await transport.call(requests_by_id[message_id], parse_message)
-                except VoiceTrackNotFoundError:
-                    if missing_ok:
-                        return None
-                    raise
-
-        tasks = [asyncio.ensure_future(fetch(mid)) for mid in requests_by_id]
-        try:
-            results = await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-        return dict(zip(requests_by_id, results, strict=True))
+        return await self.run_flow(messages_flow(settings, message_ids, missing_ok=missing_ok, log=self.log))
 
     def search_messages(
         self,
@@ -820,95 +734,34 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         page_size: int | None = None,
         tagged: bool | None = None,
         limit: int | None = None,
-    ) -> AsyncGenerator[dict[str, Any], None]:
+        raw: bool = False,
+    ) -> AsyncGenerator[Any, None]:
         """
-        Async :meth:`VoiceTrackHook.search_messages` (open ranges and ``limit`` included): use
-        ``async for``. The arguments are checked when this is called, the connection when iteration
-        starts; before any request either way. It is an async generator: when stopping early
-        without a ``limit``, close it (``contextlib.aclosing``) so pages read ahead are cancelled.
+        Async :meth:`VoiceTrackHook.search_messages` (open ranges and ``limit`` included).
+
+        Use ``async for``. The arguments are checked when this is called, the connection when
+        iteration starts; before any request either way. It is an async generator: when stopping
+        early without a ``limit``, close it (``contextlib.aclosing``) so pages read ahead are cancelled.
         """
-        query = SearchQuery.build(
-            date_start,
-            date_end,
-            filters=filters,
-            campaign_id=campaign_id,
-            sort=sort,
-            tagged=tagged,
-            page_size=1 if page_size is None else page_size,
-            require_range=False,
-        )
-        return self._search(query, page_size, validate_limit(limit))
+        search = {"filters": filters, "campaign_id": campaign_id, "sort": sort, "tagged": tagged}
+        query = self._query(date_start, date_end, 1 if page_size is None else page_size, **search)
+        return self._search(query, page_size, validate_limit(limit), raw)
 
     async def _search(
-        self, query: SearchQuery, page_size: int | None, limit: int | None
-    ) -> AsyncGenerator[dict[str, Any], None]:
+        self, query: SearchQuery, page_size: int | None, limit: int | None, raw: bool
+    ) -> AsyncGenerator[Any, None]:
         settings = await self.get_settings()
         if page_size is None:
             query = replace(query, page_size=settings.page_size)
-        stats = SearchStats()
-        self.last_search_stats = None
-        budget = _Budget(limit, query.page_size)
-        if budget.exhausted:  # limit=0
-            self._on_search_done(stats)
-            return
-        transport = await self._get_transport()
-        for label, page_request in self._search_sources(settings, query, settings.window):
-            fetch = partial(self._fetch_page, transport, page_request, query.page_size)
-            tally = WindowTally(stats)
-            plan: PagePlan | None = PagePlan()
-            while plan is not None:
-                pages = self._pages(fetch, plan, settings.max_concurrency, budget)
-                try:
-                    async for page in pages:
-                        for message in budget.take(tally.accept(page)):
-                            yield message
-                        if budget.exhausted:
-                            # Stopped by the limit: the window's count is incomplete by design.
-                            stats.records = budget.yielded
-                            self._on_search_done(stats)
-                            return
-                        if stats.progress_due():
-                            self.log.info(stats.progress_line())
-                finally:
-                    await pages.aclose()
-                plan = self._refetch_plan(label, tally, plan)
-            self._on_window_done(label, tally)
-        self._on_search_done(stats)
-
-    @staticmethod
-    async def _pages(
-        fetch: Callable[[int], Awaitable[Page]], plan: PagePlan, max_concurrency: int, budget: _Budget
-    ) -> AsyncGenerator[Page, None]:
-        """Async :meth:`VoiceTrackHook._pages`, with tasks."""
-        pending: deque[asyncio.Future[Page]] = deque()
-
-        def fill(unread: int) -> None:
-            while (
-                len(pending) < max_concurrency
-                and budget.allows(len(pending) + unread)
-                and (number := plan.next_number()) is not None
-            ):
-                pending.append(asyncio.ensure_future(fetch(number)))
-
-        fill(0)
+        run = self._search_run(settings, self._search_sources(settings, query), query.page_size, limit, raw)
+        driver = await self._get_driver()
+        messages = driver.search(run)
         try:
-            while pending:
-                page = await pending.popleft()
-                plan.seen(page)
-                fill(1)  # the page in hand is not counted in the budget yet
-                yield page
-                if not pending:  # the budget held pages back; the page read may have fallen short
-                    fill(0)
+            async for message in messages:
+                yield message
         finally:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    @staticmethod
-    async def _fetch_page(
-        transport: _AsyncTransport, page_request: PageRequest, size: int, number: int
-    ) -> Page:
-        return await transport.call(page_request(number, size), partial(parse_page, page=number, size=size))
+            await messages.aclose()
+        self._search_done(run)
 
 
 async def _aextra(conn: Any) -> dict[str, Any]:

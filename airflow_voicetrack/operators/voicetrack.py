@@ -31,7 +31,13 @@ from airflow_voicetrack.protocol import (
     validate_sort,
 )
 from airflow_voicetrack.sensors.voicetrack import evaluate_search
-from airflow_voicetrack.status import SearchTarget, StatusCriteria, status_of, unsettled_message
+from airflow_voicetrack.status import (
+    SearchTarget,
+    StatusCriteria,
+    message_id_of,
+    status_of,
+    unsettled_message,
+)
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 from airflow_voicetrack.writers import FORMATS, object_uri, write_messages
 
@@ -49,6 +55,8 @@ EMPTY_INTERVAL_POLICIES: tuple[str, ...] = ("fail", "skip", "lookback")
 ON_UNSETTLED: tuple[str, ...] = ("fail", "write")
 #: Example ids of unfinished messages named in the error when ``on_unsettled="fail"``.
 UNSETTLED_EXAMPLES = 5
+#: Output formats written from the raw bytes of each message (see ``VoiceTrackHook.search_messages``).
+RAW_FORMATS: frozenset[str] = frozenset({"jsonl", "jsonl.gz"})
 #: Name of the API dataset in OpenLineage (its namespace is the API base URL).
 LINEAGE_INPUT_NAME = "voice/tracking"
 
@@ -389,18 +397,8 @@ class VoiceTrackingOperator(BaseOperator):
         target = self._target
         trigger = VoiceMessageStatusTrigger(
             voicetrack_conn_id=self.voicetrack_conn_id,
-            message_ids=None,
-            date_start=target.date_start,
-            date_end=target.date_end,
-            filters=target.filters,
-            campaign_id=target.campaign_id,
-            tagged=target.tagged,
-            terminal_statuses=sorted(self.criteria.terminal_statuses),
-            failure_statuses=[],
-            failure_threshold=None,
-            missing="fail",
-            wait_for_messages=False,
-            count_only=True,
+            target=target,
+            criteria=self.criteria,
             poke_interval=self.poke_interval,
             first_check_after=self.poke_interval,
             timeout_at=datetime.fromtimestamp(deadline, tz=timezone.utc),
@@ -487,8 +485,11 @@ class VoiceTrackingOperator(BaseOperator):
 
         path = self._final_path(start, end)
         started = time.monotonic()
-        # Statuses are checked as the API sent them, before any field is removed or hashed.
-        messages = guard.check(self.hook.search_messages(start, end, sort=sort, **search))
+        # Statuses are checked as the API sent them, before any field is removed or hashed. JSON Lines
+        # gets each message's bytes as the API sent them: no decoding, no re-encoding, unless personal
+        # data must be removed or hashed, which needs the decoded message.
+        raw = self.output_format in RAW_FORMATS and not personal_data.active
+        messages = guard.check(self.hook.search_messages(start, end, sort=sort, raw=raw, **search))
         if personal_data.active:
             messages = personal_data.apply_all(messages)
         with gc_frozen():
@@ -675,7 +676,7 @@ class StatusGuard:
         """Messages seen so far whose status is not terminal."""
         return sum(self.by_status.values())
 
-    def check(self, messages: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def check(self, messages: Iterable[Any]) -> Iterator[Any]:
         """Yield ``messages`` unchanged, checking each one's status."""
         terminal = self.terminal_statuses
         for message in messages:
@@ -683,8 +684,7 @@ class StatusGuard:
             if status not in terminal:
                 if self.strict:
                     raise NotTerminalError(
-                        f"Message {message.get('messageId')} read for the extraction is {status}, "
-                        "not terminal."
+                        f"Message {message_id_of(message)} read for the extraction is {status}, not terminal."
                     )
                 self.by_status[status] += 1
             yield message

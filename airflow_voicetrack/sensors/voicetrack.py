@@ -12,16 +12,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.status import (
-    FAILED_IDS_CAP,
     Evaluation,
     IdsTracker,
     SearchTarget,
     StatusCriteria,
     Verdict,
-    evaluate_counts,
+    poke_flow,
     resolve_message_ids,
-    statuses_to_count,
-    statuses_to_sample,
 )
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 
@@ -31,31 +28,11 @@ if TYPE_CHECKING:
 
 def evaluate_search(hook: VoiceTrackHook, target: SearchTarget, criteria: StatusCriteria) -> Evaluation:
     """
-    One search-mode poke with the sync hook: the pending count, the per-status counts when
-    ``criteria`` need them, and example ids of failures on a final verdict. Mirror of
-    ``VoiceMessageStatusTrigger._evaluate_search``; also what ``VoiceTrackingOperator`` waits with.
+    Run one search-mode poke (:func:`~airflow_voicetrack.status.poke_flow`) with the sync hook.
+
+    What ``VoiceTrackingOperator`` waits with; the trigger runs the same flow with the async hook.
     """
-
-    def count(filters: list[dict[str, Any]]) -> int:
-        return hook.count_messages(**target.count_kwargs(filters))
-
-    pending = count(target.pending_filters(criteria.terminal_statuses))
-    to_count = statuses_to_count(criteria, pending)
-    counts = {status: count(target.status_filters(status)) for status in to_count} if to_count else None
-    evaluation = evaluate_counts(criteria, pending=pending, counts=counts)
-    to_sample = statuses_to_sample(criteria, evaluation)
-    if not to_sample:
-        return evaluation
-    failed_ids: dict[str, list[str]] = {}
-    for status in to_sample:
-        # One request: a page of FAILED_IDS_CAP and limit=FAILED_IDS_CAP read nothing ahead.
-        messages = hook.search_messages(
-            **target.count_kwargs(target.status_filters(status)),
-            page_size=FAILED_IDS_CAP,
-            limit=FAILED_IDS_CAP,
-        )
-        failed_ids[status] = [message["messageId"] for message in messages]
-    return evaluate_counts(criteria, pending=pending, counts=counts, failed_ids=failed_ids)
+    return hook.run_flow(poke_flow(hook.settings, criteria, target=target, log=hook.log))
 
 
 class VoiceMessageStatusSensor(BaseSensorOperator):
@@ -170,9 +147,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
     @cached_property
     def hook(self) -> VoiceTrackHook:
         """The synchronous hook used by poke and reschedule modes."""
-        if self._ids is not None:
-            return VoiceTrackHook(self.voicetrack_conn_id)
-        return VoiceTrackHook(self.voicetrack_conn_id, **self._search.hook_kwargs())
+        return VoiceTrackHook(self.voicetrack_conn_id)
 
     @cached_property
     def _ids(self) -> IdsTracker | None:
@@ -201,35 +176,22 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         trigger = VoiceMessageStatusTrigger(
             voicetrack_conn_id=self.voicetrack_conn_id,
             message_ids=tracker.message_ids if tracker is not None else None,
-            date_start=search.date_start if search else None,
-            date_end=search.date_end if search else None,
-            filters=search.filters if search else [],
-            campaign_id=search.campaign_id if search else None,
-            terminal_statuses=sorted(self.criteria.terminal_statuses),
-            failure_statuses=sorted(self.criteria.failure_statuses),
-            failure_threshold=self.criteria.failure_threshold,
-            missing=self.criteria.missing,
-            wait_for_messages=self.criteria.wait_for_messages,
+            target=search,
+            criteria=self.criteria,
             poke_interval=self.poke_interval,
             timeout_at=timeout_at,
         )
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def poke(self, context: Context) -> PokeReturnValue:
-        evaluation = (
-            self._evaluate_ids(self._ids)
-            if self._ids is not None
-            else evaluate_search(self.hook, self._search, self.criteria)
-        )
+        tracker = self._ids
+        target = self._search if tracker is None else None
+        flow = poke_flow(self.hook.settings, self.criteria, target=target, tracker=tracker, log=self.log)
+        evaluation = self.hook.run_flow(flow)
         if evaluation.verdict is Verdict.FAILED:
             raise AirflowFailException(evaluation.message)
         self.log.info("%s", evaluation.message)
         return PokeReturnValue(is_done=evaluation.verdict is Verdict.DONE, xcom_value=evaluation.summary)
-
-    def _evaluate_ids(self, tracker: IdsTracker) -> Evaluation:
-        pending_ids = tracker.pending_ids()
-        fetched = self.hook.get_messages(pending_ids, missing_ok=True) if pending_ids else {}
-        return tracker.evaluate(fetched)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """

@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
@@ -15,17 +14,28 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_voicetrack.exceptions import VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
 from airflow_voicetrack.status import (
-    FAILED_IDS_CAP,
     Evaluation,
     IdsTracker,
     SearchTarget,
     StatusCriteria,
     Verdict,
-    evaluate_counts,
-    statuses_to_count,
-    statuses_to_sample,
+    poke_flow,
+    to_kwargs,
 )
 
+#: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
+#: ``criteria``.
+_LEGACY_TARGET = frozenset({"date_start", "date_end", "filters", "campaign_id", "tagged"})
+_LEGACY_CRITERIA = frozenset(
+    {
+        "terminal_statuses",
+        "failure_statuses",
+        "failure_threshold",
+        "missing",
+        "wait_for_messages",
+        "count_only",
+    }
+)
 #: Consecutive transient errors (each after the hook's own retries) before giving up.
 MAX_CONSECUTIVE_ERRORS = 3
 #: Longest back-off between two attempts after transient errors, in seconds.
@@ -61,99 +71,70 @@ class VoiceMessageStatusTrigger(BaseTrigger):
 
     :param voicetrack_conn_id: connection id.
     :param message_ids: ids to wait for (ids mode), or ``None`` for search mode.
-    :param date_start: search range start, API format, or ``None``.
-    :param date_end: search range end (exclusive), API format, or ``None``.
-    :param filters: normalized search filters.
-    :param campaign_id: campaign tracking id or ``None``.
-    :param terminal_statuses: statuses counted as terminal.
-    :param failure_statuses: terminal statuses that make the wait fail.
-    :param failure_threshold: tolerated share of messages in failure statuses, or ``None``.
-    :param missing: ``"fail"`` or ``"wait"`` for unknown ids.
-    :param wait_for_messages: in search mode, keep waiting while the search matches nothing.
+    :param target: search mode: the validated search (a :class:`SearchTarget` or its keyword
+        arguments, see :func:`~airflow_voicetrack.status.to_kwargs`); ``None`` in ids mode.
+    :param criteria: what done and failed mean (a :class:`StatusCriteria` or its keyword arguments).
     :param poke_interval: seconds between evaluations.
     :param timeout_at: when to stop waiting with a ``timeout`` event; ``None`` waits forever.
-    :param tagged: search mode: the API's boolean search parameter, or ``None``.
-    :param count_only: search mode: count only the pending messages (one request per evaluation);
-        the success summary then has ``total`` ``None``. ``VoiceTrackingOperator`` waits with it.
     :param first_check_after: seconds to sleep before the first evaluation (the operator has just
         counted on the worker, so checking again at once would cost a request for nothing).
+    :param legacy: the flat arguments of earlier versions (``date_start``, ``date_end``,
+        ``filters``, ``campaign_id``, ``tagged``, ``terminal_statuses``, ``failure_statuses``,
+        ``failure_threshold``, ``missing``, ``wait_for_messages``, ``count_only``), so that triggers
+        deferred before an upgrade still run.
     """
 
     def __init__(
         self,
         *,
         voicetrack_conn_id: str,
-        message_ids: list[str] | None,
-        date_start: str | None,
-        date_end: str | None,
-        filters: list[dict[str, Any]],
-        campaign_id: str | None,
-        terminal_statuses: list[str],
-        failure_statuses: list[str],
-        failure_threshold: float | None,
-        missing: str,
-        wait_for_messages: bool,
+        message_ids: list[str] | None = None,
+        target: SearchTarget | dict[str, Any] | None = None,
+        criteria: StatusCriteria | dict[str, Any] | None = None,
         poke_interval: float,
         timeout_at: datetime | None,
-        tagged: bool | None = None,
-        count_only: bool = False,
         first_check_after: float = 0.0,
+        **legacy: Any,
     ) -> None:
         super().__init__()
+        if legacy:  # serialized by an earlier version: the target's and the criteria's fields, flat
+            unknown = sorted(set(legacy) - _LEGACY_TARGET - _LEGACY_CRITERIA)
+            if unknown:
+                raise TypeError(f"VoiceMessageStatusTrigger got unexpected arguments {unknown}")
+            if message_ids is None:
+                target = {name: legacy.get(name) for name in _LEGACY_TARGET}
+                target["filters"] = target["filters"] or []
+            criteria = {name: legacy[name] for name in _LEGACY_CRITERIA if name in legacy}
         self.voicetrack_conn_id = voicetrack_conn_id
         self.message_ids = message_ids
-        self.date_start = date_start
-        self.date_end = date_end
-        self.filters = filters
-        self.campaign_id = campaign_id
-        self.terminal_statuses = terminal_statuses
-        self.failure_statuses = failure_statuses
-        self.failure_threshold = failure_threshold
-        self.missing = missing
-        self.wait_for_messages = wait_for_messages
+        self.target = SearchTarget(**target) if isinstance(target, dict) else target
+        self.criteria = (
+            criteria if isinstance(criteria, StatusCriteria) else StatusCriteria.build(**(criteria or {}))
+        )
+        if (message_ids is None) == (self.target is None):
+            raise ValueError("VoiceMessageStatusTrigger needs either message_ids or a target, not both")
         self.poke_interval = poke_interval
         self.timeout_at = timeout_at
-        self.tagged = tagged
-        self.count_only = count_only
         self.first_check_after = first_check_after
-        self.criteria = StatusCriteria.build(
-            terminal_statuses=terminal_statuses,
-            failure_statuses=failure_statuses,
-            failure_threshold=failure_threshold,
-            missing=missing,
-            wait_for_messages=wait_for_messages,
-            count_only=count_only,
-        )
-        self.target = SearchTarget(date_start, date_end, filters, campaign_id, tagged)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Return the classpath and exactly the constructor's keyword arguments."""
+        """Return the classpath and the constructor's keyword arguments, the dataclasses as dicts."""
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "voicetrack_conn_id": self.voicetrack_conn_id,
                 "message_ids": self.message_ids,
-                "date_start": self.date_start,
-                "date_end": self.date_end,
-                "filters": self.filters,
-                "campaign_id": self.campaign_id,
-                "terminal_statuses": self.terminal_statuses,
-                "failure_statuses": self.failure_statuses,
-                "failure_threshold": self.failure_threshold,
-                "missing": self.missing,
-                "wait_for_messages": self.wait_for_messages,
+                "target": None if self.target is None else to_kwargs(self.target),
+                "criteria": to_kwargs(self.criteria),
                 "poke_interval": self.poke_interval,
                 "timeout_at": self.timeout_at,
-                "tagged": self.tagged,
-                "count_only": self.count_only,
                 "first_check_after": self.first_check_after,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Evaluate until a final outcome, then yield its single event."""
-        overrides = self.target.hook_kwargs() if self.message_ids is None else {}
-        hook = VoiceTrackAsyncHook(self.voicetrack_conn_id, **overrides)
+        hook = VoiceTrackAsyncHook(self.voicetrack_conn_id)
         try:
             payload = await self._wait(hook)
         finally:
@@ -169,12 +150,9 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             return self._timeout_payload(None, "timed out before the first check")
         while True:
             try:
-                if tracker is not None:
-                    pending_ids = tracker.pending_ids()
-                    fetched = await hook.get_messages(pending_ids, missing_ok=True) if pending_ids else {}
-                    evaluation = tracker.evaluate(fetched)
-                else:
-                    evaluation = await self._evaluate_search(hook)
+                settings = await hook.get_settings()
+                flow = poke_flow(settings, self.criteria, target=self.target, tracker=tracker, log=self.log)
+                evaluation = await hook.run_flow(flow)
             except VoiceTrackTransientError as err:
                 errors += 1
                 if errors >= MAX_CONSECUTIVE_ERRORS:
@@ -203,38 +181,11 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             if not await self._sleep(self.poke_interval):
                 return self._timeout_payload(evaluation, evaluation.message)
 
-    async def _evaluate_search(self, hook: VoiceTrackAsyncHook) -> Evaluation:
-        """Count pending messages, per status only when needed, and sample failed ids when final."""
-        target, criteria = self.target, self.criteria
-
-        async def count(filters: list[dict[str, Any]]) -> int:
-            return await hook.count_messages(**target.count_kwargs(filters))
-
-        pending = await count(target.pending_filters(criteria.terminal_statuses))
-        to_count = statuses_to_count(criteria, pending)
-        counts = (
-            {status: await count(target.status_filters(status)) for status in to_count} if to_count else None
-        )
-        evaluation = evaluate_counts(criteria, pending=pending, counts=counts)
-        to_sample = statuses_to_sample(criteria, evaluation)
-        if not to_sample:
-            return evaluation
-        failed_ids: dict[str, list[str]] = {}
-        for status in to_sample:
-            # One request: a page of FAILED_IDS_CAP and limit=FAILED_IDS_CAP read nothing ahead.
-            messages = hook.search_messages(
-                **target.count_kwargs(target.status_filters(status)),
-                page_size=FAILED_IDS_CAP,
-                limit=FAILED_IDS_CAP,
-            )
-            async with aclosing(messages):
-                failed_ids[status] = [message["messageId"] async for message in messages]
-        return evaluate_counts(criteria, pending=pending, counts=counts, failed_ids=failed_ids)
-
     async def _sleep(self, seconds: float, *, minimum: float = 0.0) -> bool:
         """
-        Sleep ``seconds`` with jitter, at least ``minimum`` (e.g. a server's ``Retry-After``), never
-        past ``timeout_at``; return False if it has passed.
+        Sleep ``seconds`` with jitter; return False if ``timeout_at`` has passed.
+
+        The sleep lasts at least ``minimum`` (e.g. a server's ``Retry-After``), never past ``timeout_at``.
         """
         delay = max(seconds * random.uniform(1 - JITTER, 1 + JITTER), minimum)
         if self.timeout_at is not None:

@@ -110,7 +110,7 @@ def test_async_get_messages_raises_on_missing_by_default(emu):
     ],
 )
 def test_async_search_survives_faults(emu, faults):
-    # A 401/403 gets one token refresh, then fails the call. The fault counter is global (it fires on
+    # A 401/403 gets up to three token refreshes, then fails the call. The fault counter is global (fires on
     # API calls n = 5, 10, 15, ... at rate 0.2): fetched one page at a time, a repeat (call n + 1)
     # never faults; concurrent pages could take n + 1..n + 4 and hand the repeat call n + 5.
     auth_fault = {"unauthorized_rate", "forbidden_rate"} & set(faults)

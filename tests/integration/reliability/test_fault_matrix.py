@@ -70,6 +70,14 @@ TRANSIENT = [
     Fault("token_expires_mid_run", {"token_lifetime": 1, "latency_ms": 150}, proof="tokens"),
     Fault("401_storm_then_recovery", {"unauthorized_rate": 0.5}, ONE_AT_A_TIME, proof="tokens"),
     Fault("one_403_per_call", {"forbidden_rate": 0.25}, ONE_AT_A_TIME, proof="tokens"),
+    # Calls 4, 9, 14, ... get a 403 and their repeats (calls 5, 10, 15, ...) a 401: one request
+    # refused one way then the other, as in a credential rotation; it needs a second token refresh.
+    Fault(
+        "403_then_401_on_one_request",
+        {"forbidden_rate": 0.25, "unauthorized_rate": 0.2},
+        ONE_AT_A_TIME,
+        proof="tokens",
+    ),
     Fault("429_retry_after_seconds", {"rate_limit_rate": 0.25, "retry_after_mode": "seconds"}),
     Fault("429_retry_after_http_date", {"rate_limit_rate": 0.25, "retry_after_mode": "date"}),
     Fault("429_without_retry_after", {"rate_limit_rate": 0.25, "retry_after_mode": "none"}),

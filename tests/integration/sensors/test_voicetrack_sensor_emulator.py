@@ -263,6 +263,31 @@ def test_trigger_rebuilt_from_its_serialization_waits_for_the_messages(progressi
     assert len(event["summary"]["failed_ids"]["Failed"]) == min(len(failed), FAILED_IDS_CAP)
 
 
+def test_trigger_stored_by_0_1_0_still_runs_after_an_upgrade(progressing: EmulatorProcess) -> None:
+    # The kwargs 0.1.0's serialize() stored in the trigger table: flat, without target/criteria.
+    stored = {
+        "voicetrack_conn_id": "voicetrack_default",
+        "message_ids": None,
+        "date_start": START,
+        "date_end": END,
+        "filters": [],
+        "campaign_id": None,
+        "terminal_statuses": sorted(DEFAULT_TERMINAL_STATUSES),
+        "failure_statuses": ["Failed"],
+        "failure_threshold": 0.5,
+        "missing": "fail",
+        "wait_for_messages": False,
+        "poke_interval": 0.3,
+        "timeout_at": None,
+    }
+    trigger = import_string("airflow_voicetrack.triggers.voicetrack.VoiceMessageStatusTrigger")(**stored)
+    event = first_event(trigger)
+    truth = progressing.truth(START, END)
+    assert event["status"] == "success"
+    assert event["summary"]["by_status"] == by_status(truth)
+    assert event["summary"]["total"] == len(truth)
+
+
 def test_trigger_never_blocks_the_event_loop(progressing: EmulatorProcess) -> None:
     """
     The triggerer warns when a trigger holds its loop for 0.2 s. Measured in a fresh process, as a

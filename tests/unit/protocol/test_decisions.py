@@ -50,12 +50,20 @@ def test_first_auth_failure_asks_for_a_new_token(status):
 
 
 @pytest.mark.parametrize(("status", "reason"), [(401, "credentials"), (403, "permissions")])
-def test_second_auth_failure_raises_saying_what_is_at_fault(status, reason):
+def test_auth_failure_after_three_refreshes_raises_saying_what_is_at_fault(status, reason):
     c = call()
-    respond(c, status)
+    assert [respond(c, status) for _ in range(3)] == [RefreshToken(status)] * 3
     with pytest.raises(VoiceTrackAuthError) as info:
         respond(c, status)
     assert info.value.reason == reason and reason in str(info.value)
+
+
+def test_403_then_401_on_one_request_gets_a_new_token_each_time():
+    # A credential rotation with pages in flight: the token is refused one way, then the other.
+    c = call()
+    assert respond(c, 403) == RefreshToken(403)
+    assert respond(c, 401) == RefreshToken(401)
+    assert respond(c, 200, b'{"messageId": "m1"}') == Success({"messageId": "m1"})
 
 
 def test_token_endpoint_rejection_is_not_retried_with_a_new_token():

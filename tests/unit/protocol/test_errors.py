@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from airflow_voicetrack.constants import MAX_TOKEN_REFRESHES
 from airflow_voicetrack.exceptions import VoiceTrackAPIError, VoiceTrackAuthError, VoiceTrackError
 from airflow_voicetrack.protocol import (
     Call,
@@ -49,7 +50,7 @@ def test_auth_errors_say_what_is_at_fault(status, reason):
 def test_secrets_echoed_by_the_server_are_redacted():
     body = {"code": "401000000", "developerMessage": f"bad token {TOKEN}", "properties": {"secret": SECRET}}
     c = Call(Request("GET", "http://h/x"), parse_message, RetryPolicy(), started=0, secrets=[SECRET, TOKEN])
-    c.refreshed = True
+    c.refreshes = MAX_TOKEN_REFRESHES
     with pytest.raises(VoiceTrackAuthError) as info:
         c.on_response(Response(401, {}, json.dumps(body).encode()), now=0)
     assert SECRET not in str(info.value) and TOKEN not in str(info.value)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
+from airflow_voicetrack.protocol import format_datetime
 from airflow_voicetrack.status import (
     FAILED_IDS_CAP,
     IdsTracker,
@@ -158,16 +157,20 @@ def test_full_range_is_set_only_with_both_ends_of_the_range() -> None:
     assert SearchTarget.build(campaign_id="c", date_start="2026-11-01T00:00:00Z").full_range is None
 
 
-def test_search_hook_reads_a_bounded_range_as_one_window() -> None:
-    assert RANGED.hook_kwargs() == {"window": timedelta(days=7)}
+def test_poke_query_is_the_target_and_the_poke_filters_over_the_whole_range() -> None:
+    extra = RANGED.status_filters("Failed")
+    query = RANGED.query(extra, page_size=20)
+    assert (format_datetime(query.date_start), format_datetime(query.date_end)) == RANGED.full_range
+    assert query.filters == extra and query.page_size == 20
+    # one page request over the whole range, however long: the poke never splits it into windows
+    request = query.page_request("http://h", (query.date_start, query.date_end), 0, 20)
+    assert (request.params["dateStart"], request.params["dateEnd"]) == RANGED.full_range
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"campaign_id": "c"}, {"date_start": "2026-11-01T00:00:00Z"}, {"date_end": "2026-11-01T00:00:00Z"}],
-)
-def test_search_hook_needs_no_override_for_an_open_range(kwargs: dict[str, str]) -> None:
-    assert SearchTarget.build(**kwargs).hook_kwargs() == {}
+def test_poke_query_of_an_open_range_sends_only_its_bound() -> None:
+    query = SearchTarget.build(campaign_id="c", date_start="2026-11-01T00:00:00Z").query([])
+    request = query.page_request("http://h", (query.date_start, query.date_end), 0, 1)
+    assert request.params["campaignId"] == "c" and "dateEnd" not in request.params
 
 
 def test_failed_ids_are_capped() -> None:

@@ -92,20 +92,35 @@ def test_deferrable_execute_defers_at_once_with_the_validated_search_and_the_tim
     assert kwargs == {
         "voicetrack_conn_id": "my_conn",
         "message_ids": None,
-        "date_start": "2026-11-01T00:00:00Z",
-        "date_end": "2026-11-02T00:00:00Z",
-        "filters": [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
-        "campaign_id": None,
-        "terminal_statuses": ["Busy", "Completed", "Failed", "NoAnswer", "Terminated", "Unknown", "Unsent"],
-        "failure_statuses": ["Failed"],
-        "failure_threshold": 0.2,
-        "missing": "fail",
-        "wait_for_messages": False,
+        "target": {
+            "date_start": "2026-11-01T00:00:00Z",
+            "date_end": "2026-11-02T00:00:00Z",
+            "filters": [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
+            "campaign_id": None,
+            "tagged": None,
+        },
+        "criteria": {
+            "terminal_statuses": [
+                "Busy",
+                "Completed",
+                "Failed",
+                "NoAnswer",
+                "Terminated",
+                "Unknown",
+                "Unsent",
+            ],
+            "failure_statuses": ["Failed"],
+            "failure_threshold": 0.2,
+            "missing": "fail",
+            "wait_for_messages": False,
+            "count_only": False,
+        },
         "poke_interval": 7.0,
-        "tagged": None,
-        "count_only": False,
         "first_check_after": 0.0,
     }
+    # What the triggerer does with the stored form: rebuild the trigger from it.
+    rebuilt = VoiceMessageStatusTrigger(**kwargs, timeout_at=timeout_at)
+    assert rebuilt.serialize() == (classpath, {**kwargs, "timeout_at": timeout_at})
 
 
 def test_deferrable_ids_mode_passes_the_parsed_ids() -> None:
@@ -115,7 +130,7 @@ def test_deferrable_ids_mode_passes_the_parsed_ids() -> None:
     trigger = info.value.trigger
     assert isinstance(trigger, VoiceMessageStatusTrigger)
     assert trigger.message_ids == ["a", "b"]
-    assert trigger.missing == "wait"
+    assert trigger.criteria.missing == "wait" and trigger.target is None
 
 
 def test_success_event_returns_the_summary() -> None:

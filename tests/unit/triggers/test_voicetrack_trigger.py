@@ -8,10 +8,14 @@ from typing import Any
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 
+from airflow_voicetrack.status import SearchTarget, StatusCriteria
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 
+TIMEOUT_AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
-def trigger_kwargs(**overrides: Any) -> dict[str, Any]:
+
+def v010_kwargs(**overrides: Any) -> dict[str, Any]:
+    """A trigger as version 0.1.0 serialized it (flat), e.g. deferred before an upgrade."""
     return {
         "voicetrack_conn_id": "voicetrack_default",
         "message_ids": ["a", "b"],
@@ -25,28 +29,86 @@ def trigger_kwargs(**overrides: Any) -> dict[str, Any]:
         "missing": "wait",
         "wait_for_messages": False,
         "poke_interval": 2.0,
-        "timeout_at": datetime(2026, 11, 1, tzinfo=timezone.utc),
-        "tagged": None,
-        "count_only": False,
-        "first_check_after": 0.0,
+        "timeout_at": TIMEOUT_AT,
         **overrides,
     }
 
 
+CRITERIA = StatusCriteria.build(
+    terminal_statuses=["Completed", "Failed"],
+    failure_statuses=["Failed"],
+    failure_threshold=0.5,
+    missing="wait",
+)
+
+
 def test_serialize_returns_the_classpath_and_exactly_the_constructor_kwargs() -> None:
-    kwargs = trigger_kwargs()
-    classpath, serialized = VoiceMessageStatusTrigger(**kwargs).serialize()
+    target = SearchTarget.build(campaign_id="c", filters=[{"fieldName": "country", "searchTerm": "GR"}])
+    trigger = VoiceMessageStatusTrigger(
+        voicetrack_conn_id="conn", target=target, criteria=CRITERIA, poke_interval=2.0, timeout_at=TIMEOUT_AT
+    )
+    classpath, serialized = trigger.serialize()
     assert classpath == "airflow_voicetrack.triggers.voicetrack.VoiceMessageStatusTrigger"
-    assert serialized == kwargs
+    assert serialized == {
+        "voicetrack_conn_id": "conn",
+        "message_ids": None,
+        "target": {
+            "date_start": None,
+            "date_end": None,
+            "filters": [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
+            "campaign_id": "c",
+            "tagged": None,
+        },
+        "criteria": {
+            "terminal_statuses": ["Completed", "Failed"],
+            "failure_statuses": ["Failed"],
+            "failure_threshold": 0.5,
+            "missing": "wait",
+            "wait_for_messages": False,
+            "count_only": False,
+        },
+        "poke_interval": 2.0,
+        "timeout_at": TIMEOUT_AT,
+        "first_check_after": 0.0,
+    }
+    rebuilt = import_string(classpath)(**serialized)
+    assert (rebuilt.target, rebuilt.criteria) == (target, CRITERIA)
+    assert rebuilt.serialize() == (classpath, serialized)
 
 
-def test_trigger_rebuilt_from_its_serialization_serializes_the_same() -> None:
-    classpath, kwargs = VoiceMessageStatusTrigger(
-        **trigger_kwargs(message_ids=None, campaign_id="c")
-    ).serialize()
-    assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"message_ids": None, "campaign_id": "c", "date_start": "2026-11-01T00:00:00Z"}],
+    ids=["ids mode", "search mode"],
+)
+def test_the_flat_form_of_0_1_0_still_deserializes(overrides: dict[str, Any]) -> None:
+    kwargs = v010_kwargs(**overrides)
+    trigger = VoiceMessageStatusTrigger(**kwargs)
+    assert trigger.criteria == CRITERIA
+    assert trigger.message_ids == kwargs["message_ids"]
+    if kwargs["message_ids"] is None:
+        assert trigger.target == SearchTarget("2026-11-01T00:00:00Z", None, [], "c", None)
+    else:
+        assert trigger.target is None
+    # Re-serialized in the current form, which builds the same trigger again.
+    classpath, serialized = trigger.serialize()
+    assert "criteria" in serialized and "date_start" not in serialized
+    assert import_string(classpath)(**serialized).serialize() == (classpath, serialized)
+
+
+def test_an_unknown_flat_argument_is_refused() -> None:
+    with pytest.raises(TypeError, match="colour"):
+        VoiceMessageStatusTrigger(**v010_kwargs(colour="red"))
 
 
 def test_trigger_validates_its_criteria() -> None:
     with pytest.raises(ValueError, match="failure_statuses"):
-        VoiceMessageStatusTrigger(**trigger_kwargs(failure_statuses=["Busy"]))
+        VoiceMessageStatusTrigger(**v010_kwargs(failure_statuses=["Busy"]))
+    with pytest.raises(ValueError, match="failure_statuses"):
+        VoiceMessageStatusTrigger(
+            voicetrack_conn_id="c",
+            message_ids=["a"],
+            criteria={"terminal_statuses": ["Completed"], "failure_statuses": ["Busy"]},
+            poke_interval=1.0,
+            timeout_at=None,
+        )

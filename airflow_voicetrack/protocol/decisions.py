@@ -1,0 +1,422 @@
+"""What to do after each response: succeed, refresh the token, retry (and how long to wait) or fail."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import pendulum
+
+from airflow_voicetrack.constants import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_MAX_RETRY_WAIT,
+    MAX_TOKEN_REFRESHES,
+)
+from airflow_voicetrack.exceptions import (
+    VoiceTrackAPIError,
+    VoiceTrackAuthError,
+    VoiceTrackConnectionError,
+    VoiceTrackNotFoundError,
+    VoiceTrackResponseError,
+    VoiceTrackTransientError,
+)
+from airflow_voicetrack.protocol.bodies import ResponseFormatError, Token, parse_token
+from airflow_voicetrack.protocol.query import Request, Response, build_token_request
+
+if TYPE_CHECKING:
+    from airflow_voicetrack.protocol.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+
+class Log(Protocol):
+    """Where flows log: a :class:`logging.Logger` or a hook's ``log``."""
+
+    def info(self, msg: str, /, *args: Any) -> Any:
+        """Log at INFO."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any:
+        """Log at WARNING."""
+
+
+T = TypeVar("T")
+
+#: HTTP statuses that are retried with backoff.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Base of the exponential backoff, in seconds: waits grow 0.5, 1, 2, 4 ... (with jitter) up to the cap.
+BACKOFF_BASE = 0.5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    Limits on retrying one call.
+
+    :param max_retries: retries after the first attempt (0 = no retry).
+    :param max_retry_wait: cap on one wait, in seconds, ``Retry-After`` included.
+    :param max_retry_time: cap on the total time one call may spend, in seconds; a retry whose wait
+        would end after it is not made.
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+
+    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """
+        :param retry_number: 1 for the first retry.
+        :return: exponential backoff with jitter: a random wait in the upper half of
+            ``BACKOFF_BASE * 2 ** (retry_number - 1)``, capped at ``max_retry_wait``.
+        """
+        ceiling = min(self.max_retry_wait, BACKOFF_BASE * 2 ** (retry_number - 1))
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """
+    :param value: a ``Retry-After`` header: seconds or an HTTP date.
+    :param now: the current wall-clock time (aware), for the HTTP-date form.
+    :return: seconds to wait (never negative), or ``None`` when absent or unreadable.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+@dataclass(frozen=True)
+class Success(Generic[T]):
+    """The call succeeded with ``value``."""
+
+    value: T
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Send the request again after ``wait`` seconds."""
+
+    wait: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    """Get a new token (discarding the rejected one), then send the request again at once."""
+
+    status: int
+
+
+TransportErrorKind = Literal["connect", "timeout", "protocol", "tls"]
+
+
+class Call(Generic[T]):
+    """
+    The decisions for one logical call: its retries and its token refreshes.
+
+    A transport sends :attr:`request`, then hands the outcome to :meth:`on_response` or
+    :meth:`on_transport_error` and does what the returned decision says. Permanent failures and
+    exhausted retries are raised as typed errors.
+
+    :param request: what to send.
+    :param parse: reads a 2xx body; raises :class:`ResponseFormatError` when it is malformed.
+    :param policy: retry limits.
+    :param started: monotonic time of the first attempt.
+    :param secrets: values to scrub from any text taken from a response or an exception.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        parse: Callable[[bytes], T],
+        policy: RetryPolicy,
+        *,
+        started: float,
+        secrets: Iterable[str] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.request = request
+        self.parse = parse
+        self.policy = policy
+        self.started = started
+        self.secrets = {s for s in secrets if s}
+        self.retries = 0
+        #: new tokens asked for after a 401/403 (at most :data:`MAX_TOKEN_REFRESHES`)
+        self.refreshes = 0
+        self._rng = rng
+        self._last_failure = ""
+        #: the ``Retry-After`` wait (seconds, uncapped) of the last failure, ``None`` when it had none
+        self._last_retry_after: float | None = None
+
+    def on_response(
+        self, response: Response, *, now: float, wall_now: datetime | None = None
+    ) -> Success[T] | Retry | RefreshToken:
+        """
+        :param now: monotonic time now.
+        :param wall_now: aware wall-clock time now (for ``Retry-After`` dates); defaults to the clock.
+        """
+        status = response.status
+        if 200 <= status < 300:
+            try:
+                return Success(self.parse(response.body))
+            except ResponseFormatError as exc:
+                failure = f"HTTP {status} with {self.redact(str(exc))}"
+                return self._retry_or_raise(failure, None, now, VoiceTrackResponseError)
+        if status in (401, 403) and self.request.needs_token and self.refreshes < MAX_TOKEN_REFRESHES:
+            self.refreshes += 1
+            return RefreshToken(status)
+        if status in RETRYABLE_STATUSES:
+            retry_after = parse_retry_after(
+                response.headers.get("Retry-After"), wall_now or pendulum.now("UTC")
+            )
+            return self._retry_or_raise(f"HTTP {status}", retry_after, now, VoiceTrackTransientError)
+        raise error_from_response(response, self.request.label, self.redact)
+
+    def on_transport_error(self, kind: TransportErrorKind, detail: str, *, now: float) -> Retry:
+        """
+        :param kind: ``tls`` fails at once; ``connect``, ``timeout`` and ``protocol`` are retried.
+        :param detail: the library's description of the error.
+        """
+        detail = self.redact(detail)
+        host = urlsplit(self.request.url).netloc
+        if kind == "tls":
+            raise VoiceTrackConnectionError(
+                f"{self.request.label}: TLS with {host} failed: {detail}; check the certificate or the "
+                "connection's verify_ssl extra",
+                kind="tls",
+            )
+        if kind == "connect":
+            retry = self._next_retry(f"cannot connect to {host}: {detail}", None, now)
+            if retry is None:
+                raise VoiceTrackConnectionError(
+                    f"{self.request.label}: host {host} unreachable ({self._give_up_text(now)})",
+                    kind="unreachable",
+                )
+            return retry
+        return self._retry_or_raise(f"{kind} error: {detail}", None, now, VoiceTrackTransientError)
+
+    def redact(self, text: str) -> str:
+        """:return: ``text`` with every known secret replaced by ``***``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _retry_or_raise(
+        self, failure: str, retry_after: float | None, now: float, error: type[Exception]
+    ) -> Retry:
+        retry = self._next_retry(failure, retry_after, now)
+        if retry is None:
+            text = f"{self.request.label}: {self._give_up_text(now)}"
+            if issubclass(error, VoiceTrackTransientError):
+                raise error(text, retry_after=self._last_retry_after)
+            raise error(text)
+        return retry
+
+    def _next_retry(self, failure: str, retry_after: float | None, now: float) -> Retry | None:
+        """:return: the next retry, or ``None`` when the limits forbid one."""
+        self._last_failure = failure
+        self._last_retry_after = retry_after
+        wait = self.policy.backoff(self.retries + 1, self._rng) if retry_after is None else retry_after
+        wait = min(wait, self.policy.max_retry_wait)
+        if self.retries >= self.policy.max_retries or now - self.started + wait > self.policy.max_retry_time:
+            return None
+        self.retries += 1
+        return Retry(wait, failure)
+
+    def _give_up_text(self, now: float) -> str:
+        asked = "" if self._last_retry_after is None else f" (Retry-After: {self._last_retry_after:g} s)"
+        return (
+            f"giving up after {self.retries} retries in {now - self.started:.1f} s "
+            f"(max_retries={self.policy.max_retries}, max_retry_time={self.policy.max_retry_time:g} s); "
+            f"last failure: {self._last_failure}{asked}"
+        )
+
+
+def error_from_response(
+    response: Response, context: str, redact: Callable[[str], str] = lambda text: text
+) -> VoiceTrackAPIError:
+    """
+    Map an error response to a typed exception.
+
+    Reads the API's ``{code, developerMessage, properties}`` body, and the token endpoint's
+    ``{error, message}`` / ``{error, error_description}`` bodies.
+
+    :param context: what was being done, e.g. ``"POST /voice/tracking"``.
+    :param redact: scrubs secrets from text taken from the body.
+    """
+    try:
+        data = json.loads(response.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    code = message = ""
+    properties: dict[str, Any] = {}
+    if isinstance(data, dict):
+        code = str(data.get("code") or data.get("error") or "")
+        message = str(
+            data.get("developerMessage") or data.get("message") or data.get("error_description") or ""
+        )
+        if isinstance(data.get("properties"), dict):
+            properties = {redact(str(key)): redact(str(value)) for key, value in data["properties"].items()}
+    args = (response.status, redact(code), redact(message), properties, context)
+    if response.status == 401:
+        return VoiceTrackAuthError(*args, reason="credentials")
+    if response.status == 403:
+        return VoiceTrackAuthError(*args, reason="permissions")
+    if response.status == 404:
+        return VoiceTrackNotFoundError(*args)
+    return VoiceTrackAPIError(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# Flows: one generator per protocol exchange, driven by a sync and an async driver
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send ``request``, with ``token`` as its bearer when set; reply with a :class:`Response` or a
+    :class:`TransportFailure`."""
+
+    request: Request
+    token: Token | None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Sleep ``seconds``; reply with ``None``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GetToken:
+    """Reply with a usable access token, a new one unless another request replaced ``rejected`` already."""
+
+    rejected: Token | None
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Run ``flows`` concurrently, at most ``limit`` at once; reply with their results, in order."""
+
+    flows: list[Flow[Any]]
+    limit: int
+
+
+@dataclass(frozen=True)
+class TransportFailure:
+    """What a driver replies to :class:`Send` when no response came back."""
+
+    kind: TransportErrorKind
+    detail: str
+
+
+Action = Send | Sleep | GetToken | Gather
+#: A protocol exchange: yields actions for a driver, receives their outcome, returns its value.
+Flow = Generator[Action, Any, T]
+
+
+def call_flow(
+    request: Request,
+    parse: Callable[[bytes], T],
+    policy: RetryPolicy,
+    *,
+    secrets: Iterable[str] = (),
+    log: Log | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Flow[T]:
+    """
+    Send one logical request until it succeeds: retries, ``Retry-After``, token refreshes, errors.
+
+    The shape of httpx's ``auth_flow``: a driver performs each yielded action (:class:`Send`,
+    :class:`Sleep`, :class:`GetToken`) and sends its outcome back; the decisions are :class:`Call`'s.
+
+    :param request: what to send.
+    :param parse: reads the 2xx body.
+    :param policy: retry limits.
+    :param secrets: values to scrub from any error text (the token in use is added).
+    :param log: where retries and token refreshes are logged.
+    :param clock: monotonic time, for the retry limits.
+    :return: the parsed body.
+    :raises VoiceTrackError: the typed error of a failure that retrying does not fix.
+    """
+    log = log or _log
+    call = Call(request, parse, policy, started=clock(), secrets=secrets)
+    token: Token | None = (yield GetToken(None)) if request.needs_token else None
+    while True:
+        if token is not None:
+            call.secrets.add(token.value)
+        reply = yield Send(request, token)
+        decision: Success[T] | Retry | RefreshToken
+        if isinstance(reply, TransportFailure):
+            decision = call.on_transport_error(reply.kind, reply.detail, now=clock())
+        else:
+            decision = call.on_response(reply, now=clock())
+        if isinstance(decision, Success):
+            return decision.value
+        if isinstance(decision, RefreshToken):
+            log.info("%s: HTTP %s, getting a new token", request.label, decision.status)
+            token = yield GetToken(token)
+        else:
+            log.warning("%s: retrying in %.2f s after %s", request.label, decision.wait, decision.reason)
+            yield Sleep(decision.wait)
+
+
+def token_flow(settings: Settings, log: Log | None = None) -> Flow[Token]:
+    """:return: a flow that gets a new access token with the client credentials of ``settings``."""
+    now = time.monotonic()
+    return call_flow(
+        build_token_request(settings),
+        partial(parse_token, now=now),
+        settings.retry_policy,
+        secrets=settings.secrets,
+        log=log,
+    )
+
+
+def request_flow(
+    settings: Settings,
+    request: Request,
+    parse: Callable[[bytes], T],
+    log: Log | None = None,
+) -> Flow[T]:
+    """:return: :func:`call_flow` for ``request`` with the retry limits and secrets of ``settings``."""
+    return call_flow(request, parse, settings.retry_policy, secrets=settings.secrets, log=log)
+
+
+def allow_missing(flow: Flow[T]) -> Flow[T | None]:
+    """:return: ``flow``'s value, or ``None`` when it fails with :class:`VoiceTrackNotFoundError`."""
+    try:
+        return (yield from flow)
+    except VoiceTrackNotFoundError:
+        return None
+
+
+class TokenCache:
+    """The access token a driver shares between its requests; the driver serializes access."""
+
+    def __init__(self) -> None:
+        self.token: Token | None = None
+
+    def usable(self, rejected: Token | None, now: float) -> Token | None:
+        """:return: the cached token unless it is missing, ``rejected`` or due for renewal."""
+        token = self.token
+        if token is None or token is rejected or not token.is_fresh(now):
+            return None
+        return token

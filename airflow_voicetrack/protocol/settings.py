@@ -1,0 +1,264 @@
+"""Connection settings: defaults, validation of the connection, its extras and hook arguments."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow_voicetrack.constants import (
+    DEFAULT_API_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_MAX_RETRY_WAIT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_REQUEST_DEADLINE,
+    DEFAULT_TOKEN_URL,
+    DEFAULT_WINDOW_HOURS,
+    MAX_PAGE_SIZE,
+)
+from airflow_voicetrack.protocol.decisions import RetryPolicy
+from airflow_voicetrack.protocol.query import basic_credentials
+
+#: The connection extras a hook reads (the provider info's connection form lists the same).
+KNOWN_EXTRAS: tuple[str, ...] = (
+    "token_url",
+    "scope",
+    "connect_timeout",
+    "read_timeout",
+    "verify_ssl",
+    "page_size",
+    "max_concurrency",
+    "max_retries",
+    "max_retry_wait",
+    "max_retry_time",
+    "window_hours",
+    "allow_insecure_http",
+    "request_deadline",
+)
+
+
+def unknown_extras(extra: Mapping[str, Any], conn_id: str) -> list[str]:
+    """
+    Describe each connection extra that no hook reads, naming the likely typo.
+
+    An unknown extra is ignored, so a misspelt ``read_timout`` would silently keep the default: the
+    hooks log these descriptions as warnings.
+
+    :param extra: the connection's extras.
+    :param conn_id: the connection id, for the message.
+    :return: one sentence per unknown extra, empty when every extra is known.
+    """
+    problems = []
+    for name in sorted(set(extra) - set(KNOWN_EXTRAS)):
+        close = difflib.get_close_matches(str(name), KNOWN_EXTRAS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known extras: {', '.join(KNOWN_EXTRAS)}"
+        problems.append(f"connection {conn_id!r} has an unknown extra {name!r}, which is ignored{hint}")
+    return problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    Everything a hook needs to talk to the API, validated.
+
+    Built from the Airflow connection with :meth:`from_connection`; a hook keyword argument wins
+    over the connection extra of the same name, which wins over the default.
+    """
+
+    base_url: str
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    scope: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    verify_ssl: bool = True
+    page_size: int = MAX_PAGE_SIZE
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+    window: timedelta = timedelta(hours=DEFAULT_WINDOW_HOURS)
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
+
+    @classmethod
+    def from_connection(
+        cls,
+        *,
+        conn_id: str,
+        host: str | None,
+        port: int | None,
+        login: str | None,
+        password: str | None,
+        extra: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+    ) -> Settings:
+        """
+        Validate a connection and the hook's keyword arguments, before any request.
+
+        :param conn_id: the connection id, for error messages.
+        :param host: API base URL with scheme; empty means :data:`DEFAULT_API_URL`.
+        :param port: replaces the port of ``host`` when set.
+        :param login: the application id.
+        :param password: the application secret.
+        :param extra: the connection's extras (``token_url``, ``scope``, timeouts, ...).
+        :param overrides: hook keyword arguments; ``None`` values are ignored.
+        :raises ValueError: naming the field and the fix; also for a plain ``http://`` URL to a host
+            that is not a loopback address, unless the extra ``allow_insecure_http`` is true.
+        """
+        where = f"connection {conn_id!r}"
+        if not login:
+            raise ValueError(f"{where} has no login: set it to the Routee application id")
+        if not password:
+            raise ValueError(f"{where} has no password: set it to the Routee application secret")
+        values = {**{k: v for k, v in extra.items() if v not in (None, "")}}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        window = values.get("window")
+        if window is None:
+            hours = _number(values, "window_hours", DEFAULT_WINDOW_HOURS, positive=True)
+            window = timedelta(hours=hours)
+        elif not isinstance(window, timedelta) or window < timedelta(seconds=1):
+            raise ValueError(f"window must be a timedelta of at least one second, got {window!r}")
+        token_url = values.get("token_url") or DEFAULT_TOKEN_URL
+        scope = values.get("scope")
+        if scope is not None and not isinstance(scope, str):
+            raise ValueError(f"extra 'scope' of {where} must be a comma-separated string, got {scope!r}")
+        base_url = _api_base_url(host, port, where)
+        token_url = _http_url(token_url, f"extra 'token_url' of {where}", DEFAULT_TOKEN_URL)
+        if not _boolean(values, "allow_insecure_http", False):
+            _refuse_cleartext(base_url, f"host field of {where}", where)
+            _refuse_cleartext(token_url, f"extra 'token_url' of {where}", where)
+        return cls(
+            base_url=base_url,
+            token_url=token_url,
+            client_id=login,
+            client_secret=password,
+            scope=scope or None,
+            connect_timeout=_number(values, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, positive=True),
+            read_timeout=_number(values, "read_timeout", DEFAULT_READ_TIMEOUT, positive=True),
+            verify_ssl=_boolean(values, "verify_ssl", True),
+            page_size=_integer(values, "page_size", MAX_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE),
+            max_concurrency=_integer(values, "max_concurrency", DEFAULT_MAX_CONCURRENCY, minimum=1),
+            max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
+            max_retry_wait=_number(values, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT, minimum=0),
+            max_retry_time=_number(values, "max_retry_time", DEFAULT_MAX_RETRY_TIME, minimum=0),
+            window=window,
+            request_deadline=_number(values, "request_deadline", DEFAULT_REQUEST_DEADLINE, positive=True),
+        )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry limits these settings describe."""
+        return RetryPolicy(self.max_retries, self.max_retry_wait, self.max_retry_time)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line or an error text."""
+        return (self.client_secret, basic_credentials(self.client_id, self.client_secret))
+
+
+def _api_base_url(host: str | None, port: int | None, where: str) -> str:
+    url = _http_url(host or DEFAULT_API_URL, f"host field of {where}")
+    if port:
+        parts = urlsplit(url)
+        url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
+    return url.rstrip("/")
+
+
+def _http_url(value: Any, what: str, example: str = DEFAULT_API_URL) -> str:
+    if isinstance(value, str) and value.strip() and "://" not in value and not value.startswith("/"):
+        # A bare host name such as "connect.routee.net": say which field to fix, and how.
+        fixed = "https://" + value.strip()
+        raise ValueError(
+            f"{what} must be an http(s) URL with its scheme, got {value!r} (no scheme); set it to {fixed!r}"
+        )
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an http(s) URL such as {example!r}, got {value!r}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    """:return: whether ``host`` names this machine, decided from the text alone (no name lookup)."""
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always the loopback
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_cleartext(url: str, what: str, where: str) -> None:
+    """
+    Refuse a plain ``http://`` URL to another machine.
+
+    The application secret (token request) and the access token (API calls) would cross the network
+    readable by anyone on the path.
+
+    :raises ValueError: naming the field and both fixes.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or _is_loopback(parts.hostname or ""):
+        return
+    fixed = urlunsplit(parts._replace(scheme="https", netloc=parts.netloc.rpartition("@")[2]))
+    raise ValueError(
+        f"{what} uses plain http:// to {parts.hostname!r}, which is not a loopback address: the "
+        f"application secret and access tokens would cross the network unencrypted; use {fixed!r}, "
+        f"or set the extra allow_insecure_http: true on {where} if cleartext is really intended"
+    )
+
+
+def _number(
+    values: Mapping[str, Any],
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+) -> float:
+    value = values.get(name, default)
+    try:
+        number = float(value)
+        valid = not isinstance(value, bool) and math.isfinite(number)
+    except (TypeError, ValueError):
+        valid = False
+    if valid and positive:
+        valid = number > 0
+    if valid and minimum is not None:
+        valid = number >= minimum
+    if not valid:
+        bound = "> 0" if positive else f">= {minimum:g}"
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    return number
+
+
+def _integer(
+    values: Mapping[str, Any], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    value = values.get(name, default)
+    try:
+        number = int(value)
+        valid = not isinstance(value, (bool, float)) and minimum <= number <= (maximum or number)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return number
+
+
+def _boolean(values: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = values.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise ValueError(f"{name} must be true or false, got {value!r}")
