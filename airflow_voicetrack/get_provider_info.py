@@ -5,11 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_voicetrack import __version__
+from airflow_voicetrack.constants import (
+    DEFAULT_API_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_MAX_RETRY_WAIT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_TOKEN_URL,
+    DEFAULT_WINDOW_HOURS,
+    MAX_PAGE_SIZE,
+)
 
 INTEGRATION = "Routee Voice Tracking"
 
 
 def get_provider_info() -> dict[str, Any]:
+    """Return the provider's metadata: modules, connection type and its form (defaults from ``constants``)."""
     return {
         "package-name": "airflow-provider-voicetrack",
         "name": INTEGRATION,
@@ -59,7 +72,7 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "API base URL",
                     },
                     "placeholders": {
-                        "host": "https://connect.routee.net",
+                        "host": DEFAULT_API_URL,
                         "login": "Routee application id",
                         "password": "Routee application secret",
                     },
@@ -67,7 +80,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "token_url": {
                         "label": "Token URL",
-                        "description": "Full OAuth2 token URL. Default: https://auth.routee.net/oauth/token",
+                        "description": f"Full OAuth2 token URL. Default: {DEFAULT_TOKEN_URL}",
                         "schema": {"type": ["string", "null"], "format": "url"},
                     },
                     "scope": {
@@ -77,12 +90,16 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "connect_timeout": {
                         "label": "Connect timeout (s)",
-                        "description": "Seconds to wait for a TCP/TLS connection. Default: 10.",
+                        "description": (
+                            f"Seconds to wait for a TCP/TLS connection. Default: {DEFAULT_CONNECT_TIMEOUT:g}."
+                        ),
                         "schema": {"type": ["number", "null"], "minimum": 0},
                     },
                     "read_timeout": {
                         "label": "Read timeout (s)",
-                        "description": "Seconds to wait for a response. Default: 60.",
+                        "description": (
+                            f"Seconds to wait for a response. Default: {DEFAULT_READ_TIMEOUT:g}."
+                        ),
                         "schema": {"type": ["number", "null"], "minimum": 0},
                     },
                     "verify_ssl": {
@@ -92,32 +109,45 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "page_size": {
                         "label": "Page size",
-                        "description": "Messages per search page, 1 to 2000. Default: 2000.",
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 2000},
+                        "description": (
+                            f"Messages per search page, 1 to {MAX_PAGE_SIZE}. Default: {MAX_PAGE_SIZE}."
+                        ),
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PAGE_SIZE},
                     },
                     "max_concurrency": {
                         "label": "Concurrent requests",
-                        "description": "Pages fetched at once within a search window. Default: 4.",
+                        "description": (f"Pages fetched at once. Default: {DEFAULT_MAX_CONCURRENCY}."),
                         "schema": {"type": ["integer", "null"], "minimum": 1},
                     },
                     "max_retries": {
                         "label": "Retries",
-                        "description": "Retries of a transient failure (429, 5xx, network). Default: 8.",
+                        "description": (
+                            "Retries of a transient failure (429, 5xx, network). "
+                            f"Default: {DEFAULT_MAX_RETRIES}."
+                        ),
                         "schema": {"type": ["integer", "null"], "minimum": 0},
                     },
                     "max_retry_wait": {
                         "label": "Longest single retry wait (s)",
-                        "description": "Cap on one wait, including Retry-After. Default: 60.",
+                        "description": (
+                            f"Cap on one wait, including Retry-After. Default: {DEFAULT_MAX_RETRY_WAIT:g}."
+                        ),
                         "schema": {"type": ["number", "null"], "minimum": 0},
                     },
                     "max_retry_time": {
                         "label": "Total retry time (s)",
-                        "description": "Cap on the time one request spends retrying. Default: 600.",
+                        "description": (
+                            "Cap on the time one request spends retrying. "
+                            f"Default: {DEFAULT_MAX_RETRY_TIME:g}."
+                        ),
                         "schema": {"type": ["number", "null"], "minimum": 0},
                     },
                     "window_hours": {
                         "label": "Search window (hours)",
-                        "description": "A long range is searched in windows of this length. Default: 24.",
+                        "description": (
+                            "A long range is searched in windows of this length. "
+                            f"Default: {DEFAULT_WINDOW_HOURS:g}."
+                        ),
                         "schema": {"type": ["number", "null"], "minimum": 0.001},
                     },
                 },

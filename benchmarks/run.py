@@ -55,6 +55,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "C": ("benchmarks.variant_c", [], "HttpOperator + pagination_function"),
     "D": ("benchmarks.variant_ours", ["--concurrency", "1", "--name", "d"], "ours, concurrency 1"),
     "E": ("benchmarks.variant_ours", ["--name", "e"], "ours, defaults"),
+    "F": ("benchmarks.variant_ours", ["--name", "f", "--format", "csv"], "ours, defaults, csv"),
 }
 DATA_START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 SIZES = (10_000, 200_000, 1_000_000)
@@ -114,7 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--sizes", type=_csv_ints, default=None, help="messages (default 10000,200000,1000000; --quick 10000)"
     )
     parser.add_argument("--latencies", type=_csv_ints, default=[0, 50], help="injected ms per request")
-    parser.add_argument("--variants", default="A,B,C,D,E", help="comma-separated letters of A..E")
+    parser.add_argument("--variants", default="A,B,C,D,E", help="comma-separated letters of A..F")
     parser.add_argument("--quick", action="store_true", help="10k messages only (a smoke run, about 2 min)")
     parser.add_argument("--page-size", type=int, default=MAX_PAGE_SIZE, help="page size of A, B and C")
     parser.add_argument("--span-hours", type=float, default=24, help="the messages' creation time range")
@@ -409,7 +410,11 @@ def run_configuration(
             output = result.get("extra", {}).get("output")
             if outcome.ok and output:
                 outcome.status = verify_written_ids(Path(output), truth) or "ok"
-            for leftover in [*args.out_dir.glob("*.jsonl"), *args.out_dir.glob("_*.voicetrack-tmp-*")]:
+            for leftover in [
+                *args.out_dir.glob("*.jsonl"),
+                *args.out_dir.glob("*.csv"),
+                *args.out_dir.glob("_*.voicetrack-tmp-*"),
+            ]:
                 leftover.unlink()
             outcomes.append(outcome)
             print(f"   {letter}: {summary_line(outcome)}", flush=True)

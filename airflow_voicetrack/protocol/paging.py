@@ -170,7 +170,9 @@ class IdSet:
                     fresh.append(True)
                     break
                 if value == key:
-                    if message_id not in latest and message_id not in older:
+                    # Confirmed when the id is on the latest pages or earlier on this one.
+                    here = ids.index(message_id) < len(fresh)
+                    if not here and message_id not in latest and message_id not in older:
                         self.unconfirmed += 1
                     fresh.append(False)
                     break

@@ -9,6 +9,7 @@ import pytest
 
 from airflow_voicetrack import __version__
 from airflow_voicetrack.get_provider_info import get_provider_info
+from airflow_voicetrack.protocol import KNOWN_EXTRAS
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,8 @@ def test_connection_form_labels(provider_info: dict) -> None:
     }
     assert behaviour["placeholders"]["host"] == "https://connect.routee.net"
     assert "token_url" in conn["conn-fields"]
+
+
+def test_connection_form_lists_exactly_the_extras_the_hook_reads(provider_info: dict) -> None:
+    (conn,) = provider_info["connection-types"]
+    assert set(conn["conn-fields"]) == set(KNOWN_EXTRAS)

@@ -85,3 +85,46 @@ def test_unusable_token_response_is_rejected(body):
 
 def test_token_repr_hides_the_value():
     assert "t0ken" not in repr(parse_token(b'{"access_token": "t0ken", "expires_in": 10}', now=0.0))
+
+
+def raw_ids(body, **kw):
+    page = parse_page(body, raw=True, **kw)
+    return page, [message.message_id for message in page.content]
+
+
+def test_raw_page_keeps_each_message_as_the_bytes_sent():
+    content = [
+        {"messageId": "a", "status": {"status": "Failed"}, "new": [1, {"x": None}]},
+        {"messageId": "b"},
+    ]
+    body = envelope(content=content, total=2)
+    page, ids = raw_ids(body, page=0, size=2)
+    assert ids == page.message_ids() == ["a", "b"]
+    assert [bytes(m.raw) for m in page.content] == [json.dumps(item).encode() for item in content]
+    assert [m.status for m in page.content] == ["Failed", None]
+
+
+def test_raw_message_with_a_line_break_is_reencoded_on_one_line():
+    body = b'{"content": [{"messageId": "a",\n "text": "line\\nbreak"}, {"messageId": "b"}], "number": 0, '
+    body += b'"size": 2, "numberOfElements": 2, "totalElements": 2, "totalPages": 1}'
+    page, _ = raw_ids(body, page=0, size=2)
+    assert [bytes(m.raw) for m in page.content] == [
+        b'{"messageId":"a","text":"line\\nbreak"}',
+        b'{"messageId": "b"}',  # only the message that held a line break is re-encoded
+    ]
+    assert json.loads(bytes(page.content[0].raw))["text"] == "line\nbreak"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [[{"id": "a"}], [{"messageId": 7}], "nope", [["messageId"]]],
+    ids=["no messageId", "numeric messageId", "not a list", "not an object"],
+)
+def test_raw_page_without_message_ids_is_a_format_error(content):
+    with pytest.raises(ResponseFormatError, match="messageId"):
+        parse_page(envelope(content=content, total=1), page=0, size=2, raw=True)
+
+
+def test_raw_page_envelope_is_checked_like_a_decoded_one():
+    with pytest.raises(ResponseFormatError, match="contradicting page envelope"):
+        parse_page(envelope(totalPages=9), page=0, size=2, raw=True)

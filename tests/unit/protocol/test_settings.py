@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_voicetrack.protocol import Settings
+from airflow_voicetrack.protocol import KNOWN_EXTRAS, Settings, unknown_extras
 
 
 def build(host="http://127.0.0.1:8099", port=None, login="app", password="secret", extra=None, **overrides):
@@ -165,3 +165,10 @@ def test_request_deadline_is_read_and_validated():
     assert build(extra={"request_deadline": "2.5"}).request_deadline == 2.5
     with pytest.raises(ValueError, match="request_deadline must be a number > 0, got 0"):
         build(extra={"request_deadline": 0})
+
+
+def test_unknown_extras_name_the_likely_typo():
+    problems = unknown_extras({"read_timout": 5, "page_size": 10, "colour": "red"}, "vt")
+    assert problems[0].startswith("connection 'vt' has an unknown extra 'colour', which is ignored; known")
+    assert problems[1].endswith("unknown extra 'read_timout', which is ignored; did you mean 'read_timeout'?")
+    assert unknown_extras({name: None for name in KNOWN_EXTRAS}, "vt") == []

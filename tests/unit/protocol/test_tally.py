@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from airflow_voicetrack.protocol import Page, PagePlan, SearchStats, WindowTally
+from airflow_voicetrack.protocol import IdSet, Page, PagePlan, SearchStats, WindowTally
 
 
 def page(ids, number=0, total=None, size=10):
@@ -69,3 +69,12 @@ def test_stats_report_pages_records_and_rate():
     result = stats.as_dict()
     assert (result["pages"], result["records"], result["total_elements"], result["windows"]) == (1, 2, 2, 1)
     assert "1/1 pages, 2 records" in stats.progress_line()
+
+
+def test_id_set_is_exact_through_growth_and_within_a_page():
+    ids = IdSet(expected=10)
+    first = [f"id-{n}" for n in range(5000)]  # far past the expected size: the table grows
+    assert ids.add_page(first) == [True] * 5000
+    assert ids.add_page(["id-0", "new", "new", "id-4999"]) == [False, True, False, False]
+    assert len(ids) == 5001 and "id-1234" in ids and "id-5000" not in ids
+    assert ids.unconfirmed == 0  # every repeat was among the latest pages' ids
