@@ -12,15 +12,17 @@ info (see :class:`~airflow_voicetrack.protocol.Settings`).
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import ssl
 import threading
 import time
-from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cached_property, partial
-from typing import Any, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import httpx
 import pendulum
@@ -64,6 +66,8 @@ from airflow_voicetrack.protocol import (
 )
 
 T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
 Filters = Iterable[Mapping[str, Any] | SearchFilter] | None
 DateLike = datetime | str
 
@@ -93,8 +97,12 @@ def _headers(send: Send) -> dict[str, str]:
     return headers
 
 
-class _VoiceTrackHookBase(BaseHook):
-    """Arguments, connection settings and search set-up shared by the sync and async hooks."""
+class _VoiceTrackHookBase(BaseHook, Generic[S]):
+    """
+    Arguments, connection settings, the search and the flow-backed methods of both hooks.
+
+    ``S`` is what a search returns: an iterator (sync) or an async generator (async).
+    """
 
     conn_name_attr = "voicetrack_conn_id"
     default_conn_name = "voicetrack_default"
@@ -189,9 +197,146 @@ class _VoiceTrackHookBase(BaseHook):
     def _listing_source(label: str, build: Any, settings: Settings, name: str, **kw: Any) -> Any:
         return [(label, lambda page, size: build(settings.base_url, name, page=page, size=size, **kw))]
 
+    def search_messages(
+        self,
+        date_start: DateLike | None,
+        date_end: DateLike | None,
+        *,
+        filters: Filters = None,
+        campaign_id: str | None = None,
+        sort: str | None = None,
+        page_size: int | None = None,
+        tagged: bool | None = None,
+        limit: int | None = None,
+        raw: bool = False,
+    ) -> S:
+        """
+        Every message created in ``[date_start, date_end)`` that matches, each exactly once, lazily.
+
+        The range is searched window by window; within a window page 0 is read first, then the
+        other pages concurrently (at most ``max_concurrency`` in flight), yielded in page order.
+        Page 0 of the coming windows is fetched ahead, so that ``max_concurrency`` requests stay
+        in flight across window boundaries (see :class:`~airflow_voicetrack.protocol.SearchRun`).
+        Arguments are validated when this is called, before any request.
+
+        Either bound may be ``None``: the range is then open on that side, the parameter
+        (``dateStart``/``dateEnd``) is not sent, and the search is not split into windows (it is
+        read as one window), e.g. ``search_messages(None, None, campaign_id="...")``. Routee's
+        documentation does not say whether the real API accepts a search without both bounds (the
+        emulator does); :class:`~airflow_voicetrack.operators.voicetrack.VoiceTrackingOperator`
+        therefore keeps requiring both. Pass ``None`` explicitly: no bound is the whole account.
+
+        The async hook returns an async generator (``async for``): its arguments are checked when
+        this is called, its connection when iteration starts, before any request either way. When
+        stopping early without a ``limit``, close it (``contextlib.aclosing``) so that pages read
+        ahead are cancelled.
+
+        :param date_start: aware datetime, pendulum DateTime or ISO-8601 string (inclusive), or
+            ``None`` for no lower bound.
+        :param date_end: same (exclusive), or ``None`` for no upper bound; must be after
+            ``date_start`` when both are set.
+        :param filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or :class:`SearchFilter`.
+        :param campaign_id: only messages of this campaign (tracking id).
+        :param sort: ``field,asc|desc``, passed to the API; default: the API's own order.
+        :param page_size: messages per page (default: the hook's).
+        :param tagged: the API's boolean filter; sent only when set.
+        :param limit: stop after this many messages (``None``: all). No page is requested beyond
+            what the limit can need: with ``limit <= page_size`` exactly one page request is made
+            (per window read; one window when the range is open or shorter than the window), and
+            ``limit=0`` makes none. A search stopped by its limit skips the ``totalElements`` check.
+        :param raw: yield :class:`~airflow_voicetrack.protocol.RawMessage` objects (each message's
+            bytes as the API sent them, its id and status) instead of dicts: what the operator
+            writes to JSON Lines without decoding and re-encoding every message.
+        """
+        search = {"filters": filters, "campaign_id": campaign_id, "sort": sort, "tagged": tagged}
+        query = self._query(date_start, date_end, 1 if page_size is None else page_size, **search)
+        return self._search(query, page_size, validate_limit(limit), raw)
+
+    def _search(self, query: SearchQuery, page_size: int | None, limit: int | None, raw: bool) -> S:
+        """Run ``query`` (its page size from the connection when ``page_size`` is None)."""
+        raise NotImplementedError
+
     def _search_done(self, run: SearchRun) -> None:
         self.last_search_stats = run.stats.as_dict()
         self.log.info("voice tracking search done: %s", self.last_search_stats)
+
+
+# ------------------------------------------------------------------------------------------------
+# The methods both hooks offer, as flows; each hook runs them with its own driver.
+
+
+def _count_messages(
+    hook: _VoiceTrackHookBase[Any],
+    settings: Settings,
+    date_start: DateLike | None = None,
+    date_end: DateLike | None = None,
+    *,
+    filters: Filters = None,
+    campaign_id: str | None = None,
+    tagged: bool | None = None,
+) -> Flow[int]:
+    """Return the API's ``totalElements`` for the search, with one request (a page of one)."""
+    query = hook._query(date_start, date_end, 1, filters=filters, campaign_id=campaign_id, tagged=tagged)
+    return count_flow(settings, query, hook.log)
+
+
+def _get_message(hook: _VoiceTrackHookBase[Any], settings: Settings, message_id: str) -> Flow[dict[str, Any]]:
+    """
+    Return one voice message.
+
+    :raises VoiceTrackNotFoundError: when the API does not know it.
+    """
+    request = build_message_request(settings.base_url, message_id)
+    return request_flow(settings, request, parse_message, hook.log)
+
+
+def _get_messages(
+    hook: _VoiceTrackHookBase[Any],
+    settings: Settings,
+    message_ids: Iterable[str],
+    *,
+    missing_ok: bool = False,
+) -> Flow[dict[str, dict[str, Any] | None]]:
+    """
+    Fetch several messages concurrently (at most ``max_concurrency`` at once).
+
+    :param missing_ok: map unknown ids to ``None`` instead of raising :class:`VoiceTrackNotFoundError`.
+    :return: ``{message_id: message or None}`` in the order of ``message_ids``, duplicates once.
+    """
+    return messages_flow(settings, message_ids, missing_ok=missing_ok, log=hook.log)
+
+
+def _public(factory: Callable[..., Any], method: Callable[..., Any]) -> None:
+    """Give ``method`` the name, documentation and signature of ``factory`` without its first two."""
+    functools.update_wrapper(method, factory)
+    del method.__wrapped__  # type: ignore[attr-defined]
+    signature = inspect.signature(factory)
+    params = list(signature.parameters.values())
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[params[0].replace(name="self"), *params[2:]], return_annotation=inspect.Signature.empty
+    )
+
+
+def _sync(factory: Callable[Concatenate[Any, Settings, P], Flow[T]]) -> Callable[Concatenate[Any, P], T]:
+    """Turn a flow factory into a :class:`VoiceTrackHook` method that runs the flow."""
+
+    def method(self: VoiceTrackHook, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.run_flow(factory(self, self.settings, *args, **kwargs))
+
+    _public(factory, method)
+    return method
+
+
+def _async(
+    factory: Callable[Concatenate[Any, Settings, P], Flow[T]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """Turn a flow factory into a :class:`VoiceTrackAsyncHook` coroutine method that runs the flow."""
+
+    async def method(self: VoiceTrackAsyncHook, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.run_flow(factory(self, await self.get_settings(), *args, **kwargs))
+
+    _public(factory, method)
+    return method
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,19 +393,17 @@ class _SyncDriver:
     def search(self, run: SearchRun) -> Iterator[Any]:
         """Yield the messages of ``run``, its pages fetched from a pool of ``max_concurrency`` threads."""
         pending: dict[Future[Any], PageFetch] = {}
-        messages: list[Any] = []
+        finished: Iterable[Future[Any]] = ()
         with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
             try:
                 while True:
-                    for fetch in run.to_fetch():  # before yielding: requests run while the caller works
-                        pending[pool.submit(self.run, run.flow(fetch))] = fetch
+                    fetches, messages = run.step((pending.pop(f), f.result()) for f in finished)
+                    # Requests start before the messages are yielded: they run while the caller works.
+                    pending.update((pool.submit(self.run, run.flow(fetch)), fetch) for fetch in fetches)
                     yield from messages
                     if run.done:
                         return
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        run.arrived(pending.pop(future), future.result())
-                    messages = run.ready()
+                    finished = wait(pending, return_when=FIRST_COMPLETED).done
             finally:
                 for future in pending:
                     future.cancel()
@@ -310,7 +453,7 @@ class _SyncDriver:
         self.session.close()
 
 
-class VoiceTrackHook(_VoiceTrackHookBase):
+class VoiceTrackHook(_VoiceTrackHookBase[Iterator[Any]]):
     """
     Read voice messages from Routee's voice tracking API.
 
@@ -349,97 +492,9 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         """
         return self._driver.run(flow)
 
-    def search_messages(
-        self,
-        date_start: DateLike | None,
-        date_end: DateLike | None,
-        *,
-        filters: Filters = None,
-        campaign_id: str | None = None,
-        sort: str | None = None,
-        page_size: int | None = None,
-        tagged: bool | None = None,
-        limit: int | None = None,
-        raw: bool = False,
-    ) -> Iterator[Any]:
-        """
-        Every message created in ``[date_start, date_end)`` that matches, each exactly once, lazily.
-
-        The range is searched window by window; within a window page 0 is read first, then the
-        other pages concurrently (at most ``max_concurrency`` in flight), yielded in page order.
-        Page 0 of the coming windows is fetched ahead, so that ``max_concurrency`` requests stay
-        in flight across window boundaries (see :class:`~airflow_voicetrack.protocol.SearchRun`).
-        Arguments are validated when this is called, before any request.
-
-        Either bound may be ``None``: the range is then open on that side, the parameter
-        (``dateStart``/``dateEnd``) is not sent, and the search is not split into windows (it is
-        read as one window), e.g. ``search_messages(None, None, campaign_id="...")``. Routee's
-        documentation does not say whether the real API accepts a search without both bounds (the
-        emulator does); :class:`~airflow_voicetrack.operators.voicetrack.VoiceTrackingOperator`
-        therefore keeps requiring both. Pass ``None`` explicitly: no bound is the whole account.
-
-        :param date_start: aware datetime, pendulum DateTime or ISO-8601 string (inclusive), or
-            ``None`` for no lower bound.
-        :param date_end: same (exclusive), or ``None`` for no upper bound; must be after
-            ``date_start`` when both are set.
-        :param filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or :class:`SearchFilter`.
-        :param campaign_id: only messages of this campaign (tracking id).
-        :param sort: ``field,asc|desc``, passed to the API; default: the API's own order.
-        :param page_size: messages per page (default: the hook's).
-        :param tagged: the API's boolean filter; sent only when set.
-        :param limit: stop after this many messages (``None``: all). No page is requested beyond
-            what the limit can need: with ``limit <= page_size`` exactly one page request is made
-            (per window read; one window when the range is open or shorter than the window), and
-            ``limit=0`` makes none. A search stopped by its limit skips the ``totalElements`` check.
-        :param raw: yield :class:`~airflow_voicetrack.protocol.RawMessage` objects (each message's
-            bytes as the API sent them, its id and status) instead of dicts: what the operator
-            writes to JSON Lines without decoding and re-encoding every message.
-        """
-        query = self._query(
-            date_start,
-            date_end,
-            self.settings.page_size if page_size is None else page_size,
-            filters=filters,
-            campaign_id=campaign_id,
-            sort=sort,
-            tagged=tagged,
-        )
-        sources = self._search_sources(self.settings, query)
-        run = self._search_run(self.settings, sources, query.page_size, validate_limit(limit), raw)
-        return self._collect(run)
-
-    def count_messages(
-        self,
-        date_start: DateLike | None = None,
-        date_end: DateLike | None = None,
-        *,
-        filters: Filters = None,
-        campaign_id: str | None = None,
-        tagged: bool | None = None,
-    ) -> int:
-        """Return the API's ``totalElements`` for the search, with one request (a page of one)."""
-        query = self._query(date_start, date_end, 1, filters=filters, campaign_id=campaign_id, tagged=tagged)
-        return self.run_flow(count_flow(self.settings, query, self.log))
-
-    def get_message(self, message_id: str) -> dict[str, Any]:
-        """
-        Return one voice message.
-
-        :raises VoiceTrackNotFoundError: when the API does not know it.
-        """
-        request = build_message_request(self.settings.base_url, message_id)
-        return self.run_flow(request_flow(self.settings, request, parse_message, self.log))
-
-    def get_messages(
-        self, message_ids: Iterable[str], *, missing_ok: bool = False
-    ) -> dict[str, dict[str, Any] | None]:
-        """
-        Fetch several messages concurrently (at most ``max_concurrency`` at once).
-
-        :param missing_ok: map unknown ids to ``None`` instead of raising :class:`VoiceTrackNotFoundError`.
-        :return: ``{message_id: message or None}`` in the order of ``message_ids``, duplicates once.
-        """
-        return self.run_flow(messages_flow(self.settings, message_ids, missing_ok=missing_ok, log=self.log))
+    count_messages = _sync(_count_messages)
+    get_message = _sync(_get_message)
+    get_messages = _sync(_get_messages)
 
     def get_conversation(self, conversation_tracking_id: str) -> Iterator[dict[str, Any]]:
         """Return the dial parts (messages) of one conversation, lazily, each once."""
@@ -492,6 +547,15 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         finally:
             driver.close()
         return True, f"Connection works: got a token, and a search found {total} messages in the last day"
+
+    def _search(
+        self, query: SearchQuery, page_size: int | None, limit: int | None, raw: bool
+    ) -> Iterator[Any]:
+        settings = self.settings
+        if page_size is None:
+            query = replace(query, page_size=settings.page_size)
+        run = self._search_run(settings, self._search_sources(settings, query), query.page_size, limit, raw)
+        return self._collect(run)
 
     def _collect(self, run: SearchRun) -> Iterator[Any]:
         yield from self._driver.search(run)
@@ -606,24 +670,21 @@ class _AsyncDriver:
 
     async def search(self, run: SearchRun) -> AsyncGenerator[Any, None]:
         """Async :meth:`_SyncDriver.search`, with one task per page."""
-        pending: dict[asyncio.Future[Any], PageFetch] = {}
-        messages: list[Any] = []
+        tasks: dict[asyncio.Future[Any], PageFetch] = {}
+        done: Iterable[asyncio.Future[Any]] = ()
         try:
             while True:
-                for fetch in run.to_fetch():
-                    pending[asyncio.ensure_future(self.run(run.flow(fetch)))] = fetch
+                fetches, messages = run.step((tasks.pop(task), task.result()) for task in done)
+                tasks.update((asyncio.ensure_future(self.run(run.flow(fetch))), fetch) for fetch in fetches)
                 for message in messages:
                     yield message
                 if run.done:
                     return
-                finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    run.arrived(pending.pop(task), task.result())
-                messages = run.ready()
+                done = (await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED))[0]
         finally:
-            for task in pending:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send(self, send: Send) -> Response | TransportFailure:
         request = send.request
@@ -651,7 +712,7 @@ class _AsyncDriver:
         return "protocol"
 
 
-class VoiceTrackAsyncHook(_VoiceTrackHookBase):
+class VoiceTrackAsyncHook(_VoiceTrackHookBase[AsyncGenerator[Any, None]]):
     """
     The async twin of :class:`VoiceTrackHook`, for triggers.
 
@@ -697,55 +758,9 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
             await self._driver.client.aclose()
             self._driver = None
 
-    async def count_messages(
-        self,
-        date_start: DateLike | None = None,
-        date_end: DateLike | None = None,
-        *,
-        filters: Filters = None,
-        campaign_id: str | None = None,
-        tagged: bool | None = None,
-    ) -> int:
-        """Async :meth:`VoiceTrackHook.count_messages`."""
-        query = self._query(date_start, date_end, 1, filters=filters, campaign_id=campaign_id, tagged=tagged)
-        return await self.run_flow(count_flow(await self.get_settings(), query, self.log))
-
-    async def get_message(self, message_id: str) -> dict[str, Any]:
-        """Async :meth:`VoiceTrackHook.get_message`."""
-        settings = await self.get_settings()
-        request = build_message_request(settings.base_url, message_id)
-        return await self.run_flow(request_flow(settings, request, parse_message, self.log))
-
-    async def get_messages(
-        self, message_ids: Iterable[str], *, missing_ok: bool = False
-    ) -> dict[str, dict[str, Any] | None]:
-        """Async :meth:`VoiceTrackHook.get_messages`."""
-        settings = await self.get_settings()
-        return await self.run_flow(messages_flow(settings, message_ids, missing_ok=missing_ok, log=self.log))
-
-    def search_messages(
-        self,
-        date_start: DateLike | None,
-        date_end: DateLike | None,
-        *,
-        filters: Filters = None,
-        campaign_id: str | None = None,
-        sort: str | None = None,
-        page_size: int | None = None,
-        tagged: bool | None = None,
-        limit: int | None = None,
-        raw: bool = False,
-    ) -> AsyncGenerator[Any, None]:
-        """
-        Async :meth:`VoiceTrackHook.search_messages` (open ranges and ``limit`` included).
-
-        Use ``async for``. The arguments are checked when this is called, the connection when
-        iteration starts; before any request either way. It is an async generator: when stopping
-        early without a ``limit``, close it (``contextlib.aclosing``) so pages read ahead are cancelled.
-        """
-        search = {"filters": filters, "campaign_id": campaign_id, "sort": sort, "tagged": tagged}
-        query = self._query(date_start, date_end, 1 if page_size is None else page_size, **search)
-        return self._search(query, page_size, validate_limit(limit), raw)
+    count_messages = _async(_count_messages)
+    get_message = _async(_get_message)
+    get_messages = _async(_get_messages)
 
     async def _search(
         self, query: SearchQuery, page_size: int | None, limit: int | None, raw: bool

@@ -391,6 +391,17 @@ class SearchRun:
                 self._unread += 1
         return fetches
 
+    def step(self, arrived: Iterable[tuple[PageFetch, Page]]) -> tuple[list[PageFetch], list[Any]]:
+        """
+        Take the pages that arrived; return the pages to request now and the messages to yield.
+
+        A driver's whole loop: start the fetches, yield the messages, wait for a page, step again.
+        """
+        for fetch, page in arrived:
+            self.arrived(fetch, page)
+        messages = self.ready()
+        return self.to_fetch(), messages
+
     def flow(self, fetch: PageFetch) -> Flow[Page]:
         """:return: the flow that fetches and parses the page ``fetch`` names."""
         request = self._windows[fetch.window].page_request(fetch.number, self.page_size)
