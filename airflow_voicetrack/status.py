@@ -290,8 +290,9 @@ def statuses_to_count(criteria: StatusCriteria, pending: int) -> list[str]:
 
 def statuses_to_sample(criteria: StatusCriteria, evaluation: Evaluation) -> list[str]:
     """
-    Failure statuses whose example ids a search-mode poke fetches (one request each): only on a
-    final verdict and only non-empty ones.
+    Return the failure statuses whose example ids a search-mode poke fetches (one request each).
+
+    Only on a final verdict, and only the statuses that have messages.
     """
     if evaluation.verdict is Verdict.WAITING:
         return []

@@ -487,8 +487,9 @@ class VoiceTrackHook(_VoiceTrackHookBase[Iterator[Any]]):
 
     def run_flow(self, flow: Flow[T]) -> T:
         """
-        Run a protocol flow (e.g. :func:`~airflow_voicetrack.status.poke_flow`) with this hook's
-        session and token; return its value.
+        Run a protocol flow with this hook's session and token; return its value.
+
+        :param flow: e.g. :func:`~airflow_voicetrack.status.poke_flow`.
         """
         return self._driver.run(flow)
 

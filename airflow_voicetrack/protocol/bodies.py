@@ -30,6 +30,8 @@ class Token:
 
 def parse_token(body: bytes, now: float) -> Token:
     """
+    Read the token endpoint's answer.
+
     :param body: the token endpoint's JSON answer.
     :param now: monotonic time when the request was sent.
     :raises ResponseFormatError: when the body holds no usable token.

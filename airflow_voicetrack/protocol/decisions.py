@@ -74,6 +74,8 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         """
+        Return the wait before a retry.
+
         :param retry_number: 1 for the first retry.
         :return: exponential backoff with jitter: a random wait in the upper half of
             ``BACKOFF_BASE * 2 ** (retry_number - 1)``, capped at ``max_retry_wait``.
@@ -84,6 +86,8 @@ class RetryPolicy:
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """
+    Read a ``Retry-After`` header.
+
     :param value: a ``Retry-After`` header: seconds or an HTTP date.
     :param now: the current wall-clock time (aware), for the HTTP-date form.
     :return: seconds to wait (never negative), or ``None`` when absent or unreadable.
@@ -169,6 +173,8 @@ class Call(Generic[T]):
         self, response: Response, *, now: float, wall_now: datetime | None = None
     ) -> Success[T] | Retry | RefreshToken:
         """
+        Decide what follows a response: success, a new token, a retry, or an error (raised).
+
         :param now: monotonic time now.
         :param wall_now: aware wall-clock time now (for ``Retry-After`` dates); defaults to the clock.
         """
@@ -191,6 +197,8 @@ class Call(Generic[T]):
 
     def on_transport_error(self, kind: TransportErrorKind, detail: str, *, now: float) -> Retry:
         """
+        Decide what follows a transport error: a retry, or an error (raised).
+
         :param kind: ``tls`` fails at once; ``connect``, ``timeout`` and ``protocol`` are retried.
         :param detail: the library's description of the error.
         """
@@ -290,8 +298,11 @@ def error_from_response(
 
 @dataclass(frozen=True)
 class Send:
-    """Send ``request``, with ``token`` as its bearer when set; reply with a :class:`Response` or a
-    :class:`TransportFailure`."""
+    """
+    Send ``request``, with ``token`` as its bearer when set.
+
+    Reply with a :class:`Response`, or a :class:`TransportFailure` when none came back.
+    """
 
     request: Request
     token: Token | None

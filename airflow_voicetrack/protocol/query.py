@@ -229,9 +229,7 @@ def build_search_request(
     sort: str | None = None,
     tagged: bool | None = None,
 ) -> Request:
-    """
-    :return: the ``POST /voice/tracking`` request for one page. ``tagged`` is sent only when set.
-    """
+    """Build the ``POST /voice/tracking`` request for one page; ``tagged`` is sent only when set."""
     params = {"page": str(page), "size": str(size)}
     if date_start is not None:
         params["dateStart"] = format_datetime(date_start)
@@ -274,6 +272,8 @@ def build_campaign_request(
 
 def validate_sort(sort: str | None) -> str | None:
     """
+    Validate a ``sort`` argument.
+
     :param sort: Spring syntax ``field[,field...][,asc|desc]``, or ``None``.
     :raises ValueError: for anything else.
     """
@@ -295,6 +295,8 @@ def _path_id(value: str, name: str) -> str:
 
 def validate_page_size(page_size: int) -> int:
     """
+    Validate a ``page_size`` argument.
+
     :param page_size: messages per page.
     :return: ``page_size`` when it is an int between 1 and :data:`MAX_PAGE_SIZE`.
     :raises ValueError: otherwise.
@@ -306,6 +308,8 @@ def validate_page_size(page_size: int) -> int:
 
 def validate_limit(limit: int | None) -> int | None:
     """
+    Validate a ``limit`` argument.
+
     :param limit: the most messages a search yields, or ``None`` for all.
     :return: ``limit`` when it is ``None`` or an int >= 0.
     :raises ValueError: otherwise.
