@@ -128,6 +128,8 @@ def _path_list(value: Any, name: str) -> tuple[str, ...]:
 
 def validate_key(key: Any, source: str) -> bytes:
     """
+    Validate the hash key.
+
     :param key: the HMAC key as read from its connection or variable.
     :param source: where it was read, for the error (never the key itself).
     :return: the key's UTF-8 bytes.
@@ -174,8 +176,9 @@ def _freeze(level: dict[str, Any]) -> dict[str, _Node]:
 
 class PersonalDataFilter:
     """
-    Remove (``exclude_fields``) and hash (``hash_fields``) dotted paths of each message; see the
-    module docstring.
+    Remove (``exclude_fields``) and hash (``hash_fields``) dotted paths of each message.
+
+    See the module docstring.
 
     :param exclude_fields: paths removed from every message.
     :param hash_fields: paths whose text is replaced by its HMAC-SHA256 under ``key``.
@@ -222,7 +225,9 @@ class PersonalDataFilter:
 
     def columns(self, columns: Sequence[str] = CSV_COLUMNS) -> tuple[str, ...]:
         """
-        :return: the CSV and Parquet columns left once ``exclude_fields`` is applied: an excluded
+        Return the CSV and Parquet columns left once ``exclude_fields`` is applied.
+
+        :return: the columns left: an excluded
             field's column, or every column below an excluded object (``message`` removes
             ``message.gender``, ``message.language`` and ``message.text``), is dropped.
         """

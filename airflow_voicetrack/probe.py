@@ -1,4 +1,4 @@
-"""
+r"""
 Check this provider's assumptions about Routee's voice tracking API against the real service.
 
 Where Routee's documentation is silent this provider made decisions (see ``README.md``, "Limits and
@@ -258,6 +258,7 @@ class Context:
     sample: list[dict[str, Any]] = field(default_factory=list)
 
     def range_start(self) -> int:
+        """Return the start of the data range, in epoch milliseconds."""
         assert self.data_range is not None
         return self.now_ms - self.data_range[0] * _DAY_MS
 
@@ -560,7 +561,7 @@ def check_tagged(client: ProbeClient, ctx: Context) -> list[Finding]:
 
 
 def check_unknown(client: ProbeClient, ctx: Context, wait: float) -> list[Finding]:
-    """Messages in ``Unknown``, read again after ``wait`` seconds: still ``Unknown``?"""
+    """Check that messages in ``Unknown``, read again after ``wait`` seconds, are still ``Unknown``."""
     assumption = "Unknown is final"
     how = f"messages in Unknown, re-read by id after {wait:g} s"
     if ctx.data_range is None:
@@ -594,7 +595,7 @@ def check_unknown(client: ProbeClient, ctx: Context, wait: float) -> list[Findin
 
 
 def check_rate_limits(client: ProbeClient) -> list[Finding]:
-    """Every 429 met during the run: did it say how long to wait?"""
+    """Check that every 429 met during the run said how long to wait."""
     assumption = "A 429 says in Retry-After how long to wait"
     how = f"every 429 met during this run's {client.sent} requests"
     if not client.rate_limits:
@@ -651,8 +652,10 @@ def render(findings: Sequence[Finding]) -> str:
 
 def settings_from_arguments(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """
-    Build the connection settings from ``--conn-id`` (an Airflow connection), or from ``--host``,
-    ``--auth-url``, ``--app-id`` and the secret in the environment variable ``--secret-env``.
+    Build the connection settings from the command line.
+
+    From ``--conn-id`` (an Airflow connection), or from ``--host``, ``--auth-url``, ``--app-id`` and
+    the secret in the environment variable ``--secret-env``.
 
     :raises ValueError: naming the missing argument.
     """

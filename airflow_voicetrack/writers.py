@@ -129,7 +129,9 @@ def flatten_message(message: dict[str, Any]) -> dict[str, Any]:
 
 def parquet_schema(columns: Sequence[str] = CSV_COLUMNS) -> pa.Schema:
     """
-    Return the fixed Parquet schema: ``groups`` is a list of strings; ``duration``, ``price`` and
+    Return the fixed Parquet schema.
+
+    ``groups`` is a list of strings; ``duration``, ``price`` and
     ``chargeInterval`` are doubles; every other column is a string, with ``recordings`` and ``extra``
     JSON-encoded and ``status.date`` kept as the ISO-8601 text the API returned.
 
@@ -166,9 +168,11 @@ def json_text(value: Any) -> str:
 class BinarySink(Protocol):
     """Where a :class:`MessageWriter` writes: a binary file, or anything with ``write`` and ``flush``."""
 
-    def write(self, data: bytes, /) -> int: ...
+    def write(self, data: bytes, /) -> int:
+        """Write ``data``; return how many bytes were written."""
 
-    def flush(self) -> None: ...
+    def flush(self) -> None:
+        """Flush what is buffered."""
 
 
 class _CountingFile:
@@ -300,6 +304,7 @@ class GzipWriter(MessageWriter):
         self._inner.write(message)
 
     def close(self) -> None:
+        """Flush the inner writer and write the gzip trailer."""
         self._inner.close()
         self._gzip.close()
 
@@ -331,6 +336,7 @@ class ParquetWriter(MessageWriter):
             values.clear()
 
     def close(self) -> None:
+        """Write the last row group and the Parquet footer."""
         if self._columns["messageId"]:
             self._write_row_group()
         self._writer.close()

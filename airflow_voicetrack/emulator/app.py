@@ -1,5 +1,7 @@
-"""The emulator's ASGI application: Routee's voice tracking API, its token endpoint and the admin
-endpoints, on one port.
+"""
+The emulator's ASGI application.
+
+Routee's voice tracking API, its token endpoint and the admin endpoints, on one port.
 
 Built on Starlette, the ASGI toolkit FastAPI is made of (and which Airflow ships): the handlers
 parse and validate requests themselves so errors carry the API's own error body, and answer with
@@ -225,8 +227,11 @@ class Emulator:
     def _ordered(
         self, key: tuple, select: Callable[[], list[Entry]], sort: list[tuple[str, bool]], now: float
     ) -> list[Entry]:
-        """The selected entries in ``sort`` order, cached while the data cannot change, so paging
-        through a filtered or sorted search does not redo the work for every page.
+        """
+        Return the selected entries in ``sort`` order.
+
+        Cached while the data cannot change, so paging through a filtered or sorted search does not
+        redo the work for every page.
 
         :param key: identifies the selection (without paging).
         :param select: computes the selection in default order.

@@ -19,8 +19,12 @@ from airflow_voicetrack.constants import STATUS_PROGRESSION
 
 @dataclass(frozen=True)
 class Campaign:
-    """A voice campaign: ``tracking_id`` is what ``campaignId`` and the campaign endpoint take,
-    ``name`` is what a message's ``campaign`` field shows."""
+    """
+    A voice campaign.
+
+    ``tracking_id`` is what ``campaignId`` and the campaign endpoint take, ``name`` is what a
+    message's ``campaign`` field shows.
+    """
 
     tracking_id: str
     name: str
@@ -170,8 +174,10 @@ class MessageRecord:
         return str(self.doc["status"]["status"])
 
     def intermediate_doc(self, stage: int, created_ms: int) -> dict:
-        """The message as it looks while in ``STATUS_PROGRESSION[stage]``: no duration, price,
-        recordings, tones or ``answeredBy`` yet.
+        """
+        Return the message as it looks while in ``STATUS_PROGRESSION[stage]``.
+
+        No duration, price, recordings, tones or ``answeredBy`` yet.
 
         :param stage: index into :data:`~airflow_voicetrack.constants.STATUS_PROGRESSION`.
         :param created_ms: its creation time (epoch ms).

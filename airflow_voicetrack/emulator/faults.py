@@ -44,8 +44,11 @@ def _fault(default: Any, help_text: str) -> Any:
 
 @dataclass
 class FaultSettings:
-    """Current fault settings; field names are the ``PUT /_emulator/faults`` keys and, with ``-``
-    for ``_``, the CLI flags."""
+    """
+    Current fault settings.
+
+    Field names are the ``PUT /_emulator/faults`` keys and, with ``-`` for ``_``, the CLI flags.
+    """
 
     token_lifetime: float = _fault(3600.0, "lifetime of newly issued tokens in seconds (expires_in)")
     unauthorized_rate: float = _fault(
@@ -169,8 +172,11 @@ class FaultSchedule:
         return s.error_status or BURST_STATUSES[(failure - 1) % len(BURST_STATUSES)]
 
     def inconsistent_variant(self) -> int | None:
-        """Count one page response; ``None`` or which contradiction to put in its envelope
-        (1: ``numberOfElements`` != items on the page, 2: ``totalPages`` != ceil(totalElements / size))."""
+        """
+        Count one page response; return ``None`` or which contradiction to put in its envelope.
+
+        1: ``numberOfElements`` != items on the page, 2: ``totalPages`` != ceil(totalElements / size).
+        """
         if not self.fires("inconsistent", self.settings.inconsistent_rate):
             return None
         return 1 if self._count("inconsistent_variant") % 2 else 2
@@ -192,8 +198,11 @@ def retry_after_header(mode: str, seconds: int, now: float | None = None) -> str
 
 
 def error_body(status: int) -> tuple[bytes, bytes]:
-    """Body and content type of an injected 5xx: the API's error body for 500, an HTML page (as a
-    proxy or load balancer would send) for 502/503/504.
+    """
+    Return the body and content type of an injected 5xx.
+
+    The API's error body for 500, an HTML page (as a proxy or load balancer would send) for
+    502/503/504.
 
     :param status: the status code.
     """
@@ -308,6 +317,7 @@ class FaultMiddleware:
         self.search_path = search_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request, counting search requests in flight."""
         if scope["type"] != "http" or scope.get("path") != self.search_path:
             await self._handle(scope, receive, send)
             return

@@ -329,8 +329,10 @@ def sort_key(name: str) -> Callable[[dict], Any]:
 
 
 def sort_items(items: list[tuple[T, dict]], sort: Sequence[tuple[str, bool]]) -> list[tuple[T, dict]]:
-    """Sort ``(item, message object)`` pairs given in default order by ``sort``, in place; ties
-    keep the given order.
+    """
+    Sort ``(item, message object)`` pairs given in default order by ``sort``, in place.
+
+    Ties keep the given order.
 
     :param items: pairs in default order.
     :param sort: ``(field, descending)`` pairs, most significant first.

@@ -335,8 +335,10 @@ class Store:
         return added
 
     def add_messages(self, count: int, created_ms: int | None = None) -> list[Entry]:
-        """Add ``count`` new messages created at ``created_ms`` (default: now) whose statuses start
-        progressing now.
+        """
+        Add ``count`` new messages created at ``created_ms`` (default: now).
+
+        Their statuses start progressing now.
 
         :param count: how many.
         :param created_ms: creation time, epoch ms; ``None`` = now.
@@ -349,8 +351,11 @@ class Store:
         return added
 
     def add_copies(self, sources: Iterable[Entry], count: int, created_ms: int) -> list[Entry]:
-        """Add ``count`` new messages copied from ``sources`` (cycled): same content, new
-        ``messageId``/``conversationTrackingId``, created at ``created_ms``, statuses starting now.
+        """
+        Add ``count`` new messages copied from ``sources`` (cycled).
+
+        Same content, new ``messageId``/``conversationTrackingId``, created at ``created_ms``,
+        statuses starting now.
 
         :param sources: entries to copy (at least one).
         :param count: how many to add.

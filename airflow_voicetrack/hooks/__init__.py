@@ -1,1 +1,1 @@
-
+"""The voice tracking hooks."""

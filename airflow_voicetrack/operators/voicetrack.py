@@ -74,6 +74,8 @@ EMPTY_INTERVAL_HELP = (
 @contextmanager
 def gc_frozen() -> Iterator[None]:
     """
+    Freeze the garbage collector's view of everything alive now, for the extraction.
+
     Move everything alive now (Airflow's own modules, about 130 MB of objects) out of the garbage
     collector's sight while the extraction allocates millions of short-lived dicts: each full
     collection would otherwise walk all of it. Airflow does the same in its forked processes. This
@@ -319,6 +321,7 @@ class VoiceTrackingOperator(BaseOperator):
         return VoiceTrackHook(self.voicetrack_conn_id, page_size=self.page_size, max_concurrency=concurrency)
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
+        """Extract the interval's messages; return the summary (or the messages, for XCom)."""
         start, end = self._interval(context)
         # Rendered values and the hash key are validated here, before any request.
         _filters(self.filters)
@@ -567,8 +570,9 @@ class VoiceTrackingOperator(BaseOperator):
 
     def _personal_data_filter(self) -> PersonalDataFilter:
         """
-        Build the filter of ``exclude_fields`` and ``hash_fields``, reading the hash key (before any
-        request). The key is registered with the secrets masker and never logged.
+        Build the filter of ``exclude_fields`` and ``hash_fields``.
+
+        The hash key is read before any request, registered with the secrets masker, never logged.
         """
         key = None
         if self.hash_fields:
@@ -692,8 +696,9 @@ class StatusGuard:
 
 def resolve_format(output_format: str, compression: str | None) -> str:
     """
-    Return the format name (one of :data:`~airflow_voicetrack.writers.FORMATS`) for the operator's
-    ``output_format`` and ``compression`` arguments.
+    Return the format name for the operator's ``output_format`` and ``compression`` arguments.
+
+    It is one of :data:`~airflow_voicetrack.writers.FORMATS`.
 
     :raises ValueError: naming the argument and the accepted values.
     """
@@ -715,16 +720,19 @@ def resolve_format(output_format: str, compression: str | None) -> str:
 
 def default_file_name(start: datetime, end: datetime, output_format: str) -> str:
     """
-    Return the file name used when ``output_path`` is a directory, e.g.
-    ``voicetrack_20261101T000000Z_20261102T000000Z.jsonl``.
+    Return the file name used when ``output_path`` is a directory.
+
+    E.g. ``voicetrack_20261101T000000Z_20261102T000000Z.jsonl``.
     """
     return f"voicetrack_{_compact(start)}_{_compact(end)}.{output_format}"
 
 
 def output_asset(output_path: str | ObjectStoragePath) -> Asset | None:
     """
-    Return the Asset declared for ``output_path``: its static part (see :class:`VoiceTrackingOperator`),
-    without a connection id; None when it has no static part beyond the scheme.
+    Return the Asset declared for ``output_path``.
+
+    Its static part (see :class:`VoiceTrackingOperator`), without a connection id; None when it
+    has no static part beyond the scheme.
     """
     text = output_path if isinstance(output_path, str) else f"{output_path.protocol}://{output_path.path}"
     template_at = min((i for i in (text.find("{{"), text.find("{%")) if i >= 0), default=-1)
@@ -741,8 +749,10 @@ def split_interval(
     date_start: datetime | str, date_end: datetime | str, every: timedelta
 ) -> list[dict[str, str]]:
     """
-    Split ``[date_start, date_end)`` into consecutive windows of length ``every`` (the last shorter),
-    as keyword arguments for dynamic task mapping, so a long backfill spreads across workers::
+    Split ``[date_start, date_end)`` into keyword arguments for dynamic task mapping.
+
+    Consecutive windows of length ``every`` (the last shorter), so a long backfill spreads across
+    workers::
 
         VoiceTrackingOperator.partial(task_id="extract", output_path="s3://bucket/voicetrack/").expand_kwargs(
             split_interval("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", timedelta(days=1))

@@ -167,6 +167,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        """Wait by poking, or defer to the trigger at once when ``deferrable``."""
         # Validate the rendered values before any request, in every mode.
         tracker = self._ids
         search = self._search if tracker is None else None
@@ -184,6 +185,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def poke(self, context: Context) -> PokeReturnValue:
+        """Evaluate once with :func:`~airflow_voicetrack.status.poke_flow`; fail at once on failure."""
         tracker = self._ids
         target = self._search if tracker is None else None
         flow = poke_flow(self.hook.settings, self.criteria, target=target, tracker=tracker, log=self.log)

@@ -1,1 +1,1 @@
-
+"""The voice message status trigger."""
