@@ -394,6 +394,8 @@ class _SyncDriver:
         """Yield the messages of ``run``, its pages fetched from a pool of ``max_concurrency`` threads."""
         pending: dict[Future[Any], PageFetch] = {}
         finished: Iterable[Future[Any]] = ()
+        if not run.done:  # the token first, alone: bad credentials cost one token request, not one per page
+            self.token()
         with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
             try:
                 while True:
@@ -673,6 +675,8 @@ class _AsyncDriver:
         """Async :meth:`_SyncDriver.search`, with one task per page."""
         tasks: dict[asyncio.Future[Any], PageFetch] = {}
         done: Iterable[asyncio.Future[Any]] = ()
+        if not run.done:  # as in _SyncDriver.search
+            await self.token()
         try:
             while True:
                 fetches, messages = run.step((tasks.pop(task), task.result()) for task in done)

@@ -156,10 +156,12 @@ def _raw_content(body: bytes) -> tuple[list[RawMessage], list[str], dict[str, An
     try:
         envelope = _raw_envelope_decoder.decode(body)
         heads = [_head_decoder.decode(item) for item in envelope.content]
-    except msgspec.DecodeError as exc:
+    except msgspec.ValidationError as exc:
         raise ResponseFormatError(
             f"the page has no list of messages with a string messageId in 'content' ({exc})"
         ) from None
+    except msgspec.DecodeError as exc:  # not JSON at all, e.g. a truncated body
+        raise ResponseFormatError(f"the body is not valid JSON ({exc})") from None
     # A raw line break (JSON whitespace, as in pretty-printed JSON) would split a JSON Lines record:
     # such a message is re-encoded compactly. One scan of the body tells whether any has one.
     breaks = b"\n" in body or b"\r" in body

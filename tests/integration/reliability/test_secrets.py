@@ -26,7 +26,7 @@ import pytest
 from support.dags import Run
 from support.emulator import START
 
-import airflow_voicetrack.hooks.voicetrack as hook_module
+import airflow_voicetrack.protocol.decisions as token_module
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
@@ -65,14 +65,15 @@ def semu(secret_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> E
 def issued_tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every access token the hooks (sync and async) read from the token endpoint during the test."""
     tokens: list[str] = []
-    read = hook_module.parse_token
+    read = token_module.parse_token
 
     def recording(body: bytes, now: float) -> Token:
         token = read(body, now)
         tokens.append(token.value)
         return token
 
-    monkeypatch.setattr(hook_module, "parse_token", recording)
+    # token_flow, which both hooks run, reads the token endpoint's answer with this function
+    monkeypatch.setattr(token_module, "parse_token", recording)
     return tokens
 
 
