@@ -397,8 +397,11 @@ class Emulator:
         return _json({"status": "ok"})
 
     async def truth(self, request: Request) -> Response:
-        """``POST /_emulator/truth``: every message matching a search, in messageId order; with
-        ``?idsOnly=true`` only their ``messageIds`` (for checking millions of messages)."""
+        """
+        ``POST /_emulator/truth``: every message matching a search, in messageId order.
+
+        With ``?idsOnly=true`` only their ``messageIds`` (for checking millions of messages).
+        """
         try:
             query = parse_search(_params(request), await request.body())
         except ValidationError as exc:
@@ -462,8 +465,11 @@ class Emulator:
         return _json(asdict(self.faults.settings))
 
     async def reset(self, request: Request) -> Response:
-        """``POST /_emulator/reset``: restart the status clock, clear stats and faults, drop arrivals,
-        restore deleted messages."""
+        """
+        ``POST /_emulator/reset``: start again from the initial data.
+
+        Restart the status clock, clear stats and faults, drop arrivals, restore deleted messages.
+        """
         self.store.reset()
         self.faults.replace(FaultSettings())
         self.requests.clear()

@@ -260,8 +260,10 @@ class EmulatorProcess:
         date_start: datetime | str | None = None,
         date_end: datetime | str | None = None,
     ) -> list[str]:
-        """The ``messageId`` of every message created in the range right now, sorted: :meth:`truth`
-        without the messages' content, for checking millions of them.
+        """
+        Return the ``messageId`` of every message created in the range right now, sorted.
+
+        :meth:`truth` without the messages' content, for checking millions of them.
 
         :param date_start: inclusive start (aware datetime or ISO string).
         :param date_end: exclusive end.
