@@ -290,9 +290,9 @@ class VoiceTrackingOperator(BaseOperator):
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
         """
-        Start a mapped task (see ``BaseOperator.partial``), with ``pool_slots`` defaulting as in
-        ``__init__``: the scheduler reads a mapped task's slots from ``partial()``, before any
-        ``__init__`` runs.
+        Start a mapped task (see ``BaseOperator.partial``), with ``pool_slots`` defaulting as in ``__init__``.
+
+        The scheduler reads a mapped task's slots from ``partial()``, before any ``__init__`` runs.
         """
         max_concurrency = kwargs.get("max_concurrency")
         if "pool_slots" not in kwargs and "pool_slots" not in (kwargs.get("default_args") or {}):
@@ -304,9 +304,10 @@ class VoiceTrackingOperator(BaseOperator):
     @cached_property
     def hook(self) -> VoiceTrackHook:
         """
-        The hook, built from ``voicetrack_conn_id`` with this task's page size and concurrency: the
-        connection's ``max_concurrency`` capped by ``pool_slots`` (and by the ``max_concurrency``
-        argument), so the task never has more requests in flight than pool slots.
+        The hook, built from ``voicetrack_conn_id`` with this task's page size and concurrency.
+
+        Its concurrency is the connection's ``max_concurrency`` capped by ``pool_slots`` (and by the
+        ``max_concurrency`` argument), so the task never has more requests in flight than pool slots.
         """
         limit = min(self.pool_slots, self.max_concurrency or self.pool_slots)
         connection_limit = VoiceTrackHook(self.voicetrack_conn_id).settings.max_concurrency
