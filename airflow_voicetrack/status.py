@@ -423,8 +423,10 @@ def unsettled_message(
     pending_by_status: Mapping[str, int], example_ids: Sequence[str], *, settle_timeout: timedelta
 ) -> str:
     """
-    Why an extraction gave up waiting: how many messages are unfinished, by status, with example
-    ids, and which arguments change the outcome.
+    Explain why an extraction gave up waiting.
+
+    How many messages are unfinished, by status, with example ids, and which arguments change the
+    outcome.
 
     :param pending_by_status: count of each non-terminal status (zeros are left out).
     :param example_ids: a few ids of unfinished messages.

@@ -361,8 +361,10 @@ class VoiceTrackingOperator(BaseOperator):
         self, context: Context, *, started: float, pending: int, checks: int, waited: bool
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """
-        Wait until no message of the interval is pending, then extract; when what was read holds a
-        message that is not terminal, wait and extract again, all within ``settle_timeout``.
+        Wait until no message of the interval is pending, then extract.
+
+        When what was read holds a message that is not terminal, wait and extract again, all within
+        ``settle_timeout``.
         """
         deadline = started + self.settle_timeout
         while True:
