@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from functools import cached_property, lru_cache, partial
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 import pendulum
 import requests
@@ -841,18 +842,18 @@ class _AsyncTransport:
             headers["Authorization"] = f"Bearer {token.value}"
         try:
             # httpx's read timeout, like urllib3's, bounds each read: a trickled body needs a total.
-            reply = await asyncio.wait_for(
-                self.client.request(
+            # anyio's own cancel scope (httpx runs on anyio): a task wrapped by asyncio.wait_for
+            # could be left stuck in anyio's connect when the trigger is cancelled.
+            with anyio.fail_after(self.settings.request_deadline):
+                reply = await self.client.request(
                     request.method,
                     request.url,
                     params=request.params or None,
                     json=request.json,
                     data=request.data,
                     headers=headers,
-                ),
-                self.settings.request_deadline,
-            )
-        except asyncio.TimeoutError:
+                )
+        except TimeoutError:
             deadline = self.settings.request_deadline
             return call.on_transport_error("deadline", _deadline_text(deadline), now=time.monotonic())
         except httpx.TransportError as exc:
