@@ -54,10 +54,11 @@ EXTRACT, GATE, BACKFILL = (
 )
 DAG_IDS = (EXTRACT, GATE, BACKFILL)
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
-#: Emulator: calls per day of history, new calls per second, seconds a call takes to finish.
+#: Emulator: calls per day of history, new calls per second, and the seconds after its creation
+#: within which a call finishes (so the past is final and the last minutes are in progress).
 CALLS_PER_DAY = 5_000
 ARRIVALS_PER_SECOND = 0.5
-SETTLE_SECONDS = 180
+SETTLE_LAG = (60.0, 240.0)
 #: The gate DAG waits for one campaign's calls of this last stretch before start.
 GATE_LOOKBACK = timedelta(hours=1)
 BACKFILL_WINDOW_HOURS = 12
@@ -194,13 +195,14 @@ class AirflowUI:
         hours = (now - first_day).total_seconds() / 3600
         self.emulator = EmulatorProcess(
             messages=int(CALLS_PER_DAY * hours / 24),
-            settle_seconds=SETTLE_SECONDS,
+            settle_lag=SETTLE_LAG,
             arrival_rate=ARRIVALS_PER_SECOND,
             start=f"{first_day:%Y-%m-%dT%H:%M:%SZ}",
             end=f"{now:%Y-%m-%dT%H:%M:%SZ}",
         ).start()
         say(f"Emulator serving on {self.emulator.url}: calls from {first_day:%Y-%m-%d %H:%M} UTC to now,")
-        say(f"  {ARRIVALS_PER_SECOND * 60:.0f} new calls a minute, each finishing within {SETTLE_SECONDS} s.")
+        per_minute, (low, high) = ARRIVALS_PER_SECOND * 60, SETTLE_LAG
+        say(f"  {per_minute:.0f} new calls a minute, each finishing {low:.0f}-{high:.0f} s after it began.")
         env = self.environment(self.emulator)
         self._password = admin_password(self.home)
         migrate_once(env, self.home, self.home / "logs" / "migrate.log")

@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
+import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+import anyio
 import httpx
 import pendulum
 import requests
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from airflow_voicetrack.exceptions import VoiceTrackAuthError, VoiceTrackConnectionError, VoiceTrackError
@@ -84,6 +90,10 @@ def _error_chain(exc: BaseException) -> Iterator[BaseException]:
         yield item
         todo.extend(e for e in (item.__cause__, item.__context__, getattr(item, "reason", None)) if e)
         todo.extend(arg for arg in item.args if isinstance(arg, BaseException))
+
+
+def _deadline_text(seconds: float) -> str:
+    return f"no complete response within request_deadline={seconds:g} s"
 
 
 def _is_tls_error(exc: BaseException) -> bool:
@@ -343,6 +353,76 @@ def _async(
 # Sync
 
 
+class _Deadline:
+    """
+    A watchdog for one request in this thread.
+
+    When ``seconds`` pass before it is over, it shuts the request's socket down, which ends a read
+    that is blocked or being fed one byte at a time.
+
+    ``read_timeout`` bounds each read, not the request: urllib3 keeps reading until it has the bytes
+    it asked for, so a server that trickles a body never trips it, and no check between reads can
+    run. The connection pools below tell the watchdog which connection the request took.
+    """
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self.connection: Any = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    @classmethod
+    def note_connection(cls, connection: Any) -> None:
+        """Called by the pool in the requesting thread: the connection the request is sent on."""
+        deadline = getattr(cls._current, "deadline", None)
+        if deadline is not None:
+            deadline.connection = connection
+
+    def __enter__(self) -> _Deadline:
+        self._current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        self._current.deadline = None
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            with suppress(OSError):  # already closed: the request is ending anyway
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        _Deadline.note_connection(connection)
+        return connection
+
+
+class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        _Deadline.note_connection(connection)
+        return connection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` whose pools let :class:`_Deadline` find the connection of a request."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPConnectionPool,
+            "https": _WatchedHTTPSConnectionPool,
+        }
+
+
 class _SyncDriver:
     """
     Runs protocol flows with a ``requests`` session and a thread pool.
@@ -355,7 +435,7 @@ class _SyncDriver:
         self.settings = settings
         self.log = hook.log
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=settings.max_concurrency + 1)
+        adapter = _DeadlineAdapter(pool_connections=2, pool_maxsize=settings.max_concurrency + 1)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.verify = settings.verify_ssl
@@ -412,17 +492,21 @@ class _SyncDriver:
 
     def _send(self, send: Send) -> Response | TransportFailure:
         request = send.request
+        deadline = _Deadline(self.settings.request_deadline)
         try:
-            reply = self.session.request(
-                request.method,
-                request.url,
-                params=request.params or None,
-                json=request.json,
-                data=request.data,
-                headers=_headers(send),
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-            )
+            with deadline:
+                reply = self.session.request(
+                    request.method,
+                    request.url,
+                    params=request.params or None,
+                    json=request.json,
+                    data=request.data,
+                    headers=_headers(send),
+                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                )
         except requests.RequestException as exc:
+            if deadline.expired:
+                return TransportFailure("deadline", _deadline_text(deadline.seconds))
             kind = self._error_kind(exc)
             if kind is None:
                 raise
@@ -613,21 +697,93 @@ async def _amask_secret(value: str) -> None:
         await amask_secret(value)
 
 
+@lru_cache(maxsize=2)
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    """
+    The TLS context of every async client in this process, one per ``verify_ssl`` value.
+
+    Building one loads the CA bundle: about a third of a second with the GIL held, which a triggerer
+    starting a thousand triggers must not pay per trigger.
+    """
+    return httpx.create_ssl_context(verify=verify)
+
+
+class _SharedToken:
+    """
+    The access token of one connection, shared by every async hook in one event loop.
+
+    A triggerer runs many triggers for the same connection in one loop: they use one token between
+    them, and when it must be renewed (it is about to expire, or the API rejected it) a single request
+    fetches the next one for all waiters. That request runs as a task of its own, awaited through
+    :func:`asyncio.shield`, so a trigger cancelled while waiting does not cancel it for the others;
+    and on an HTTP client of its own, so a hook closed meanwhile cannot break it. One token per
+    connection and lifetime also means one secret per lifetime for the secrets masker, whose cost
+    grows with every secret a long-lived process registers.
+    """
+
+    #: event loop -> connection identity -> its shared token; ``dag.test()`` runs each trigger
+    #: under its own ``asyncio.run``, and a token's lock and fetch task belong to one loop.
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, ...], _SharedToken]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _registry_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.token: Token | None = None
+        self.fetch: asyncio.Future[Token] | None = None
+
+    @classmethod
+    def of(cls, conn_id: str, settings: Settings) -> _SharedToken:
+        """:return: the shared token of the connection (credentials included) in the running loop."""
+        secret = hashlib.sha256(settings.client_secret.encode()).hexdigest()
+        key = (conn_id, settings.token_url, settings.client_id, secret, settings.scope or "")
+        loop = asyncio.get_running_loop()
+        with cls._registry_lock:
+            return cls._by_loop.setdefault(loop, {}).setdefault(key, cls())
+
+    async def get(self, settings: Settings, hook: BaseHook, rejected: Token | None = None) -> Token:
+        """
+        Return a fresh token, fetched once for every hook waiting for it.
+
+        :param rejected: a token the API refused; it is replaced unless another hook did already.
+        """
+        token = self.token
+        if token is not None and token is not rejected and token.is_fresh(time.monotonic()):
+            return token
+        if self.fetch is None:
+            self.fetch = asyncio.ensure_future(self._fetch(settings, hook))
+            # Retrieved here too: every waiter may have been cancelled when it fails.
+            self.fetch.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return await asyncio.shield(self.fetch)
+
+    async def _fetch(self, settings: Settings, hook: BaseHook) -> Token:
+        try:
+            driver = await asyncio.to_thread(_AsyncDriver, settings, hook)
+            try:
+                token = await driver.run(token_flow(settings, hook.log))
+            finally:
+                await driver.client.aclose()
+            await _amask_secret(token.value)  # before any hook can use it
+            self.token = token
+            return token
+        finally:
+            self.fetch = None
+
+
 class _AsyncDriver:
     """The async twin of :class:`_SyncDriver`: an ``httpx.AsyncClient`` and asyncio tasks."""
 
     def __init__(self, settings: Settings, hook: BaseHook) -> None:
         self.settings = settings
+        self.hook = hook
         self.log = hook.log
         # httpx drops the Authorization header when a redirect leads to another origin.
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            verify=settings.verify_ssl,
+            verify=_ssl_context(settings.verify_ssl),
             limits=httpx.Limits(max_connections=settings.max_concurrency + 1),
             follow_redirects=True,
         )
-        self._tokens = TokenCache()
-        self._token_lock = asyncio.Lock()
 
     async def run(self, flow: Flow[T]) -> T:
         """Async :meth:`_SyncDriver.run`."""
@@ -662,14 +818,9 @@ class _AsyncDriver:
                 task.cancel()
 
     async def token(self, rejected: Token | None = None) -> Token:
-        """Async :meth:`_SyncDriver.token`."""
-        async with self._token_lock:
-            token = self._tokens.usable(rejected, time.monotonic())
-            if token is None:
-                token = await self.run(token_flow(self.settings, self.log))
-                self._tokens.token = token
-                await _amask_secret(token.value)
-            return token
+        """Async :meth:`_SyncDriver.token`, shared by the hooks of this connection and loop."""
+        conn_id = getattr(self.hook, "voicetrack_conn_id", "")
+        return await _SharedToken.of(conn_id, self.settings).get(self.settings, self.hook, rejected)
 
     async def search(self, run: SearchRun) -> AsyncGenerator[Any, None]:
         """Async :meth:`_SyncDriver.search`, with one task per page."""
@@ -694,14 +845,20 @@ class _AsyncDriver:
     async def _send(self, send: Send) -> Response | TransportFailure:
         request = send.request
         try:
-            reply = await self.client.request(
-                request.method,
-                request.url,
-                params=request.params or None,
-                json=request.json,
-                data=request.data,
-                headers=_headers(send),
-            )
+            # httpx's read timeout, like urllib3's, bounds each read: a trickled body needs a total.
+            # anyio's own cancel scope (httpx runs on anyio): a task wrapped by asyncio.wait_for
+            # could be left stuck in anyio's connect when the trigger is cancelled.
+            with anyio.fail_after(self.settings.request_deadline):
+                reply = await self.client.request(
+                    request.method,
+                    request.url,
+                    params=request.params or None,
+                    json=request.json,
+                    data=request.data,
+                    headers=_headers(send),
+                )
+        except TimeoutError:
+            return TransportFailure("deadline", _deadline_text(self.settings.request_deadline))
         except httpx.TransportError as exc:
             return TransportFailure(self._error_kind(exc), str(exc) or type(exc).__name__)
         return Response(reply.status_code, reply.headers, reply.content)

@@ -128,7 +128,8 @@ class RefreshToken:
     status: int
 
 
-TransportErrorKind = Literal["connect", "timeout", "protocol", "tls"]
+#: ``deadline``: no complete response within ``request_deadline`` (a trickling server, say).
+TransportErrorKind = Literal["connect", "timeout", "deadline", "protocol", "tls"]
 
 
 class Call(Generic[T]):
@@ -199,7 +200,8 @@ class Call(Generic[T]):
         """
         Decide what follows a transport error: a retry, or an error (raised).
 
-        :param kind: ``tls`` fails at once; ``connect``, ``timeout`` and ``protocol`` are retried.
+        :param kind: ``tls`` fails at once; ``connect``, ``timeout``, ``deadline`` and ``protocol`` are
+            retried.
         :param detail: the library's description of the error.
         """
         detail = self.redact(detail)

@@ -47,6 +47,8 @@ class TcpFault:
 
 #: Waits long enough for the proxy to listen again after a short refusal.
 PATIENT = {"max_retry_wait": 0.5, "max_retries": 8}
+#: A trickle (a byte every 20 ms) never trips the read timeout; only the total deadline ends it.
+TRICKLE_DEADLINE = {"read_timeout": 5, "request_deadline": 1}
 #: Few, quick retries: a fault on every request fails fast.
 FEW = {"max_retries": 2, "read_timeout": 0.5}
 
@@ -54,6 +56,7 @@ SOME = [
     TcpFault("reset_mid_body", ProxyFault("reset", every=3)),
     TcpFault("body_short_of_content_length", ProxyFault("short", every=3)),
     TcpFault("accepts_never_answers", ProxyFault("silent", every=4), {"read_timeout": 0.5}),
+    TcpFault("body_trickled_byte_by_byte", ProxyFault("trickle", every=3), TRICKLE_DEADLINE),
     TcpFault("refused_mid_search_then_back", ProxyFault("refuse", after=2, refuse_for=0.5), PATIENT),
 ]
 EVERY = [
@@ -66,6 +69,13 @@ EVERY = [
         "protocol error",
     ),
     TcpFault("accepts_never_answers", ProxyFault("silent"), FEW, VoiceTrackTransientError, "timeout error"),
+    TcpFault(
+        "body_trickled_byte_by_byte",
+        ProxyFault("trickle"),
+        {**FEW, **TRICKLE_DEADLINE},
+        VoiceTrackTransientError,
+        "last failure: deadline error: no complete response within request_deadline=1 s",
+    ),
     TcpFault(
         "refused_mid_search",
         ProxyFault("refuse", after=2),
@@ -134,6 +144,8 @@ def test_tcp_fault_on_every_request_fails_typed_and_leaves_nothing(
     assert outcome.messages is None and outcome.summary is None
     assert outcome.error is not None
     assert row.text in str(outcome.error), str(outcome.error)
+    # Retried as a transient failure, within the connection's caps (FEW: max_retries=2).
+    assert "giving up after 2 retries" in str(outcome.error), str(outcome.error)
     if path == "deferrable_sensor":
         # A trigger's error crosses to the worker as text in its event; the sensor raises it.
         assert str(outcome.error).startswith("VoiceMessageStatusTrigger failed:")
