@@ -13,7 +13,7 @@ COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
 COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks
 
-.PHONY: install test lint typecheck pytest test-compat test-stack demo airflow bench clean
+.PHONY: install browser test lint typecheck pytest test-compat test-stack package-check demo airflow bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's Chromium for the browser tests (Playwright drives it; its own browser download is not used).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -31,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -57,6 +63,19 @@ test-stack: $(STAMP)
 			postgresql redis-server; }
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,stack]"
 	$(BIN)/python -m pytest tests/system/test_celery_stack.py -m stack -s $(PYTEST_ARGS)
+
+# The package as a user of the package index gets it: build the sdist and the wheel, `twine check
+# --strict` them, install the wheel alone into a fresh virtualenv and, from a directory without the
+# source tree, check Airflow registers the provider and run the daily example DAG against the emulator.
+PKG_DIR := .airflow/package-check
+package-check: $(STAMP)
+	rm -rf $(PKG_DIR) && mkdir -p $(PKG_DIR)/work
+	$(BIN)/python -m build --outdir $(PKG_DIR)/dist .
+	$(BIN)/twine check --strict $(PKG_DIR)/dist/*
+	$(PYTHON) -m venv $(PKG_DIR)/venv
+	$(BIN)/uv pip install --quiet --python $(PKG_DIR)/venv/bin/python $(PKG_DIR)/dist/*.whl
+	cp -r example_dags tests/packaging/check_installed_wheel.py $(PKG_DIR)/work/
+	cd $(PKG_DIR)/work && env -u PYTHONPATH ../venv/bin/python check_installed_wheel.py
 
 demo: $(STAMP)
 	$(BIN)/python -m example_dags.demo

@@ -33,6 +33,7 @@ DEFAULT_PAGE_SIZE_API = 20
 #: Largest page the service accepts (decision: as documented for the SMS twin).
 MAX_PAGE_SIZE = 2000
 
+
 INTERMEDIATE_STATUSES: frozenset[str] = frozenset({"Queued", "Initiated", "Ringing", "InProgress"})
 FINAL_STATUSES: frozenset[str] = frozenset(
     {"Completed", "Busy", "NoAnswer", "Failed", "Unsent", "Terminated"}

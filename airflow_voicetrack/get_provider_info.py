@@ -19,10 +19,113 @@ from airflow_voicetrack.constants import (
 )
 
 INTEGRATION = "Routee Voice Tracking"
+#: The defaults the hook applies to an empty extra (from ``constants``), shown in the descriptions.
+_DEFAULTS: dict[str, Any] = {
+    "auth_url": DEFAULT_TOKEN_URL,
+    "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
+    "read_timeout": DEFAULT_READ_TIMEOUT,
+    "verify_ssl": True,
+    "page_size": MAX_PAGE_SIZE,
+    "max_concurrency": DEFAULT_MAX_CONCURRENCY,
+    "max_retries": DEFAULT_MAX_RETRIES,
+    "max_retry_wait": DEFAULT_MAX_RETRY_WAIT,
+    "max_retry_time": DEFAULT_MAX_RETRY_TIME,
+    "window_hours": DEFAULT_WINDOW_HOURS,
+}
+
+
+def _default(name: str) -> Any:
+    """:return: the default of the extra ``name``, as the hook applies it, for a description."""
+    value = _DEFAULTS[name]
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else value
+
+
+def connection_fields() -> dict[str, Any]:
+    """
+    The connection form's extra fields.
+
+    None pre-fills a value: Airflow would store a pre-filled value in every saved connection, which
+    would then keep it after a later release changes the default. Empty fields are stored as null
+    and the hook applies the default, which each description shows.
+    """
+    return {
+        "auth_url": {
+            # Not "token_url": Airflow's secrets masker hides every extra whose name holds "token".
+            "label": "Token URL",
+            "description": f"Full OAuth2 token URL. Default: {_default('auth_url')}",
+            "schema": {"type": ["string", "null"], "format": "url"},
+        },
+        "scope": {
+            "label": "Scope",
+            "description": "OAuth2 scope(s) to request, comma-separated. Default: none.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "connect_timeout": {
+            "label": "Connect timeout (s)",
+            "description": (
+                f"Seconds to wait for a TCP/TLS connection. Default: {_default('connect_timeout')}."
+            ),
+            "schema": {"type": ["number", "null"], "minimum": 0},
+        },
+        "read_timeout": {
+            "label": "Read timeout (s)",
+            "description": f"Seconds to wait for a response. Default: {_default('read_timeout')}.",
+            "schema": {"type": ["number", "null"], "minimum": 0},
+        },
+        "verify_ssl": {
+            "label": "Verify TLS certificates",
+            "description": (f"Turn off only for test servers. Default: {_default('verify_ssl')}."),
+            # A choice rather than a switch: an untouched switch shows "off" (the hook's default is
+            # on) and a switch with a default is stored in every connection. Empty = the default.
+            "schema": {"type": ["string", "null"], "enum": ["true", "false"]},
+        },
+        "page_size": {
+            "label": "Page size",
+            "description": (
+                f"Messages per search page, 1 to {MAX_PAGE_SIZE}. Default: {_default('page_size')}."
+            ),
+            "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PAGE_SIZE},
+        },
+        "max_concurrency": {
+            "label": "Concurrent requests",
+            "description": (
+                f"Pages fetched at once within a search window. Default: {_default('max_concurrency')}."
+            ),
+            "schema": {"type": ["integer", "null"], "minimum": 1},
+        },
+        "max_retries": {
+            "label": "Retries",
+            "description": (
+                f"Retries of a transient failure (429, 5xx, network). Default: {_default('max_retries')}."
+            ),
+            "schema": {"type": ["integer", "null"], "minimum": 0},
+        },
+        "max_retry_wait": {
+            "label": "Longest single retry wait (s)",
+            "description": f"Cap on one wait, including Retry-After. Default: {_default('max_retry_wait')}.",
+            "schema": {"type": ["number", "null"], "minimum": 0},
+        },
+        "max_retry_time": {
+            "label": "Total retry time (s)",
+            "description": (
+                f"Cap on the time one request spends retrying. Default: {_default('max_retry_time')}."
+            ),
+            "schema": {"type": ["number", "null"], "minimum": 0},
+        },
+        "window_hours": {
+            "label": "Search window (hours)",
+            "description": (
+                f"A long range is searched in windows of this length. Default: {_default('window_hours')}."
+            ),
+            "schema": {"type": ["number", "null"], "minimum": 0.001},
+        },
+    }
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Return the provider's metadata: modules, connection type and its form (defaults from ``constants``)."""
+    """:return: the provider's metadata: package, integrations, modules and the connection form."""
     return {
         "package-name": "airflow-provider-voicetrack",
         "name": INTEGRATION,
@@ -65,92 +168,24 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_voicetrack.hooks.voicetrack.VoiceTrackHook",
                 "hook-name": "Routee Voice Tracking",
                 "ui-field-behaviour": {
+                    # Port stays visible although the port can live in the API base URL: Airflow
+                    # 3.3.2's Test button sends port 0 for an empty or hidden Port field, and the API
+                    # then answers 400 (fixed upstream in apache/airflow#73298).
                     "hidden-fields": ["schema"],
                     "relabeling": {
                         "login": "Application ID",
                         "password": "Application secret",
                         "host": "API base URL",
+                        "port": "Port (for Test)",
                     },
                     "placeholders": {
                         "host": DEFAULT_API_URL,
                         "login": "Routee application id",
                         "password": "Routee application secret",
+                        "port": "443",
                     },
                 },
-                "conn-fields": {
-                    "token_url": {
-                        "label": "Token URL",
-                        "description": f"Full OAuth2 token URL. Default: {DEFAULT_TOKEN_URL}",
-                        "schema": {"type": ["string", "null"], "format": "url"},
-                    },
-                    "scope": {
-                        "label": "Scope",
-                        "description": "OAuth2 scope(s) to request, comma-separated. Default: none.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "connect_timeout": {
-                        "label": "Connect timeout (s)",
-                        "description": (
-                            f"Seconds to wait for a TCP/TLS connection. Default: {DEFAULT_CONNECT_TIMEOUT:g}."
-                        ),
-                        "schema": {"type": ["number", "null"], "minimum": 0},
-                    },
-                    "read_timeout": {
-                        "label": "Read timeout (s)",
-                        "description": (
-                            f"Seconds to wait for a response. Default: {DEFAULT_READ_TIMEOUT:g}."
-                        ),
-                        "schema": {"type": ["number", "null"], "minimum": 0},
-                    },
-                    "verify_ssl": {
-                        "label": "Verify TLS certificates",
-                        "description": "Turn off only for test servers. Default: true.",
-                        "schema": {"type": ["boolean", "null"], "default": True},
-                    },
-                    "page_size": {
-                        "label": "Page size",
-                        "description": (
-                            f"Messages per search page, 1 to {MAX_PAGE_SIZE}. Default: {MAX_PAGE_SIZE}."
-                        ),
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PAGE_SIZE},
-                    },
-                    "max_concurrency": {
-                        "label": "Concurrent requests",
-                        "description": (f"Pages fetched at once. Default: {DEFAULT_MAX_CONCURRENCY}."),
-                        "schema": {"type": ["integer", "null"], "minimum": 1},
-                    },
-                    "max_retries": {
-                        "label": "Retries",
-                        "description": (
-                            "Retries of a transient failure (429, 5xx, network). "
-                            f"Default: {DEFAULT_MAX_RETRIES}."
-                        ),
-                        "schema": {"type": ["integer", "null"], "minimum": 0},
-                    },
-                    "max_retry_wait": {
-                        "label": "Longest single retry wait (s)",
-                        "description": (
-                            f"Cap on one wait, including Retry-After. Default: {DEFAULT_MAX_RETRY_WAIT:g}."
-                        ),
-                        "schema": {"type": ["number", "null"], "minimum": 0},
-                    },
-                    "max_retry_time": {
-                        "label": "Total retry time (s)",
-                        "description": (
-                            "Cap on the time one request spends retrying. "
-                            f"Default: {DEFAULT_MAX_RETRY_TIME:g}."
-                        ),
-                        "schema": {"type": ["number", "null"], "minimum": 0},
-                    },
-                    "window_hours": {
-                        "label": "Search window (hours)",
-                        "description": (
-                            "A long range is searched in windows of this length. "
-                            f"Default: {DEFAULT_WINDOW_HOURS:g}."
-                        ),
-                        "schema": {"type": ["number", "null"], "minimum": 0.001},
-                    },
-                },
+                "conn-fields": connection_fields(),
             }
         ],
     }

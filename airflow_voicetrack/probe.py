@@ -671,7 +671,7 @@ def settings_from_arguments(args: argparse.Namespace, environ: Mapping[str, str]
         )
     if not secret:
         raise ValueError(f"set the environment variable {args.secret_env} to the application secret")
-    extra = {"token_url": args.auth_url or environ.get("VOICETRACK_AUTH_URL") or ""}
+    extra = {"auth_url": args.auth_url or environ.get("VOICETRACK_AUTH_URL") or ""}
     return Settings.from_connection(
         conn_id="the command line",
         host=args.host or environ.get("VOICETRACK_HOST"),

@@ -149,6 +149,32 @@ def parquet_schema(columns: Sequence[str] = CSV_COLUMNS) -> pa.Schema:
     return pa.schema([pa.field(name, column_type(name)) for name in columns])
 
 
+def column_types(output_format: str, columns: Sequence[str] = CSV_COLUMNS) -> list[tuple[str, str]] | None:
+    """
+    Name and type of each column an object holds, for the lineage schema facet.
+
+    :param output_format: one of :data:`FORMATS`.
+    :param columns: the CSV and Parquet columns, in order (:data:`CSV_COLUMNS` less any removed ones).
+    :return: ``(column, type)`` of each column an object of ``output_format`` holds, for lineage: the
+        :func:`parquet_schema` types for ``parquet``, ``string`` for every CSV column, and None for
+        JSON Lines (messages as the API returned them, with no fixed columns).
+    """
+    if output_format == "parquet":
+        # "list<string>": Arrow names a list's item "item", Parquet files "element"; neither matters.
+        return [
+            (
+                field.name,
+                f"list<{field.type.value_type}>"
+                if field.name in _LIST_OF_STRING_COLUMNS
+                else str(field.type),
+            )
+            for field in parquet_schema(columns)
+        ]
+    if output_format.startswith("csv"):
+        return [(name, "string") for name in columns]
+    return None
+
+
 def _import_pyarrow() -> Any:
     try:
         import pyarrow

@@ -85,7 +85,7 @@ def set_voicetrack_connection(conn_id: str, args: argparse.Namespace) -> None:
             "login": args.client_id,
             "password": args.client_secret,
             "host": args.url,
-            "extra": {"token_url": f"{args.url}/oauth/token"},
+            "extra": {"auth_url": f"{args.url}/oauth/token"},
         }
     )
 

@@ -1,7 +1,8 @@
 """Command line: ``python -m airflow_voicetrack.emulator [--port 0] [--messages N] [fault flags]``.
 
-Prints exactly one line, ``VoiceTrack emulator serving on http://HOST:PORT``, once the socket
-accepts connections.
+Prints exactly one line once the socket accepts connections: ``VoiceTrack emulator serving on
+http://HOST:PORT`` followed by the credentials to use and the data it serves (the URL is the first
+word after the prefix).
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_voicetrack.emulator",
         description="Local emulator of Routee's voice tracking API (and its OAuth token endpoint).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            f"By default it serves {defaults.messages} messages created from {defaults.start} to "
+            f"{defaults.end} (exclusive),\nand accepts the demo credentials: application id "
+            f"{defaults.client_id!r}, secret {defaults.client_secret!r}.\n"
+            "An Airflow connection to it (port 8099 here: pass --port 8099):\n"
+            '  AIRFLOW_CONN_VOICETRACK_DEFAULT=\'{"conn_type": "voicetrack", '
+            f'"login": "{defaults.client_id}", "password": "{defaults.client_secret}", '
+            '"host": "http://127.0.0.1:8099", '
+            '"extra": {"auth_url": "http://127.0.0.1:8099/oauth/token"}}\''
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -76,10 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def serving_line(url: str, config: EmulatorConfig) -> str:
+    """
+    The start-up line: the URL, then the credentials and the data a newcomer needs to use it.
+
+    The demo secret is shown; a secret given with ``--client-secret`` is not.
+    """
+    secret = config.client_secret
+    if secret != EmulatorConfig().client_secret:
+        secret = "as given by --client-secret"
+    return (
+        f"{SERVING_PREFIX}{url} (application id {config.client_id!r}, secret {secret!r}; "
+        f"{config.messages} messages created {config.start} to {config.end}; token URL {url}/oauth/token)"
+    )
+
+
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, url: str, parent_pid: int | None) -> None:
+    def __init__(self, config: uvicorn.Config, line: str, parent_pid: int | None) -> None:
         super().__init__(config)
-        self.url = url
+        self.line = line
         self.parent_pid = parent_pid
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -87,7 +114,7 @@ class _Server(uvicorn.Server):
         if self.started:
             if self.parent_pid is not None:
                 self._watchdog = asyncio.create_task(self._exit_when_orphaned(self.parent_pid))
-            print(SERVING_PREFIX + self.url, flush=True)
+            print(self.line, flush=True)
 
     async def _exit_when_orphaned(self, parent_pid: int) -> None:
         while os.getppid() == parent_pid:
@@ -134,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             timeout_keep_alive=30,
             lifespan="on",
         ),
-        url,
+        serving_line(url, config),
         args.parent_pid,
     )
     server.run(sockets=[sock])

@@ -139,7 +139,8 @@ class EmulatorProcess:
             line = line.rstrip("\n")
             self._output.append(line)
             if not self.url and line.startswith(SERVING_PREFIX):
-                self.url = line[len(SERVING_PREFIX) :].strip()
+                # The URL is the first word; the credentials and data range follow it.
+                self.url = line[len(SERVING_PREFIX) :].split()[0]
                 self._ready.set()
         self._ready.set()
 
@@ -197,7 +198,7 @@ class EmulatorProcess:
                 "login": self.client_id,
                 "password": self.client_secret,
                 "host": self.url,
-                "extra": {"token_url": self.token_url, **extra},
+                "extra": {"auth_url": self.token_url, **extra},
             }
         )
 
@@ -208,12 +209,12 @@ class EmulatorProcess:
         port inside the (percent-encoded) host, as ``Connection.get_uri()`` writes it, so that
         ``Connection(uri=...)`` reads ``host="http://127.0.0.1:PORT"`` (the scheme the hook needs)
         and no separate port, e.g.
-        ``voicetrack://http://demo-app-id:demo-app-secret@127.0.0.1%3A8099/?token_url=...``.
+        ``voicetrack://http://demo-app-id:demo-app-secret@127.0.0.1%3A8099/?auth_url=...``.
 
         :param extra: further connection extras.
         """
         parsed = urllib.parse.urlsplit(self.url)
-        query = urllib.parse.urlencode({"token_url": self.token_url, **extra})
+        query = urllib.parse.urlencode({"auth_url": self.token_url, **extra})
         login = urllib.parse.quote(self.client_id, safe="")
         password = urllib.parse.quote(self.client_secret, safe="")
         host = urllib.parse.quote(parsed.netloc, safe="")

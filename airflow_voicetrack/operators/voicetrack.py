@@ -39,7 +39,7 @@ from airflow_voicetrack.status import (
     unsettled_message,
 )
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
-from airflow_voicetrack.writers import FORMATS, object_uri, write_messages
+from airflow_voicetrack.writers import FORMATS, WriteResult, column_types, object_uri, write_messages
 
 if TYPE_CHECKING:
     import pendulum
@@ -284,7 +284,8 @@ class VoiceTrackingOperator(BaseOperator):
         self.output_asset = None if output_path is None else output_asset(output_path)
         if self.output_asset is not None and self.output_asset not in self.outlets:
             self.outlets.append(self.output_asset)
-        self._lineage_output: tuple[str, str] | None = None
+        #: what ``execute`` wrote, for the OpenLineage COMPLETE event
+        self._written: WriteResult | None = None
         self._rendered_interval: tuple[pendulum.DateTime, pendulum.DateTime] | None = None
 
     @classmethod
@@ -539,8 +540,7 @@ class VoiceTrackingOperator(BaseOperator):
                 guard.non_terminal,
                 dict(guard.by_status),
             )
-        if result.path is not None:
-            self._lineage_output = (result.path.namespace, _lineage_name(result.path))
+        self._written = result
         if self.output_asset is not None:
             context["outlet_events"][self.output_asset].extra = summary
         return summary
@@ -635,16 +635,76 @@ class VoiceTrackingOperator(BaseOperator):
             raise AirflowFailException(_xcom_cap_message(len(messages), self.xcom_max_records))
         return [personal_data.apply(message) for message in guard.check(messages)]
 
+    def get_openlineage_facets_on_start(self) -> Any:
+        """
+        Return OpenLineage facets for START.
+
+        Input: the API's search endpoint; output: the object this run will write (with its schema
+        for CSV and Parquet).
+
+        The object is known when the rendered interval is; otherwise (an empty interval that
+        ``execute`` will skip or fail, XCom output) START names no output.
+        """
+        path = None
+        if self.output_path is not None:
+            try:
+                from airflow.sdk import get_current_context
+
+                try:
+                    context: Any = get_current_context()
+                except RuntimeError:  # outside the task's execution context
+                    context = {}
+                path = self._final_path(*self._interval(context))
+            except Exception as err:  # lineage must never fail the task; execute reports the error
+                self.log.debug("No OpenLineage output at start: %s", err)
+        return self._operator_lineage(path, None)
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
-        Return OpenLineage facets: the API's search endpoint as input, the written object as output.
+        Return OpenLineage facets for COMPLETE.
+
+        Input: the API's search endpoint; output: the written object, with its schema (CSV and
+        Parquet) and output statistics (records and bytes).
+        """
+        written = self._written
+        return self._operator_lineage(None if written is None else written.path, written)
+
+    def _operator_lineage(self, path: ObjectStoragePath | None, written: WriteResult | None) -> Any:
+        """
+        Build the ``OperatorLineage`` of START (``written`` None) or COMPLETE.
 
         Needs the ``apache-airflow-providers-openlineage`` provider, imported only here.
         """
-        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.common.compat.openlineage.facet import (
+            Dataset,
+            OutputDataset,
+            OutputStatisticsOutputDatasetFacet,
+            SchemaDatasetFacet,
+            SchemaDatasetFacetFields,
+        )
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        outputs = [] if self._lineage_output is None else [Dataset(*self._lineage_output)]
+        outputs = []
+        if path is not None:
+            facets: dict[str, Any] = {}
+            # The columns left by exclude_fields; no hash key is needed to know them.
+            columns = column_types(self.output_format, PersonalDataFilter(self.exclude_fields).columns())
+            if columns is not None:
+                fields = [SchemaDatasetFacetFields(name=name, type=kind) for name, kind in columns]
+                facets["schema"] = SchemaDatasetFacet(fields=fields)
+            statistics: dict[str, Any] = {}
+            if written is not None:
+                statistics["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
+                    rowCount=written.records, size=written.bytes
+                )
+            outputs.append(
+                OutputDataset(
+                    namespace=path.namespace,
+                    name=_lineage_name(path),
+                    facets=facets,
+                    outputFacets=statistics,
+                )
+            )
         return OperatorLineage(
             inputs=[Dataset(namespace=self.hook.settings.base_url, name=LINEAGE_INPUT_NAME)],
             outputs=outputs,

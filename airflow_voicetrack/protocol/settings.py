@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,7 +30,8 @@ from airflow_voicetrack.protocol.query import basic_credentials
 
 #: The connection extras a hook reads (the provider info's connection form lists the same).
 KNOWN_EXTRAS: tuple[str, ...] = (
-    "token_url",
+    "auth_url",
+    "token_url",  # deprecated name of auth_url, still read
     "scope",
     "connect_timeout",
     "read_timeout",
@@ -109,7 +111,7 @@ class Settings:
         :param port: replaces the port of ``host`` when set.
         :param login: the application id.
         :param password: the application secret.
-        :param extra: the connection's extras (``token_url``, ``scope``, timeouts, ...).
+        :param extra: the connection's extras (``auth_url``, ``scope``, timeouts, ...).
         :param overrides: hook keyword arguments; ``None`` values are ignored.
         :raises ValueError: naming the field and the fix; also for a plain ``http://`` URL to a host
             that is not a loopback address, unless the extra ``allow_insecure_http`` is true.
@@ -127,15 +129,16 @@ class Settings:
             window = timedelta(hours=hours)
         elif not isinstance(window, timedelta) or window < timedelta(seconds=1):
             raise ValueError(f"window must be a timedelta of at least one second, got {window!r}")
-        token_url = values.get("token_url") or DEFAULT_TOKEN_URL
+        auth_key = _auth_url_key(values, where)
         scope = values.get("scope")
         if scope is not None and not isinstance(scope, str):
             raise ValueError(f"extra 'scope' of {where} must be a comma-separated string, got {scope!r}")
         base_url = _api_base_url(host, port, where)
-        token_url = _http_url(token_url, f"extra 'token_url' of {where}", DEFAULT_TOKEN_URL)
+        token_where = f"extra {auth_key!r} of {where}"
+        token_url = _http_url(values.get(auth_key) or DEFAULT_TOKEN_URL, token_where, DEFAULT_TOKEN_URL)
         if not _boolean(values, "allow_insecure_http", False):
             _refuse_cleartext(base_url, f"host field of {where}", where)
-            _refuse_cleartext(token_url, f"extra 'token_url' of {where}", where)
+            _refuse_cleartext(token_url, token_where, where)
         return cls(
             base_url=base_url,
             token_url=token_url,
@@ -171,6 +174,25 @@ def _api_base_url(host: str | None, port: int | None, where: str) -> str:
         parts = urlsplit(url)
         url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
     return url.rstrip("/")
+
+
+def _auth_url_key(values: Mapping[str, Any], where: str) -> str:
+    """
+    :return: the extra that holds the token URL: ``auth_url``, or the deprecated ``token_url``.
+
+    ``auth_url`` replaced ``token_url`` in 0.2.0 because Airflow's secrets masker hides every extra
+    whose name contains "token", so the URL showed as ``***`` in the UI. ``auth_url`` wins when both
+    are set.
+    """
+    if "token_url" in values and "auth_url" not in values:
+        warnings.warn(
+            f"extra 'token_url' of {where} is deprecated: rename it to 'auth_url' "
+            "(Airflow's UI hides extras whose name contains 'token')",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return "token_url"
+    return "auth_url"
 
 
 def _http_url(value: Any, what: str, example: str = DEFAULT_API_URL) -> str:

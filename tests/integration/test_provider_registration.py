@@ -53,7 +53,7 @@ def test_providers_widgets_shows_the_connection_extras(cli_output: dict[str, lis
         for row in cli_output["widgets"]
         if row["package_name"] == "airflow-provider-voicetrack"
     }
-    assert "extra__voicetrack__token_url" in names
+    assert "extra__voicetrack__auth_url" in names
     assert "extra__voicetrack__page_size" in names
 
 

@@ -95,7 +95,7 @@ def main(url: str) -> None:
         # What the detector is for: a synchronous request inside a coroutine.
         basic = base64.b64encode(f"{conn['login']}:{conn['password']}".encode()).decode()
         request = urllib.request.Request(
-            conn["extra"]["token_url"],
+            conn["extra"]["auth_url"],
             data=b"grant_type=client_credentials",
             headers={"Authorization": f"Basic {basic}"},
         )

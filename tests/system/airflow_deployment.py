@@ -163,12 +163,17 @@ class AirflowDeployment:
             )
         return result.stdout
 
-    def start(self) -> None:
-        """Migrate the database, start the four services and wait until the API answers."""
+    def start(self, *, api_server_only: bool = False) -> None:
+        """
+        Migrate the database, start the services of :attr:`commands` and wait until the API answers.
+
+        :param api_server_only: start the API server (and its UI) alone, e.g. to edit connections.
+        """
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         self._create_db()
         for name in self.commands:
-            self.start_service(name)
+            if name == "api-server" or not api_server_only:
+                self.start_service(name)
         wait_until(self._api_healthy, timeout=90, what="the API server to answer", every=0.5)
 
     def _create_db(self) -> None:

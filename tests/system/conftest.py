@@ -16,10 +16,12 @@ def deployment_factory(
     """Start :class:`AirflowDeployment` objects on demand; stop every one of them at module end."""
     started: list[AirflowDeployment] = []
 
-    def start(dags_folder: Path, extra_env: dict[str, str]) -> AirflowDeployment:
+    def start(
+        dags_folder: Path, extra_env: dict[str, str], *, api_server_only: bool = False
+    ) -> AirflowDeployment:
         deployment = AirflowDeployment(tmp_path_factory.mktemp("airflow-home"), dags_folder, extra_env)
         started.append(deployment)
-        deployment.start()
+        deployment.start(api_server_only=api_server_only)
         return deployment
 
     yield start

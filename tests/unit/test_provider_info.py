@@ -65,11 +65,50 @@ def test_connection_form_labels(provider_info: dict) -> None:
         "login": "Application ID",
         "password": "Application secret",
         "host": "API base URL",
+        "port": "Port (for Test)",
     }
     assert behaviour["placeholders"]["host"] == "https://connect.routee.net"
-    assert "token_url" in conn["conn-fields"]
+    assert "auth_url" in conn["conn-fields"]
 
 
 def test_connection_form_lists_only_extras_the_hook_reads(provider_info: dict) -> None:
     (conn,) = provider_info["connection-types"]
     assert set(conn["conn-fields"]) <= set(KNOWN_EXTRAS)
+
+
+def test_connection_form_shows_the_port_for_airflows_test_button(provider_info: dict) -> None:
+    # Airflow 3.3.2's Test sends port 0 for an empty or hidden Port field and gets a 400 (#73298):
+    # hiding Port was tried (tests/system/test_connection_form_ui.py) and does not avoid it.
+    (conn,) = provider_info["connection-types"]
+    behaviour = conn["ui-field-behaviour"]
+    assert behaviour["hidden-fields"] == ["schema"]
+    assert behaviour["relabeling"]["port"] == "Port (for Test)"
+    assert behaviour["placeholders"]["port"] == "443"
+
+
+def test_connection_form_pre_fills_nothing(provider_info: dict) -> None:
+    # A pre-filled value would be stored in every saved connection, freezing today's default.
+    (conn,) = provider_info["connection-types"]
+    for name, field in conn["conn-fields"].items():
+        assert "default" not in field["schema"], name
+        assert "null" in field["schema"]["type"], name
+
+
+def test_connection_form_descriptions_show_the_defaults_the_hook_applies(provider_info: dict) -> None:
+    from airflow_voicetrack.constants import DEFAULT_TOKEN_URL
+    from airflow_voicetrack.protocol import Settings
+
+    (conn,) = provider_info["connection-types"]
+    fields = conn["conn-fields"]
+    applied = Settings.from_connection(
+        conn_id="c", host=None, port=None, login="a", password="b", extra={}, overrides={}
+    )
+    shown = {
+        name: field["description"].rsplit("Default: ", 1)[1].rstrip(".") for name, field in fields.items()
+    }
+    assert shown["auth_url"] == applied.token_url == DEFAULT_TOKEN_URL
+    assert shown["verify_ssl"] == str(applied.verify_ssl).lower()
+    assert float(shown["window_hours"]) * 3600 == applied.window.total_seconds()
+    numbers = ("connect_timeout", "read_timeout", "page_size", "max_concurrency", "max_retries")
+    for name in (*numbers, "max_retry_wait", "max_retry_time"):
+        assert float(shown[name]) == getattr(applied, name), name

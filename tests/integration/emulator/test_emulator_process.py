@@ -70,7 +70,7 @@ def test_connection_json_and_uri_point_at_the_emulator(emu: EmulatorProcess) -> 
         "login": "demo-app-id",
         "password": "demo-app-secret",
         "host": emu.url,
-        "extra": {"token_url": emu.url + "/oauth/token", "page_size": 100},
+        "extra": {"auth_url": emu.url + "/oauth/token", "page_size": 100},
     }
     uri = urlsplit(emu.connection_uri())
     assert uri.scheme == "voicetrack"
@@ -83,7 +83,7 @@ def test_connection_uri_parses_into_a_host_with_its_scheme(emu: EmulatorProcess)
     assert (conn.conn_type, conn.host, conn.port) == ("voicetrack", emu.url, None)
     assert emu.url.startswith("http://127.0.0.1:")
     assert (conn.login, conn.password) == ("demo-app-id", "demo-app-secret")
-    assert conn.extra_dejson == {"token_url": emu.token_url, "page_size": 100}
+    assert conn.extra_dejson == {"auth_url": emu.token_url, "page_size": 100}
     # The same form Airflow itself writes for such a connection (up to how it encodes the extras).
     same = Connection(
         conn_id="voicetrack_default",
@@ -91,7 +91,7 @@ def test_connection_uri_parses_into_a_host_with_its_scheme(emu: EmulatorProcess)
         host=emu.url,
         login=emu.client_id,
         password=emu.client_secret,
-        extra=json.dumps({"token_url": emu.token_url, "page_size": 100}),
+        extra=json.dumps({"auth_url": emu.token_url, "page_size": 100}),
     )
     assert same.get_uri().split("?")[0] == emu.connection_uri(page_size=100).split("?")[0]
 
@@ -187,3 +187,30 @@ def test_emulator_stops_when_the_program_that_started_it_is_killed() -> None:
             os.kill(emulator_pid, signal.SIGKILL)
             raise AssertionError("the emulator outlived the process that started it")
         time.sleep(0.2)
+
+
+def test_help_shows_the_demo_credentials_the_data_range_and_a_connection() -> None:
+    from airflow_voicetrack.emulator.app import EmulatorConfig
+
+    defaults = EmulatorConfig()
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_voicetrack.emulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    text = " ".join(result.stdout.split())
+    assert f"application id {defaults.client_id!r}, secret {defaults.client_secret!r}" in text
+    assert f"{defaults.messages} messages created from {defaults.start} to {defaults.end}" in text
+    assert '"extra": {"auth_url": "http://127.0.0.1:8099/oauth/token"}' in text
+
+
+def test_start_up_line_shows_the_credentials_and_the_data_range() -> None:
+    with EmulatorProcess(messages=50, start="2026-11-03T00:00:00Z", end="2026-11-04T00:00:00Z") as emu:
+        (line,) = [line for line in emu._output if line.startswith("VoiceTrack emulator serving on ")]
+    assert line == (
+        f"VoiceTrack emulator serving on {emu.url} (application id 'demo-app-id', secret "
+        "'demo-app-secret'; 50 messages created 2026-11-03T00:00:00Z to 2026-11-04T00:00:00Z; "
+        f"token URL {emu.url}/oauth/token)"
+    )

@@ -58,7 +58,7 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.mark.parametrize("hook", list(COUNTERS))
 @pytest.mark.parametrize(
     ("where", "field"),
-    [("host", "host field"), ("token_url", "extra 'token_url'")],
+    [("host", "host field"), ("auth_url", "extra 'auth_url'")],
 )
 def test_plain_http_to_a_remote_host_is_refused_before_any_lookup_or_request(
     emu: EmulatorProcess, monkeypatch, lookups, hook, where, field
@@ -67,7 +67,7 @@ def test_plain_http_to_a_remote_host_is_refused_before_any_lookup_or_request(
     if where == "host":
         conn["host"] = REMOTE_API
     else:
-        conn["extra"]["token_url"] = REMOTE_AUTH
+        conn["extra"]["auth_url"] = REMOTE_AUTH
     use_connection(monkeypatch, conn)
     with pytest.raises(ValueError) as info:
         COUNTERS[hook]()
@@ -135,7 +135,7 @@ def test_basic_header_of_the_token_request_does_not_follow_a_redirect_to_another
     """The token request is redirected to ``localhost`` (another host name): its Basic header stays behind."""
     conn = json.loads(emu.connection_json(**FAST_RETRIES))
     conn["host"] = redirector.url
-    conn["extra"]["token_url"] = redirector.url + "/oauth/token"
+    conn["extra"]["auth_url"] = redirector.url + "/oauth/token"
     use_connection(monkeypatch, conn)
     if hook == "sync":
         assert VoiceTrackHook().get_message("m1") == {"messageId": "landed"}

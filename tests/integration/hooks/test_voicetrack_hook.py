@@ -216,7 +216,7 @@ def test_test_connection_reports_an_unreachable_host(emu, monkeypatch):
 
 def test_test_connection_reports_tls_failure(emu, monkeypatch):
     conn = json.loads(emu.connection_json())
-    conn["extra"]["token_url"] = emu.token_url.replace("http://", "https://")
+    conn["extra"]["auth_url"] = emu.token_url.replace("http://", "https://")
     monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
     ok, message = VoiceTrackHook().test_connection()
     assert not ok and message.startswith("TLS failed")
@@ -386,7 +386,7 @@ def test_bad_input_raises_before_any_request(emu, call, message):
             "host field of connection 'voicetrack_default' .*got 'connect.routee.net' \\(no scheme\\); "
             "set it to 'https://connect.routee.net'",
         ),
-        ({"extra": {"token_url": "/oauth/token"}}, "extra 'token_url' .* must be an http"),
+        ({"extra": {"auth_url": "/oauth/token"}}, "extra 'auth_url' .* must be an http"),
         ({"extra": {"max_concurrency": "many"}}, "max_concurrency must be an integer >= 1, got 'many'"),
         ({"extra": {"verify_ssl": "perhaps"}}, "verify_ssl must be true or false"),
     ],

@@ -60,7 +60,7 @@ def settings(emu: EmulatorProcess) -> Settings:
         port=None,
         login=emu.client_id,
         password=SECRET,
-        extra={"token_url": emu.token_url},
+        extra={"auth_url": emu.token_url},
         overrides={},
     )
 

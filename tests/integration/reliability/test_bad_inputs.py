@@ -52,9 +52,9 @@ CONNECTION_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("host_without_scheme", {"host": "connect.example"}, ["host", "http(s) URL", "'connect.example'"]),
     (
-        "token_url_not_a_url",
-        {"extra": {"token_url": "auth/oauth/token"}},
-        ["extra 'token_url'", "http(s) URL"],
+        "auth_url_not_a_url",
+        {"extra": {"auth_url": "auth/oauth/token"}},
+        ["extra 'auth_url'", "http(s) URL"],
     ),
     ("page_size_zero", {"extra": {"page_size": 0}}, ["page_size must be an integer from 1 to 2000", "got 0"]),
     ("page_size_too_big", {"extra": {"page_size": 5000}}, ["page_size must be an integer from 1 to 2000"]),
@@ -110,7 +110,7 @@ def test_connection_test_reports_an_unreachable_host(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     closed = f"http://127.0.0.1:{port}"
-    set_connection(emu, monkeypatch, host=closed, extra={"token_url": closed + "/oauth/token"})
+    set_connection(emu, monkeypatch, host=closed, extra={"auth_url": closed + "/oauth/token"})
     ok, message = VoiceTrackHook().test_connection()
     assert not ok
     assert message.startswith("Host unreachable:") and f"127.0.0.1:{port}" in message

@@ -15,7 +15,7 @@ CONN = {
     "login": "app",
     "password": "secret",
     "host": "http://127.0.0.1:9",
-    "extra": {"token_url": "http://127.0.0.1:9/oauth/token", "page_size": 500, "window_hours": 6},
+    "extra": {"auth_url": "http://127.0.0.1:9/oauth/token", "page_size": 500, "window_hours": 6},
 }
 
 

@@ -31,7 +31,7 @@ def test_defaults_follow_the_connection_contract():
 def test_extras_are_read():
     settings = build(
         extra={
-            "token_url": "http://127.0.0.1:8099/oauth/token",
+            "auth_url": "http://127.0.0.1:8099/oauth/token",
             "scope": "a,b",
             "connect_timeout": 1.5,
             "read_timeout": "7",
@@ -69,7 +69,7 @@ def test_secret_is_not_in_repr():
         ({"password": None}, "connection 'vt' has no password: set it to the Routee application secret"),
         ({"host": "ftp://x"}, "host field of connection 'vt' must be an http\\(s\\) URL"),
         ({"host": "/api"}, "host field of connection 'vt' must be an http\\(s\\) URL such as"),
-        ({"extra": {"token_url": "auth"}}, "extra 'token_url' of connection 'vt' must be an http\\(s\\) URL"),
+        ({"extra": {"auth_url": "auth"}}, "extra 'auth_url' of connection 'vt' must be an http\\(s\\) URL"),
         ({"extra": {"page_size": 5000}}, "page_size must be an integer from 1 to 2000, got 5000"),
         ({"page_size": 0}, "page_size must be an integer from 1 to 2000, got 0"),
         ({"extra": {"page_size": 1.5}}, "page_size must be an integer from 1 to 2000, got 1.5"),
@@ -106,12 +106,39 @@ def test_bare_host_without_scheme_names_the_host_field_and_shows_the_fix(host, f
     assert message.endswith(f"set it to {fixed!r}")
 
 
-def test_bare_token_url_names_the_extra_and_shows_the_fix():
+def test_bare_auth_url_names_the_extra_and_shows_the_fix():
     with pytest.raises(
         ValueError,
-        match=r"extra 'token_url' of connection 'vt' .* set it to 'https://auth\.routee\.net/oauth/token'",
+        match=r"extra 'auth_url' of connection 'vt' .* set it to 'https://auth\.routee\.net/oauth/token'",
     ):
-        build(extra={"token_url": "auth.routee.net/oauth/token"})
+        build(extra={"auth_url": "auth.routee.net/oauth/token"})
+
+
+def test_deprecated_token_url_is_still_read_with_a_warning():
+    with pytest.warns(
+        DeprecationWarning, match="extra 'token_url' of connection 'vt' is deprecated.*'auth_url'"
+    ):
+        settings = build(extra={"token_url": "http://127.0.0.1:9/oauth/token"})
+    assert settings.token_url == "http://127.0.0.1:9/oauth/token"
+
+
+def test_deprecated_token_url_errors_name_the_key_the_user_wrote():
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ValueError, match="extra 'token_url' of connection 'vt'"),
+    ):
+        build(extra={"token_url": "auth"})
+
+
+def test_auth_url_wins_over_token_url_without_a_warning(recwarn):
+    settings = build(extra={"auth_url": "http://127.0.0.1:1/a", "token_url": "http://127.0.0.1:2/t"})
+    assert settings.token_url == "http://127.0.0.1:1/a"
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+def test_empty_auth_url_means_the_default():
+    # The form stores an untouched field as null: the default applies, not a stale token_url.
+    assert build(extra={"auth_url": None}).token_url == "https://auth.routee.net/oauth/token"
 
 
 # --- transport security ----------------------------------------------------------------------------
@@ -124,8 +151,8 @@ def test_bare_token_url_names_the_extra_and_shows_the_fix():
         ({"host": "http://10.1.2.3:8080/api"}, "host field of connection 'vt'"),
         ({"host": "http://127.example.com"}, "host field of connection 'vt'"),
         (
-            {"extra": {"token_url": "http://auth.routee.net/oauth/token"}},
-            "extra 'token_url' of connection 'vt'",
+            {"extra": {"auth_url": "http://auth.routee.net/oauth/token"}},
+            "extra 'auth_url' of connection 'vt'",
         ),
     ],
 )
@@ -147,7 +174,7 @@ def test_the_refusal_holds_no_credentials_of_the_url():
     "url", ["http://127.0.0.1:8099", "http://127.9.9.9", "http://[::1]:8099", "http://localhost:8099"]
 )
 def test_plain_http_to_a_loopback_address_is_accepted(url):
-    settings = build(host=url, extra={"token_url": url + "/oauth/token"})
+    settings = build(host=url, extra={"auth_url": url + "/oauth/token"})
     assert (settings.base_url, settings.token_url) == (url, url + "/oauth/token")
 
 
@@ -155,7 +182,7 @@ def test_plain_http_to_a_loopback_address_is_accepted(url):
 def test_allow_insecure_http_accepts_plain_http_to_a_remote_host(flag):
     settings = build(
         host="http://10.1.2.3:8080",
-        extra={"token_url": "http://10.1.2.3:8080/oauth/token", "allow_insecure_http": flag},
+        extra={"auth_url": "http://10.1.2.3:8080/oauth/token", "allow_insecure_http": flag},
     )
     assert settings.base_url == "http://10.1.2.3:8080"
 
