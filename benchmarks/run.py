@@ -653,19 +653,21 @@ def render(args: argparse.Namespace, outcomes: list[Outcome], sensor_rows: list[
     return "\n".join(parts) + "\n"
 
 
-def write_results(path: Path, generated: str) -> None:
+def write_results(path: Path, generated: str, begin: str = BEGIN_MARKER, end: str = END_MARKER) -> None:
     """
     Put ``generated`` between the markers of ``path``, keeping the text around them.
 
     :param path: The results file (created with a title when missing).
     :param generated: The markdown to put there.
+    :param begin: The line that opens the generated part (appended with ``end`` when missing).
+    :param end: The line that closes it.
     """
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if BEGIN_MARKER not in text or END_MARKER not in text:
-        text = text.rstrip("\n") + "\n\n" + BEGIN_MARKER + "\n" + END_MARKER + "\n"
-    before, rest = text.split(BEGIN_MARKER, 1)
-    after = rest.split(END_MARKER, 1)[1]
-    path.write_text(f"{before}{BEGIN_MARKER}\n{generated}{END_MARKER}{after}")
+    if begin not in text or end not in text:
+        text = text.rstrip("\n") + "\n\n" + begin + "\n" + end + "\n"
+    before, rest = text.split(begin, 1)
+    after = rest.split(end, 1)[1]
+    path.write_text(f"{before}{begin}\n{generated}{end}{after}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
