@@ -298,7 +298,8 @@ def ratio_table(outcomes: list[Outcome]) -> str:
         f, g = by_key.get((shape, latency, "F")), by_key.get((shape, latency, "G"))
         lines.append(
             f"| {shape} | {latency} ms | {_times(ours, f, 'extraction_s', 5)} "
-            f"| {_times(ours, g, 'extraction_s')} | {_times(ours, f, 'whole_s')} | {_times(ours, g, 'whole_s')} |"
+            f"| {_times(ours, g, 'extraction_s')} | {_times(ours, f, 'whole_s')} "
+            f"| {_times(ours, g, 'whole_s')} |"
         )
     return "\n".join(lines)
 
