@@ -458,7 +458,7 @@ def render(args: argparse.Namespace, sweep: list[Outcome], rss: list[Outcome], s
         figures_table(sweep),
         "",
         "Whole = the process from start to exit, as the runner saw it; extraction = O: the operator's "
-        "summary `seconds`, F and G: `pipeline.run`, A: its loop; start-up = whole − extraction "
+        "summary `seconds`, F and G: `pipeline.run`, A: its loop; start-up = whole minus extraction "
         "(interpreter, imports, and for O `dag.test()`'s task start and end). Ids vs truth: the written "
         "files were read back and their message ids compared with the emulator's.",
         "",
