@@ -39,8 +39,6 @@ import requests
 from airflow_voicetrack.constants import MAX_PAGE_SIZE, SEARCH_PATH
 
 RESULT_PREFIX = "BENCH_RESULT "
-#: The file in which a variant that writes through another tool (dlt) lists the message ids it wrote.
-IDS_FILE = "ids.txt"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What the dlt variants (F and G) share: the pipeline and the read-back of what they wrote.
+"""What the dlt variants (F and G) share: the pipeline and the figures of its run.
 
 They run in a virtualenv of their own (``dlt`` without Airflow), so this module imports only
 ``dlt`` and the standard library.
@@ -6,14 +6,11 @@ They run in a virtualenv of their own (``dlt`` without Airflow), so this module 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import dlt
-
-from benchmarks.common import IDS_FILE
 
 
 def make_pipeline(name: str, out: Path) -> Any:
@@ -37,33 +34,19 @@ def make_pipeline(name: str, out: Path) -> Any:
     )
 
 
-def dlt_ids_and_timings(pipeline: Any, info: Any, out: Path) -> tuple[int, dict[str, Any]]:
+def dlt_rows_and_timings(pipeline: Any, info: Any) -> tuple[int, dict[str, Any]]:
     """
-    Read back the message ids the pipeline wrote, list them in ``out/ids.txt``, and return the
-    number of rows with the step timings that dlt recorded.
+    Return the rows the pipeline loaded into ``voice_messages`` and the step timings dlt recorded.
 
     :param pipeline: The pipeline after ``run``.
     :param info: What ``pipeline.run`` returned (checked for failed jobs).
-    :param out: The variant's output folder.
     """
     info.raise_on_failed_jobs()
-    files = sorted((out / "data").rglob("voice_messages/*.jsonl"))
-    ids: list[str] = []
-    sample: dict[str, Any] = {}
-    for path in files:
-        with path.open("rb") as handle:
-            for line in handle:
-                row = json.loads(line)
-                ids.append(row["message_id"])
-                sample = sample or row
-    (out / IDS_FILE).write_text("\n".join(ids) + "\n")
     trace = pipeline.last_trace
     steps = {step.step: (step.finished_at - step.started_at).total_seconds() for step in trace.steps}
-    return len(ids), {
-        "files": len(files),
-        "bytes": sum(path.stat().st_size for path in files),
+    rows = trace.last_normalize_info.row_counts.get("voice_messages", 0)
+    return rows, {
         "extract_s": steps.get("extract"),
         "normalize_s": steps.get("normalize"),
         "load_s": steps.get("load"),
-        "sample_keys": sorted(sample),
     }

@@ -30,7 +30,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -39,7 +39,6 @@ from typing import Any
 import psutil
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from benchmarks.common import IDS_FILE
 from benchmarks.run import (
     EMULATOR_STARTUP_TIMEOUT,
     EMULATOR_WARM_UP_TIMEOUT,
@@ -102,6 +101,7 @@ class Outcome:
     requests: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     spans: list[tuple[float, float]] = field(default_factory=list)
+    content: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -176,30 +176,49 @@ def migrate_airflow_home(env: dict[str, str]) -> None:
         marker.touch()
 
 
-def truth_ids(emu: EmulatorProcess, date_start: str, date_end: str) -> list[str]:
-    """The message ids the emulator holds in ``[date_start, date_end)``."""
-    return [m["messageId"] for m in emu.truth(date_start, date_end)]
+#: Written records compared in full with the API's, per variant run (ids are checked for all).
+FIDELITY_SAMPLE = 1000
 
 
-def written_ids(variant: str, out_dir: Path) -> list[str] | None:
-    """The message ids a writing variant wrote (None for A, which writes nothing)."""
+def written_records(variant: str, out_dir: Path) -> Iterator[dict[str, Any]] | None:
+    """The records a writing variant wrote, read back from its files (None for A, which writes none)."""
     if variant == "O":
-        with (out_dir / "o.jsonl").open("rb") as handle:
-            return [json.loads(line)["messageId"] for line in handle]
-    if variant in ("F", "G"):
-        return (out_dir / variant.lower() / IDS_FILE).read_text().split()
-    return None
+        files = [out_dir / "o.jsonl"]
+    elif variant in ("F", "G"):
+        files = sorted((out_dir / variant.lower() / "data").rglob("voice_messages/*.jsonl"))
+    else:
+        return None
+    return (json.loads(line) for path in files for line in path.open("rb"))
 
 
-def check_ids(written: list[str] | None, records: int, expected: list[str]) -> str:
-    """``ok``, or what is wrong with what a variant wrote (or, for A, counted)."""
-    if written is None:
-        return "ok" if records == len(expected) else f"wrong count: {records} of {len(expected)}"
-    duplicates = len(written) - len(set(written))
-    missing, unexpected = set(expected) - set(written), set(written) - set(expected)
+def check_output(
+    records: Iterator[dict[str, Any]] | None, count: int, truth: dict[str, dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """
+    Compare what a variant wrote with the emulator's truth.
+
+    :returns: ``ok`` or what is wrong with the ids (same set, no duplicates), and the content
+        figures: how many of the first :data:`FIDELITY_SAMPLE` records equal the API's record as sent,
+        and the keys of the first record.
+    """
+    if records is None:
+        status = "ok" if count == len(truth) else f"wrong count: {count} of {len(truth)}"
+        return status, {}
+    seen: set[str] = set()
+    duplicates = same = 0
+    keys: list[str] = []
+    for index, record in enumerate(records):
+        message_id = record.get("messageId") or record.get("message_id")
+        duplicates += message_id in seen
+        seen.add(message_id)
+        if index < FIDELITY_SAMPLE:
+            same += record == truth.get(message_id)
+            keys = keys or sorted(record)
+    missing, unexpected = len(truth.keys() - seen), len(seen - truth.keys())
+    content = {"same_as_api": same, "compared": min(len(seen), FIDELITY_SAMPLE), "keys": keys}
     if duplicates or missing or unexpected:
-        return f"wrong ids: {duplicates} duplicates, {len(missing)} missing, {len(unexpected)} unexpected"
-    return "ok"
+        return f"wrong ids: {duplicates} duplicates, {missing} missing, {unexpected} unexpected", content
+    return "ok", content
 
 
 def run_shape(
@@ -225,7 +244,7 @@ def run_shape(
         startup_timeout=EMULATOR_STARTUP_TIMEOUT,
     ) as emu:
         wait_until_idle(psutil.Process(emu.pid), EMULATOR_WARM_UP_TIMEOUT)
-        expected = truth_ids(emu, date_start, date_end)
+        truth = {m["messageId"]: m for m in emu.truth(date_start, date_end)}
         for letter in variants:
             module, in_dlt_venv, _ = VARIANTS[letter]
             python = str(dlt_python) if in_dlt_venv and dlt_python else sys.executable
@@ -245,7 +264,9 @@ def run_shape(
                 outcome.extra = extra
                 outcome.extraction_s = float(extra.get("extraction_s", result["wall_s"]))
                 outcome.peak_rss_mb = max(float(result["peak_rss_mb"]), observed_peak)
-                outcome.status = check_ids(written_ids(letter, args.out_dir), result["records"], expected)
+                outcome.status, outcome.content = check_output(
+                    written_records(letter, args.out_dir), result["records"], truth
+                )
             stats = emu.stats()
             outcome.requests = stats["requests"].get("POST /voice/tracking", 0)
             outcome.spans = [tuple(span) for span in emu.search_spans()]
@@ -324,6 +345,24 @@ def dlt_steps_table(outcomes: list[Outcome]) -> str:
             lines.append(
                 f"| {o.shape} | {o.latency_ms} ms | {o.variant} | {e['extract_s']:.2f} "
                 f"| {e['normalize_s']:.2f} | {e['load_s']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def content_table(outcomes: list[Outcome]) -> str:
+    """What each writer made of the API's records: equal to them as sent, and the keys of one."""
+    lines = [
+        f"| variant | records equal to the API's, of the first {FIDELITY_SAMPLE:,} "
+        "| keys of a written record |",
+        "|:--|---:|:--|",
+    ]
+    shown: set[str] = set()
+    for o in outcomes:
+        if o.ok and o.content and o.variant not in shown:
+            shown.add(o.variant)
+            keys = ", ".join(f"`{key}`" for key in o.content["keys"])
+            lines.append(
+                f"| {o.variant} | {o.content['same_as_api']:,} of {o.content['compared']:,} | {keys} |"
             )
     return "\n".join(lines)
 
@@ -461,6 +500,10 @@ def render(args: argparse.Namespace, sweep: list[Outcome], rss: list[Outcome], s
         "summary `seconds`, F and G: `pipeline.run`, A: its loop; start-up = whole minus extraction "
         "(interpreter, imports, and for O `dag.test()`'s task start and end). Ids vs truth: the written "
         "files were read back and their message ids compared with the emulator's.",
+        "",
+        "### What lands in the files",
+        "",
+        content_table(sweep),
         "",
         "dlt's own split of `pipeline.run`:",
         "",

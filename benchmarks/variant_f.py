@@ -31,7 +31,7 @@ from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from dlt.sources.rest_api import rest_api_source
 
 from benchmarks.common import run_variant, variant_parser
-from benchmarks.dlt_common import dlt_ids_and_timings, make_pipeline
+from benchmarks.dlt_common import dlt_rows_and_timings, make_pipeline
 
 
 @configspec
@@ -89,7 +89,7 @@ def extract(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     shutil.rmtree(out, ignore_errors=True)
     pipeline = make_pipeline("voicetrack_f", out)
     info = pipeline.run(source(args), loader_file_format="jsonl")
-    return dlt_ids_and_timings(pipeline, info, out)
+    return dlt_rows_and_timings(pipeline, info)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import dlt
 import requests
 
 from benchmarks.common import fetch_token, run_variant, search_url, variant_parser
-from benchmarks.dlt_common import dlt_ids_and_timings, make_pipeline
+from benchmarks.dlt_common import dlt_rows_and_timings, make_pipeline
 
 
 def pages(args: argparse.Namespace) -> Iterator[list[dict[str, Any]]]:
@@ -45,7 +45,7 @@ def extract(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     resource = dlt.resource(pages(args), name="voice_messages", max_table_nesting=0)
     pipeline = make_pipeline("voicetrack_g", out)
     info = pipeline.run(resource, loader_file_format="jsonl")
-    return dlt_ids_and_timings(pipeline, info, out)
+    return dlt_rows_and_timings(pipeline, info)
 
 
 if __name__ == "__main__":
