@@ -13,7 +13,7 @@ COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
 COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks
 
-.PHONY: install browser test lint typecheck pytest test-compat test-stack package-check demo airflow bench clean
+.PHONY: install browser test lint typecheck pytest test-compat test-stack package-check demo airflow bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,9 +85,16 @@ demo: $(STAMP)
 airflow: $(STAMP)
 	$(BIN)/python -m example_dags.airflow_ui $(AIRFLOW_ARGS)
 
+# `make bench`: ours against raw clients and HttpOperator (benchmarks.run), then against dlt with the
+# plots (benchmarks.peers; dlt in its own .venv-dlt). PEERS_ARGS="--write-results" refreshes RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.peers $(PEERS_ARGS)
+
+bench-peers: $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,bench]"
+	$(BIN)/python -m benchmarks.peers $(PEERS_ARGS)
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) .airflow .demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) .venv-dlt .airflow .demo-output .pytest_cache .mypy_cache .ruff_cache
