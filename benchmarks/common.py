@@ -13,7 +13,7 @@ use (Airflow, our package) at module level, so the interpreter start and the imp
     Seconds of the variant's untimed set-up: what an Airflow task process loads once, whatever the
     task (:func:`initialize_airflow`).
 ``peak_rss_mb``
-    This process's own peak resident set size (``ru_maxrss`` read in the process at its end), imports
+    This process's own peak resident set size (``VmHWM``, read in the process at its end), imports
     included; ``base_rss_mb`` is the resident set size just before the call.
 ``extra``
     The variant's own figures; ``page_size`` is the page size it requested (``--page-size`` unless the
@@ -130,6 +130,20 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def peak_rss_mb() -> float:
+    """
+    This process's peak resident set size since it started, in MB.
+
+    Linux keeps ``ru_maxrss`` across ``exec``, so a variant started by a runner that held much memory
+    would report the runner's peak; ``VmHWM`` belongs to the process's own memory map.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(work: Callable[[], int | tuple[int, dict[str, Any]]]) -> VariantResult:
     """
     Run ``work`` once and measure it (see the module docstring).
@@ -141,8 +155,7 @@ def measure(work: Callable[[], int | tuple[int, dict[str, Any]]]) -> VariantResu
     outcome = work()
     wall, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
     records, extra = outcome if isinstance(outcome, tuple) else (outcome, {})
-    # ru_maxrss is in KiB on Linux; read here, it is this process's own peak.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     return VariantResult(records, wall, cpu, peak, base_rss, extra=extra)
 
 

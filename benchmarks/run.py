@@ -636,7 +636,7 @@ def render(args: argparse.Namespace, outcomes: list[Outcome], sensor_rows: list[
         results_table(outcomes),
         "",
         "Wall and CPU time cover the extraction only (not the interpreter start and imports); CPU is "
-        "user + system of the variant's process; peak RSS is the process's own `ru_maxrss`, imports "
+        "user + system of the variant's process; peak RSS is the process's own `VmHWM`, imports "
         "included, and RSS before is its resident set just before the extraction; emulator CPU is the "
         "emulator process's CPU time during the variant (100 % = one core busy); others' CPU is the share "
         "of all CPUs that other processes on this shared machine used meanwhile (a measure of noise).",
