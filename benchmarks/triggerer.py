@@ -63,13 +63,13 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     pokes = 0
 
     class CountingTrigger(VoiceMessageStatusTrigger):
-        """The real trigger, counting its evaluations (one per poke cycle)."""
+        """The real trigger, counting its completed pokes (each is followed by one poke-interval sleep)."""
 
-        async def _evaluate_search(self, hook: Any) -> Any:
+        async def _sleep(self, seconds: float, *, minimum: float = 0.0) -> bool:
             nonlocal pokes
-            evaluation = await super()._evaluate_search(hook)
-            pokes += 1
-            return evaluation
+            if seconds == self.poke_interval and not minimum:  # not an error's back-off
+                pokes += 1
+            return await super()._sleep(seconds, minimum=minimum)
 
     triggers = [
         CountingTrigger(
