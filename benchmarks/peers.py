@@ -46,6 +46,7 @@ from benchmarks.run import (
     RESULTS_FILE,
     child_env,
     machine_info,
+    migrate_airflow_home,
     run_child,
     wait_until_idle,
     write_results,
@@ -163,17 +164,6 @@ def ensure_dlt_venv() -> Path:
         subprocess.run([*installer, "--quiet", *DLT_REQUIREMENTS], check=True)
         marker.touch()
     return python
-
-
-def migrate_airflow_home(env: dict[str, str]) -> None:
-    """``airflow db migrate`` the variants' Airflow home once (O runs ``dag.test()`` there)."""
-    marker = Path(env["AIRFLOW_HOME"]) / ".migrated-peers"
-    if not marker.exists():
-        Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=env, stdout=subprocess.DEVNULL
-        )
-        marker.touch()
 
 
 #: Written records compared in full with the API's, per variant run (ids are checked for all).
@@ -472,10 +462,13 @@ COLORS = {"O": "tab:blue", "F": "tab:orange", "G": "tab:green", "A": "tab:gray"}
 def render(args: argparse.Namespace, sweep: list[Outcome], rss: list[Outcome], seconds: float) -> str:
     """The generated markdown."""
     info = machine_info()
-    dlt_version = subprocess.run(
-        [str(DLT_VENV / "bin" / "python"), "-c", "import dlt; print(dlt.__version__)"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip() or "not installed"  # fmt: skip
+    dlt_python = DLT_VENV / "bin" / "python"
+    dlt_version = "not installed"
+    if dlt_python.exists():
+        dlt_version = subprocess.run(
+            [str(dlt_python), "-c", "import dlt; print(dlt.__version__)"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip() or dlt_version  # fmt: skip
     command = " ".join(["python -m benchmarks.peers", *sys.argv[1:]])
     rel = os.path.relpath(args.plots_dir, RESULTS_FILE.parent)
     parts = [

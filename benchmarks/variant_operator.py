@@ -34,13 +34,20 @@ def extract(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             date_end=args.date_end,
             output_path=out.as_uri(),
             output_format="jsonl",
+            page_size=args.page_size,
+            max_concurrency=args.concurrency,
         )
 
     run = run_dag(build, dag_id="bench_voicetrack_operator")
     if run.states.get("extract") != "success":
         raise RuntimeError(f"the task did not succeed: {run.states} {run.error_messages}")
     summary = run.results["extract"]
-    return int(summary["records"]), {"summary": summary, "extraction_s": summary["seconds"]}
+    return int(summary["records"]), {
+        "summary": summary,
+        "extraction_s": summary["seconds"],
+        "page_size": args.page_size,
+        "output": str(out),  # the runners read it back to check the ids
+    }
 
 
 if __name__ == "__main__":
