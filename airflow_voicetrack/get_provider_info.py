@@ -13,6 +13,7 @@ from airflow_voicetrack.constants import (
     DEFAULT_MAX_RETRY_TIME,
     DEFAULT_MAX_RETRY_WAIT,
     DEFAULT_READ_TIMEOUT,
+    DEFAULT_REQUEST_DEADLINE,
     DEFAULT_TOKEN_URL,
     DEFAULT_WINDOW_HOURS,
     MAX_PAGE_SIZE,
@@ -24,7 +25,9 @@ _DEFAULTS: dict[str, Any] = {
     "auth_url": DEFAULT_TOKEN_URL,
     "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
     "read_timeout": DEFAULT_READ_TIMEOUT,
+    "request_deadline": DEFAULT_REQUEST_DEADLINE,
     "verify_ssl": True,
+    "allow_insecure_http": False,
     "page_size": MAX_PAGE_SIZE,
     "max_concurrency": DEFAULT_MAX_CONCURRENCY,
     "max_retries": DEFAULT_MAX_RETRIES,
@@ -74,11 +77,29 @@ def connection_fields() -> dict[str, Any]:
             "description": f"Seconds to wait for a response. Default: {_default('read_timeout')}.",
             "schema": {"type": ["number", "null"], "minimum": 0},
         },
+        "request_deadline": {
+            "label": "Request deadline (s)",
+            "description": (
+                "Seconds one request may take in all, body included (the read timeout bounds each "
+                f"read only). Default: {_default('request_deadline')}."
+            ),
+            "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        },
         "verify_ssl": {
             "label": "Verify TLS certificates",
             "description": (f"Turn off only for test servers. Default: {_default('verify_ssl')}."),
             # A choice rather than a switch: an untouched switch shows "off" (the hook's default is
             # on) and a switch with a default is stored in every connection. Empty = the default.
+            "schema": {"type": ["string", "null"], "enum": ["true", "false"]},
+        },
+        "allow_insecure_http": {
+            "label": "Allow plain http://",
+            "description": (
+                "Allow an http:// API or token URL on a host that is not a loopback address: the "
+                "secret and the tokens would cross the network unencrypted. "
+                f"Default: {_default('allow_insecure_http')}."
+            ),
+            # A choice, as for verify_ssl: empty = the default.
             "schema": {"type": ["string", "null"], "enum": ["true", "false"]},
         },
         "page_size": {

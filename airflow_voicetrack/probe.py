@@ -46,13 +46,15 @@ from typing import Any
 
 import requests
 
+from airflow_voicetrack import transport
 from airflow_voicetrack.constants import MAX_PAGE_SIZE
-from airflow_voicetrack.exceptions import VoiceTrackError
+from airflow_voicetrack.exceptions import VoiceTrackError, VoiceTrackTransientError
 from airflow_voicetrack.protocol import (
     RETRYABLE_STATUSES,
     Request,
     Response,
     Settings,
+    TransportFailure,
     build_search_request,
     build_token_request,
     error_from_response,
@@ -142,8 +144,7 @@ class ProbeClient:
         self.sent = 0
         #: every 429 met: the ``Retry-After`` header, or None when it had none
         self.rate_limits: list[str | None] = []
-        self._session = requests.Session()
-        self._session.verify = settings.verify_ssl
+        self._session = transport.new_session(settings)
         self._token: str | None = None
 
     def close(self) -> None:
@@ -154,19 +155,10 @@ class ProbeClient:
         if self.sent >= self.max_requests:
             raise BudgetExhausted
         self.sent += 1
-        headers = dict(request.headers)
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        reply = self._session.request(
-            request.method,
-            request.url,
-            params=request.params or None,
-            json=request.json,
-            data=request.data,
-            headers=headers,
-            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-        )
-        return Response(reply.status_code, reply.headers, reply.content)
+        reply = transport.send(self._session, request, token, self.settings)
+        if isinstance(reply, TransportFailure):
+            raise VoiceTrackTransientError(f"{request.label}: no response ({reply.kind}: {reply.detail})")
+        return reply
 
     def redact(self, text: str) -> str:
         """:return: ``text`` with the secret, the Basic header and the access token replaced by ``***``."""

@@ -314,6 +314,16 @@ class Evaluation:
     summary: dict[str, Any]
     message: str
 
+    @property
+    def done(self) -> bool:
+        """Every targeted message is terminal, and not too many failed."""
+        return self.verdict is Verdict.DONE
+
+    @property
+    def failed(self) -> bool:
+        """The failure threshold is crossed, or an awaited message is missing (``missing='fail'``)."""
+        return self.verdict is Verdict.FAILED
+
 
 def evaluate_counts(
     criteria: StatusCriteria,

@@ -15,14 +15,12 @@ import asyncio
 import functools
 import hashlib
 import inspect
-import socket
 import ssl
 import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache, partial
@@ -34,10 +32,8 @@ import pendulum
 import requests
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
-from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
 
+from airflow_voicetrack import transport
 from airflow_voicetrack.exceptions import VoiceTrackAuthError, VoiceTrackConnectionError, VoiceTrackError
 from airflow_voicetrack.protocol import (
     Action,
@@ -76,37 +72,10 @@ S = TypeVar("S")
 P = ParamSpec("P")
 Filters = Iterable[Mapping[str, Any] | SearchFilter] | None
 DateLike = datetime | str
-#: How much of a response body the sync driver reads at a time.
-_READ_CHUNK_BYTES = 1 << 20
 
 
-def _error_chain(exc: BaseException) -> Iterator[BaseException]:
-    """Yield ``exc``, its causes, and the reasons/arguments libraries wrap their errors in."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        item = todo.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        todo.extend(e for e in (item.__cause__, item.__context__, getattr(item, "reason", None)) if e)
-        todo.extend(arg for arg in item.args if isinstance(arg, BaseException))
-
-
-def _deadline_text(seconds: float) -> str:
-    return f"no complete response within request_deadline={seconds:g} s"
-
-
-def _is_tls_error(exc: BaseException) -> bool:
-    return any(isinstance(e, ssl.SSLError) for e in _error_chain(exc))
-
-
-def _headers(send: Send) -> dict[str, str]:
-    headers = dict(send.request.headers)
-    if send.token is not None:
-        headers["Authorization"] = f"Bearer {send.token.value}"
-    return headers
+def _token(send: Send) -> str | None:
+    return None if send.token is None else send.token.value
 
 
 class _VoiceTrackHookBase(BaseHook, Generic[S]):
@@ -355,76 +324,6 @@ def _async(
 # Sync
 
 
-class _Deadline:
-    """
-    A watchdog for one request in this thread.
-
-    When ``seconds`` pass before it is over, it shuts the request's socket down, which ends a read
-    that is blocked or being fed one byte at a time.
-
-    ``read_timeout`` bounds each read, not the request: urllib3 keeps reading until it has the bytes
-    it asked for, so a server that trickles a body never trips it, and no check between reads can
-    run. The connection pools below tell the watchdog which connection the request took.
-    """
-
-    _current = threading.local()
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.expired = False
-        self.connection: Any = None
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    @classmethod
-    def note_connection(cls, connection: Any) -> None:
-        """Called by the pool in the requesting thread: the connection the request is sent on."""
-        deadline = getattr(cls._current, "deadline", None)
-        if deadline is not None:
-            deadline.connection = connection
-
-    def __enter__(self) -> _Deadline:
-        self._current.deadline = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        self._current.deadline = None
-
-    def _expire(self) -> None:
-        self.expired = True
-        sock = getattr(self.connection, "sock", None)
-        if sock is not None:
-            with suppress(OSError):  # already closed: the request is ending anyway
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class _WatchedHTTPConnectionPool(HTTPConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        connection = super()._get_conn(timeout)
-        _Deadline.note_connection(connection)
-        return connection
-
-
-class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        connection = super()._get_conn(timeout)
-        _Deadline.note_connection(connection)
-        return connection
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose pools let :class:`_Deadline` find the connection of a request."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPConnectionPool,
-            "https": _WatchedHTTPSConnectionPool,
-        }
-
-
 class _SyncDriver:
     """
     Runs protocol flows with a ``requests`` session and a thread pool.
@@ -436,11 +335,7 @@ class _SyncDriver:
     def __init__(self, settings: Settings, hook: BaseHook) -> None:
         self.settings = settings
         self.log = hook.log
-        self.session = requests.Session()
-        adapter = _DeadlineAdapter(pool_connections=2, pool_maxsize=settings.max_concurrency + 1)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.verify = settings.verify_ssl
+        self.session = transport.new_session(settings, pool_size=settings.max_concurrency + 1)
         self._tokens = TokenCache()
         self._token_lock = threading.Lock()
 
@@ -493,55 +388,7 @@ class _SyncDriver:
                     future.cancel()
 
     def _send(self, send: Send) -> Response | TransportFailure:
-        request = send.request
-        deadline = _Deadline(self.settings.request_deadline)
-        try:
-            with deadline:
-                reply = self.session.request(
-                    request.method,
-                    request.url,
-                    params=request.params or None,
-                    json=request.json,
-                    data=request.data,
-                    headers=_headers(send),
-                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                    stream=True,
-                )
-                try:
-                    # ``Response.content`` reads in 10 KiB chunks: a 1.2 MB page costs 120 trips
-                    # through urllib3; 1 MiB chunks cost two, and the errors are mapped the same way.
-                    body = b"".join(reply.iter_content(_READ_CHUNK_BYTES))
-                finally:
-                    reply.close()
-        except requests.RequestException as exc:
-            if deadline.expired:
-                return TransportFailure("deadline", _deadline_text(deadline.seconds))
-            kind = self._error_kind(exc)
-            if kind is None:
-                raise
-            return TransportFailure(kind, str(exc))
-        return Response(reply.status_code, reply.headers, body)
-
-    @staticmethod
-    def _error_kind(exc: requests.RequestException) -> TransportErrorKind | None:
-        if isinstance(exc, requests.exceptions.SSLError) or _is_tls_error(exc):
-            return "tls"
-        if isinstance(exc, requests.exceptions.ConnectTimeout) or any(
-            isinstance(e, NewConnectionError) for e in _error_chain(exc)
-        ):
-            return "connect"
-        if isinstance(exc, requests.Timeout):
-            return "timeout"
-        if isinstance(
-            exc,
-            (
-                requests.ConnectionError,
-                requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError,
-            ),
-        ):
-            return "protocol"
-        return None
+        return transport.send(self.session, send.request, _token(send), self.settings)
 
     def close(self) -> None:
         """Close the session's connections."""
@@ -852,29 +699,21 @@ class _AsyncDriver:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send(self, send: Send) -> Response | TransportFailure:
-        request = send.request
         try:
             # httpx's read timeout, like urllib3's, bounds each read: a trickled body needs a total.
             # anyio's own cancel scope (httpx runs on anyio): a task wrapped by asyncio.wait_for
             # could be left stuck in anyio's connect when the trigger is cancelled.
             with anyio.fail_after(self.settings.request_deadline):
-                reply = await self.client.request(
-                    request.method,
-                    request.url,
-                    params=request.params or None,
-                    json=request.json,
-                    data=request.data,
-                    headers=_headers(send),
-                )
+                reply = await self.client.request(**send.request.arguments(_token(send)))
         except TimeoutError:
-            return TransportFailure("deadline", _deadline_text(self.settings.request_deadline))
+            return TransportFailure("deadline", transport.deadline_text(self.settings.request_deadline))
         except httpx.TransportError as exc:
             return TransportFailure(self._error_kind(exc), str(exc) or type(exc).__name__)
         return Response(reply.status_code, reply.headers, reply.content)
 
     @staticmethod
     def _error_kind(exc: httpx.TransportError) -> TransportErrorKind:
-        if _is_tls_error(exc):
+        if transport.is_tls_error(exc):
             return "tls"
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             return "connect"

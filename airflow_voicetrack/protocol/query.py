@@ -184,6 +184,24 @@ class Request:
         """``METHOD path`` for messages: never the query string, never a header."""
         return f"{self.method} {urlsplit(self.url).path}"
 
+    def arguments(self, token: str | None = None) -> dict[str, Any]:
+        """
+        The keyword arguments of ``requests``' and ``httpx``'s ``request()`` that send this request.
+
+        :param token: the access token, sent as ``Authorization: Bearer``.
+        """
+        headers = dict(self.headers)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return {
+            "method": self.method,
+            "url": self.url,
+            "params": self.params or None,
+            "json": self.json,
+            "data": self.data,
+            "headers": headers,
+        }
+
 
 @dataclass(frozen=True)
 class Response:

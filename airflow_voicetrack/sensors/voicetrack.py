@@ -11,19 +11,13 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-from airflow_voicetrack.status import (
-    Evaluation,
-    IdsTracker,
-    SearchTarget,
-    StatusCriteria,
-    Verdict,
-    poke_flow,
-    resolve_message_ids,
-)
+from airflow_voicetrack.status import IdsTracker, SearchTarget, StatusCriteria, poke_flow, resolve_message_ids
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_voicetrack.status import Evaluation
 
 
 def evaluate_search(hook: VoiceTrackHook, target: SearchTarget, criteria: StatusCriteria) -> Evaluation:
@@ -190,10 +184,10 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         target = self._search if tracker is None else None
         flow = poke_flow(self.hook.settings, self.criteria, target=target, tracker=tracker, log=self.log)
         evaluation = self.hook.run_flow(flow)
-        if evaluation.verdict is Verdict.FAILED:
+        if evaluation.failed:
             raise AirflowFailException(evaluation.message)
         self.log.info("%s", evaluation.message)
-        return PokeReturnValue(is_done=evaluation.verdict is Verdict.DONE, xcom_value=evaluation.summary)
+        return PokeReturnValue(is_done=evaluation.done, xcom_value=evaluation.summary)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """

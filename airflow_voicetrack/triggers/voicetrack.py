@@ -7,21 +7,16 @@ import random
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_voicetrack.exceptions import VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
-from airflow_voicetrack.status import (
-    Evaluation,
-    IdsTracker,
-    SearchTarget,
-    StatusCriteria,
-    Verdict,
-    poke_flow,
-    to_kwargs,
-)
+from airflow_voicetrack.status import IdsTracker, SearchTarget, StatusCriteria, poke_flow, to_kwargs
+
+if TYPE_CHECKING:
+    from airflow_voicetrack.status import Evaluation
 
 #: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
 #: ``criteria``.
@@ -172,10 +167,10 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             except Exception as err:
                 return {"status": "error", "message": f"{type(err).__name__}: {err}"}
             errors = 0
-            if evaluation.verdict is Verdict.DONE:
+            if evaluation.done:
                 self.log.info("%s", evaluation.message)
                 return {"status": "success", "summary": evaluation.summary}
-            if evaluation.verdict is Verdict.FAILED:
+            if evaluation.failed:
                 return {"status": "failure", "message": evaluation.message, "summary": evaluation.summary}
             self.log.info("%s", evaluation.message)
             if not await self._sleep(self.poke_interval):

@@ -162,6 +162,11 @@ class FaultProxy:
         self._writers.add(writer)
         try:
             while True:
+                if self._server is None:
+                    # Accepted just as a refusal began (its handler had not started, so the refusal
+                    # could not drop it): refused connections must not relay a request either.
+                    writer.transport.abort()
+                    return
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
                     body = await reader.readexactly(_content_length(head))

@@ -71,9 +71,10 @@ def test_connection_form_labels(provider_info: dict) -> None:
     assert "auth_url" in conn["conn-fields"]
 
 
-def test_connection_form_lists_only_extras_the_hook_reads(provider_info: dict) -> None:
+def test_connection_form_lists_every_extra_the_hook_reads(provider_info: dict) -> None:
     (conn,) = provider_info["connection-types"]
-    assert set(conn["conn-fields"]) <= set(KNOWN_EXTRAS)
+    # token_url is only the deprecated name of auth_url: the form shows auth_url.
+    assert set(conn["conn-fields"]) == set(KNOWN_EXTRAS) - {"token_url"}
 
 
 def test_connection_form_shows_the_port_for_airflows_test_button(provider_info: dict) -> None:
@@ -108,7 +109,26 @@ def test_connection_form_descriptions_show_the_defaults_the_hook_applies(provide
     }
     assert shown["auth_url"] == applied.token_url == DEFAULT_TOKEN_URL
     assert shown["verify_ssl"] == str(applied.verify_ssl).lower()
+    # The default (false) as applied: an empty extra refuses plain http:// to another host.
+    assert shown["allow_insecure_http"] == "false"
+    with pytest.raises(ValueError, match="allow_insecure_http: true"):
+        Settings.from_connection(
+            conn_id="c",
+            host="http://api.example.com",
+            port=None,
+            login="a",
+            password="b",
+            extra={},
+            overrides={},
+        )
     assert float(shown["window_hours"]) * 3600 == applied.window.total_seconds()
-    numbers = ("connect_timeout", "read_timeout", "page_size", "max_concurrency", "max_retries")
+    numbers = (
+        "connect_timeout",
+        "read_timeout",
+        "request_deadline",
+        "page_size",
+        "max_concurrency",
+        "max_retries",
+    )
     for name in (*numbers, "max_retry_wait", "max_retry_time"):
         assert float(shown[name]) == getattr(applied, name), name
