@@ -524,6 +524,12 @@ def render(args: argparse.Namespace, sweep: list[Outcome], rss: list[Outcome], s
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; return 1 when a variant failed or wrote the wrong messages."""
     args = parse_args(argv)
+    if args.write_results:
+        try:  # before the runs, not after them: the plots need it
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("--write-results draws plots with matplotlib: pip install -e '.[bench]'", file=sys.stderr)
+            return 2
     args.out_dir.mkdir(parents=True, exist_ok=True)
     args.load_before = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     env = child_env(args.out_dir)
