@@ -55,6 +55,9 @@ def send(
             reply = session.request(
                 **request.arguments(token),
                 timeout=(settings.connect_timeout, settings.read_timeout),
+                # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE or
+                # CURL_CA_BUNDLE override a session's verify=False (psf/requests#3829).
+                verify=settings.verify_ssl,
                 stream=True,
             )
             try:

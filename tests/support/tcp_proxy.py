@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Iterator
@@ -60,9 +61,13 @@ class FaultProxy:
 
     :param upstream: the URL of the server behind the proxy, e.g. the emulator's.
     :param paths: path prefixes of the requests that are counted and faulted.
+    :param tls: serve HTTPS with this server context (the upstream is still plain HTTP).
     """
 
-    def __init__(self, upstream: str, *, paths: tuple[str, ...] = ("/voice",)) -> None:
+    def __init__(
+        self, upstream: str, *, paths: tuple[str, ...] = ("/voice",), tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.tls = tls
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.paths = paths
@@ -80,7 +85,7 @@ class FaultProxy:
     @property
     def url(self) -> str:
         """The proxy's base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> FaultProxy:
         """Listen on a free port of 127.0.0.1."""
@@ -123,7 +128,9 @@ class FaultProxy:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)  # type: ignore[arg-type]
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self, *, cancel: bool = False) -> None:

@@ -1,17 +1,22 @@
-"""Transport security of both hooks: no cleartext to remote hosts, a warning when TLS is not verified,
-and no credentials on a redirect to another host."""
+"""Transport security of both hooks: no cleartext to remote hosts, a certificate no authority signed
+refused, one warning when TLS is not verified, and no credentials on a redirect to another host."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 from support.emulator import END, FAST_RETRIES, START, api_requests
+from support.tcp_proxy import FaultProxy
+from support.tls import self_signed_server_context
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
+from airflow_voicetrack.exceptions import VoiceTrackConnectionError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook, VoiceTrackHook
 
 #: Host names under ``.invalid`` never resolve (RFC 6761): a lookup would be a bug, not a result.
@@ -155,3 +160,51 @@ def test_basic_header_of_the_token_request_does_not_follow_a_redirect_to_another
     # The API call carried the token the redirected request obtained, and lost it on its own redirect.
     assert by_path["/voice/tracking/m1"] == "Bearer landed-token"
     assert by_path["/landed/voice/tracking/m1"] is None
+
+
+@pytest.fixture
+def tls_proxy(emu: EmulatorProcess, tmp_path: Path) -> Iterator[FaultProxy]:
+    """The emulator behind HTTPS on 127.0.0.1, with a certificate that no authority signed."""
+    with FaultProxy(emu.url, tls=self_signed_server_context(tmp_path)) as proxy:
+        yield proxy
+
+
+def connect_over_tls(
+    monkeypatch: pytest.MonkeyPatch, emu: EmulatorProcess, proxy: FaultProxy, **extras
+) -> None:
+    """Point ``voicetrack_default`` (API and token URL) at the HTTPS proxy."""
+    conn = json.loads(emu.connection_json(**{**FAST_RETRIES, **extras}))
+    conn["host"] = proxy.url
+    for key, value in conn["extra"].items():  # the token URL
+        if isinstance(value, str) and value.startswith(emu.url):
+            conn["extra"][key] = proxy.url + value[len(emu.url) :]
+    use_connection(monkeypatch, conn)
+
+
+@pytest.mark.parametrize("hook", list(COUNTERS))
+def test_a_certificate_no_authority_signed_fails_at_once_as_a_tls_error(
+    emu: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, tls_proxy: FaultProxy, hook: str
+) -> None:
+    connect_over_tls(monkeypatch, emu, tls_proxy)
+    with pytest.raises(VoiceTrackConnectionError) as info:
+        COUNTERS[hook]()
+    assert info.value.kind == "tls", str(info.value)
+    assert "certificate" in str(info.value).lower(), str(info.value)
+    assert "giving up" not in str(info.value), "a certificate problem is not retried"
+    assert tls_proxy.requests == 0  # not one API request got through
+
+
+@pytest.mark.parametrize("hook", list(COUNTERS))
+def test_verify_ssl_off_over_tls_reads_the_same_with_one_warning_per_hook(
+    emu: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, tls_proxy: FaultProxy, hook: str
+) -> None:
+    # With REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE set (as on this machine), requests used to verify
+    # anyway: a session's verify=False loses to them, a request's does not.
+    truth = COUNTERS[hook]()  # over plain http to the emulator itself
+    connect_over_tls(monkeypatch, emu, tls_proxy, verify_ssl=False)
+    assert COUNTERS[hook]() == truth
+    with capture_logs() as logs:
+        three_calls(hook)
+    assert tls_proxy.requests >= 4  # the count and the three calls went through TLS
+    [warning] = warnings_about_verify_ssl(logs)
+    assert "not verified" in warning
