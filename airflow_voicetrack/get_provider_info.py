@@ -37,6 +37,12 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The schema of a true/false extra. A choice rather than a switch: an untouched switch shows "off"
+#: (verify_ssl's default is on) and a switch with a default is stored in every connection. Empty =
+#: the default.
+_BOOLEAN_CHOICE: dict[str, Any] = {"type": ["string", "null"], "enum": ["true", "false"]}
+
+
 def _default(name: str) -> Any:
     """:return: the default of the extra ``name``, as the hook applies it, for a description."""
     value = _DEFAULTS[name]
@@ -88,9 +94,7 @@ def connection_fields() -> dict[str, Any]:
         "verify_ssl": {
             "label": "Verify TLS certificates",
             "description": (f"Turn off only for test servers. Default: {_default('verify_ssl')}."),
-            # A choice rather than a switch: an untouched switch shows "off" (the hook's default is
-            # on) and a switch with a default is stored in every connection. Empty = the default.
-            "schema": {"type": ["string", "null"], "enum": ["true", "false"]},
+            "schema": {**_BOOLEAN_CHOICE},  # a copy each: Airflow owns what it is given
         },
         "allow_insecure_http": {
             "label": "Allow plain http://",
@@ -99,8 +103,7 @@ def connection_fields() -> dict[str, Any]:
                 "secret and the tokens would cross the network unencrypted. "
                 f"Default: {_default('allow_insecure_http')}."
             ),
-            # A choice, as for verify_ssl: empty = the default.
-            "schema": {"type": ["string", "null"], "enum": ["true", "false"]},
+            "schema": {**_BOOLEAN_CHOICE},  # a copy each: Airflow owns what it is given
         },
         "page_size": {
             "label": "Page size",
