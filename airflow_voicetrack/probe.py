@@ -274,6 +274,8 @@ class Context:
     data_range: tuple[int, Page] | None = None
     #: a few messages of the data range
     sample: list[dict[str, Any]] = field(default_factory=list)
+    #: the date range was found not applied: checks that rely on it cannot tell
+    dates_ignored: bool = False
 
     def range_start(self) -> int:
         """Return the start of the data range, in epoch milliseconds."""
@@ -456,6 +458,7 @@ def check_date_filter(client: ProbeClient, ctx: Context) -> list[Finding]:
         ": the date range is not applied, so every search returns the account's whole history (the "
         "provider's date check fails such a search)"
     )
+    ctx.dates_ignored = True
     other = _date_test(client, ctx, wide, OTHER_DATE_PARAMS)
     return [
         Finding(DATE_FILTER, how, FAILS, evidence),
@@ -590,6 +593,8 @@ def check_date_end_boundary(client: ProbeClient, ctx: Context) -> list[Finding]:
     )
     if ctx.data_range is None or not ctx.sample:
         return [Finding(assumption, how, UNCLEAR, "no messages found in any range")]
+    if ctx.dates_ignored:
+        return [Finding(assumption, how, UNCLEAR, "the date filter is not honoured (see above)")]
     message = ctx.sample[0]
     found = [{"fieldName": "id", "searchOperator": "is", "searchTerm": message["messageId"]}]
 

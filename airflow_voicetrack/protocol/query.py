@@ -430,7 +430,7 @@ class SearchQuery:
         start, end = parse_range(date_start, date_end)
         if require_range and (start is None or end is None):
             raise ValueError("date_start and date_end are both required for a search")
-        validate_campaign_tracking_id(campaign_tracking_id)
+        campaign_tracking_id = validate_campaign_tracking_id(campaign_tracking_id)
         if tagged is not None and not isinstance(tagged, bool):
             raise ValueError(f"tagged must be True, False or None (not sent), got {tagged!r}")
         return cls(
