@@ -25,7 +25,7 @@ ROWS = (
     "One search accepts a range of a day or more",
     "Searches reach back further than 7 days",
     "The date filter is honoured",
-    "The search's parameters are named from, to, trackingId",
+    "The date range's parameters are named from, to",
     "The campaign filter is honoured",
     "Pages hold up to 2000 messages",
     "Sort syntax",
@@ -122,9 +122,7 @@ def test_every_assumption_holds_against_the_emulator(emu: EmulatorProcess) -> No
     assert f"all: {len(truth)}" in findings["The boolean parameter is tagged"].evidence
     dates = findings["The date filter is honoured"].evidence
     assert "3653 days ago: 0 messages" in dates and f"widest: {len(truth)} messages" in dates
-    assert findings["The search's parameters are named from, to, trackingId"].evidence == (
-        "from/to are honoured"
-    )
+    assert findings["The date range's parameters are named from, to"].evidence == ("from/to are honoured")
     assert f"without it: {len(truth)} messages" in findings["The campaign filter is honoured"].evidence
 
 
@@ -132,7 +130,7 @@ def test_a_service_that_ignores_our_date_names_is_named(mismatched_emulator: Emu
     mismatched_emulator.reset()
     findings = run_probe(mismatched_emulator)
     dates = findings["The date filter is honoured"]
-    names = findings["The search's parameters are named from, to, trackingId"]
+    names = findings["The date range's parameters are named from, to"]
     assert (dates.result, names.result) == (FAILS, FAILS), findings
     assert "3653 days ago: 3000 messages" in dates.evidence and "whole history" in dates.evidence
     assert "the service honours dateStart/dateEnd, the provider sends from/to" in names.evidence
@@ -149,7 +147,7 @@ def test_a_strict_service_with_the_other_names_is_named_too() -> None:
     with recent(date_params=("dateStart", "dateEnd")) as emu:
         findings = run_probe(emu)
         only_searches_and_a_token_within_the_budget(emu)
-    names = findings["The search's parameters are named from, to, trackingId"]
+    names = findings["The date range's parameters are named from, to"]
     assert names.result == FAILS
     assert "unknown parameter" in names.evidence
     assert "the service honours dateStart/dateEnd, the provider sends from/to" in names.evidence
