@@ -135,6 +135,7 @@ def test_the_interval_templated_into_the_path_names_the_intervals_own_day(
     run = run_dag(build, schedule=DAILY)  # logical date 2026-11-03: the interval is 2026-11-02
     assert run.states == {"extract": "success"}
     start = run.dag_run.data_interval_start
+    assert (f"{start:%Y-%m-%d}", f"{LOGICAL_DATE:%Y-%m-%d}") == ("2026-11-02", "2026-11-03")
     assert [p.name for p in tmp_path.iterdir()] == [f"{start:%Y-%m-%d}.jsonl"]
     written = [json.loads(line) for line in (tmp_path / f"{start:%Y-%m-%d}.jsonl").read_text().splitlines()]
     assert by_id(written) == emulator.truth(
