@@ -123,6 +123,8 @@ def produced(airflow: AirflowDeployment) -> dict[str, Any]:
     """One extraction, triggered through the REST API; returns the run and its summary."""
     airflow.api("POST", f"/dags/{PRODUCER}/dagRuns", json={"logical_date": None})
     run = finished_run(airflow, PRODUCER)
+    log = airflow.home / "logs" / f"dag_id={PRODUCER}" / f"run_id={run['dag_run_id']}" / "task_id=extract"
+    assert run["state"] == "success", "\n".join(p.read_text()[-3000:] for p in log.glob("attempt=*.log"))
     summary = airflow.api(
         "GET", f"/dags/{PRODUCER}/dagRuns/{run['dag_run_id']}/taskInstances/extract/xcomEntries/return_value"
     )["value"]
