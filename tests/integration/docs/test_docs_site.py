@@ -50,6 +50,7 @@ NAV_PAGES = {
     "api/exceptions.html",
     "api/protocol.html",
     "api/emulator.html",
+    "development.html",
     "changelog.html",
 }
 
