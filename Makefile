@@ -98,9 +98,9 @@ demo: $(DEMO_STAMP)
 	$(BIN)/python -m example_dags.demo
 
 # The documentation site (mkdocs.yml, docs/) into site/, warnings as errors: a broken link, a
-# missing page or an API reference that does not resolve fails the build.
-# The [docs] extra is part of [test]. tests/integration/docs/test_docs_site.py (marker `browser`) builds it again and
-# crawls it in Chromium.
+# missing page or an API reference that does not resolve fails the build. The [docs] extra is part
+# of [test]; tests/integration/docs/test_docs_site.py (marker `browser`) builds it too and crawls it
+# in Chromium.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 

@@ -1,6 +1,6 @@
-"""MkDocs hook: pages that show a file kept outside ``docs/`` (the changelog, the benchmark results).
+"""MkDocs hook: pages that show a file kept outside ``docs/`` (the changelog).
 
-A line ``<!-- include: benchmarks/RESULTS.md -->`` in a page is replaced by that file, read from
+A line ``<!-- include: CHANGELOG.md -->`` in a page is replaced by that file, read from
 the repository root, so the file stays where its tools and readers expect it and the site shows the
 same text. Relative links in it are rewritten from the file's folder to the page's.
 """
