@@ -1,7 +1,7 @@
 """Facts about Routee's voice tracking API shared by the client and the emulator.
 
-See ``README.md`` ("Known API uncertainties") for the points where Routee's docs are silent or
-disagree and the decision taken here.
+See ``docs/reference/limits.md`` ("Limits and API assumptions") for the points where Routee's
+docs are silent or disagree and the decision taken here.
 """
 
 from __future__ import annotations

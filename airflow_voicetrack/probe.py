@@ -1,12 +1,13 @@
 r"""
 Check this provider's assumptions about Routee's voice tracking API against the real service.
 
-Where Routee's documentation is silent this provider made decisions (see ``README.md``, "Limits and
-known API uncertainties"), and the emulator encodes the same decisions, so the test suite cannot
-catch a wrong one. The probe asks the real service, with read-only searches only
-(``POST /voice/tracking``, plus one token request), a bounded number of them (``--max-requests``,
-default :data:`DEFAULT_MAX_REQUESTS`), and prints one row per assumption: what it assumes, how it
-was tested, the result (``holds``, ``does not hold`` or ``could not tell``) and the evidence::
+Where Routee's documentation is silent this provider made decisions (see the documentation's
+"Limits and API assumptions", ``docs/reference/limits.md``), and the emulator encodes the same
+decisions, so the test suite cannot catch a wrong one. The probe asks the real service, with
+read-only searches only (``POST /voice/tracking``, plus one token request), a bounded number of
+them (``--max-requests``, default :data:`DEFAULT_MAX_REQUESTS`), and prints one row per
+assumption: what it assumes, how it was tested, the result (``holds``, ``does not hold`` or
+``could not tell``) and the evidence::
 
     python -m airflow_voicetrack.probe --conn-id voicetrack_default
     VOICETRACK_APP_SECRET=... python -m airflow_voicetrack.probe \\

@@ -53,10 +53,10 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     Not tracked by the garbage collector (it holds no containers): a page makes 2,000 of them, and
     tracked objects made at that rate trigger collections that cost more than the decoding.
 
-    :param raw: the message's JSON, as in the response's ``content`` array (re-encoded compactly
+    :ivar raw: the message's JSON, as in the response's ``content`` array (re-encoded compactly
         only when it held a raw line break, so that it fits on one line).
-    :param message_id: its ``messageId``.
-    :param status: its ``status.status``, or ``None`` when it has none.
+    :ivar message_id: its ``messageId``.
+    :ivar status: its ``status.status``, or ``None`` when it has none.
     """
 
     raw: bytes | msgspec.Raw

@@ -114,11 +114,11 @@ def test_static_output_path_is_the_outlet_asset() -> None:
 
 def test_templated_output_path_declares_its_static_directory_as_the_asset() -> None:
     asset = output_asset("s3://bucket/voicetrack/{{ ds }}/messages.jsonl")
-    assert asset == Asset("s3://bucket/voicetrack/")
+    assert asset == Asset("s3://bucket/voicetrack")
 
 
 def test_directory_output_path_is_the_asset() -> None:
-    assert output_asset("file:///data/voicetrack/") == Asset("file:///data/voicetrack/")
+    assert output_asset("file:///data/voicetrack/") == Asset("file:///data/voicetrack")
 
 
 def test_asset_uri_leaves_out_the_connection_id() -> None:
@@ -128,7 +128,7 @@ def test_asset_uri_leaves_out_the_connection_id() -> None:
 
 
 def test_object_storage_path_output_declares_an_asset() -> None:
-    assert output_asset(ObjectStoragePath("file:///data/{{ ds }}/x.jsonl")) == Asset("file:///data/")
+    assert output_asset(ObjectStoragePath("file:///data/{{ ds }}/x.jsonl")) == Asset("file:///data")
 
 
 @pytest.mark.parametrize(
