@@ -23,8 +23,8 @@ import ast
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import timedelta
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_voicetrack.constants import ALL_STATUSES, DEFAULT_TERMINAL_STATUSES, STATUS_PROGRESSION
@@ -508,3 +508,48 @@ def poke_flow(
         query = target.query(target.status_filters(status), page_size=FAILED_IDS_CAP)
         failed_ids[status] = yield from first_ids_flow(settings, query, log)
     return evaluate_counts(criteria, pending=pending, counts=counted, failed_ids=failed_ids)
+
+
+def settled_windows_flow(
+    settings: Settings,
+    criteria: StatusCriteria,
+    target: SearchTarget,
+    *,
+    cursor: datetime,
+    until: datetime,
+    window: timedelta,
+    limit: int,
+    log: Log | None = None,
+) -> Flow[list[dict[str, Any]]]:
+    """
+    Check the creation windows ``[cursor, cursor + window)``, ``[cursor + window, ...)`` in order.
+
+    A window qualifies once it ended by ``until`` and none of its messages is pending; the flow
+    stops at the first that does not (windows are announced in order, so a later settled window
+    waits for an earlier one). A pending window costs one request (the pending count), a settled
+    one that count and one per terminal status (see :func:`poke_flow`).
+
+    :param target: the search without a date range (filters, campaign, tagged).
+    :param limit: check at most this many settled windows (a catch-up spreads over several polls).
+    :return: for each settled window, oldest first: ``window_start``, ``window_end`` (API format),
+        ``count`` and ``by_status``.
+    """
+    settled: list[dict[str, Any]] = []
+    start = cursor
+    while len(settled) < limit and start + window <= until:
+        end = start + window
+        bounded = replace(target, date_start=format_datetime(start), date_end=format_datetime(end))
+        evaluation = yield from poke_flow(settings, criteria, target=bounded, log=log)
+        if not evaluation.done:
+            break
+        summary = evaluation.summary
+        settled.append(
+            {
+                "window_start": bounded.date_start,
+                "window_end": bounded.date_end,
+                "count": summary["total"],
+                "by_status": summary["by_status"],
+            }
+        )
+        start = end
+    return settled
