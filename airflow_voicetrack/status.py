@@ -526,23 +526,32 @@ def settled_windows_flow(
 
     A window qualifies once it ended by ``until`` and none of its messages is pending; the flow
     stops at the first that does not (windows are announced in order, so a later settled window
-    waits for an earlier one). A pending window costs one request (the pending count), a settled
-    one that count and one per terminal status (see :func:`poke_flow`).
+    waits for an earlier one). Requests per window: one (the pending count) while it has pending
+    messages; then one more (the total) for an empty window, and one per terminal status for the
+    others, once.
 
     :param target: the search without a date range (filters, campaign, tagged).
     :param limit: check at most this many settled windows (a catch-up spreads over several polls).
     :return: for each settled window, oldest first: ``window_start``, ``window_end`` (API format),
-        ``count`` and ``by_status``.
+        ``count`` and ``by_status`` (every terminal status).
     """
     settled: list[dict[str, Any]] = []
     start = cursor
     while len(settled) < limit and start + window <= until:
         end = start + window
         bounded = replace(target, date_start=format_datetime(start), date_end=format_datetime(end))
-        evaluation = yield from poke_flow(settings, criteria, target=bounded, log=log)
-        if not evaluation.done:
+        pending = yield from count_flow(
+            settings, bounded.query(bounded.pending_filters(criteria.terminal_statuses)), log
+        )
+        if pending:
             break
-        summary = evaluation.summary
+        total = yield from count_flow(settings, bounded.query(bounded.filters), log)
+        counts = {}
+        for status in sorted(criteria.terminal_statuses) if total else ():
+            counts[status] = yield from count_flow(
+                settings, bounded.query(bounded.status_filters(status)), log
+            )
+        summary = evaluate_counts(criteria, pending=0, counts=counts).summary
         settled.append(
             {
                 "window_start": bounded.date_start,
