@@ -204,7 +204,7 @@ def test_a_finished_campaign_fires_once_then_the_watcher_sends_no_request(emulat
     ids=["403-every-call", "503-every-call"],
 )
 def test_a_watcher_whose_calls_fail_keeps_running_and_fires_nothing(
-    emulator: EmulatorProcess, faults: dict[str, Any], caplog: pytest.LogCaptureFixture
+    emulator: EmulatorProcess, faults: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     emulator.set_faults(**faults)
     trigger = VoiceTrackEventTrigger(asset_name="calls", window=DAY, start=START, poll_interval=1)
@@ -212,7 +212,7 @@ def test_a_watcher_whose_calls_fail_keeps_running_and_fires_nothing(
     payloads, running = watch(trigger, seconds=5)
     assert payloads == [] and running
     assert api_requests(emulator) - before >= 2, "the watcher did not poll again after a failure"
-    assert "Voice tracking poll failed" in caplog.text
+    assert "Voice tracking poll failed" in capsys.readouterr().out
 
     emulator.clear_faults()  # the same watcher recovers at its next poll
     payloads, _ = watch(trigger, seconds=30, until=lambda p: True)
