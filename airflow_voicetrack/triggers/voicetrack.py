@@ -29,6 +29,7 @@ from airflow_voicetrack.status import (
     SearchTarget,
     StatusCriteria,
     poke_flow,
+    settled_flow,
     settled_windows_flow,
     to_kwargs,
 )
@@ -353,9 +354,7 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
         # The one place that names the hook's campaign argument (SearchTarget's field).
         self.target = SearchTarget.build(filters=filters, campaign_id=campaign_tracking_id, tagged=tagged)
         self.campaign_tracking_id = self.target.campaign_id
-        self.criteria = StatusCriteria.build(
-            terminal_statuses=terminal_statuses, wait_for_messages=mode == CAMPAIGN_FINISHED
-        )
+        self.criteria = StatusCriteria.build(terminal_statuses=terminal_statuses)
         self.poll_interval = _seconds(poll_interval, "poll_interval", minimum=1)
         window_s = _seconds(window, "window", minimum=1)
         if window_s != int(window_s):
@@ -473,13 +472,14 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
         if self.mode == CAMPAIGN_FINISHED:
             if all(progress.finished for progress in watching):
                 return None  # announced: no request any more
-            evaluation = await hook.run_flow(
-                poke_flow(await hook.get_settings(), self.criteria, target=self.target, log=self.log)
+            counts = await hook.run_flow(
+                settled_flow(await hook.get_settings(), self.criteria, self.target, log=self.log)
             )
-            self.log.info("Campaign %s: %s", self.campaign_tracking_id, evaluation.message)
-            if not evaluation.done:
+            if not counts or not counts["count"]:
+                self.log.info("Campaign %s: not finished (or no call yet)", self.campaign_tracking_id)
                 return None
-            return {"finished": evaluation.summary, "observed_at": format_datetime(now)}
+            self.log.info("Campaign %s finished: %s", self.campaign_tracking_id, counts)
+            return {"finished": counts, "observed_at": format_datetime(now)}
         cursor = min(progress.watermark for progress in watching if progress.watermark is not None)
         windows = await hook.run_flow(
             settled_windows_flow(
@@ -508,13 +508,11 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
             if self.mode == CAMPAIGN_FINISHED:
                 if progress.finished:
                     continue
-                summary = observation["finished"]
                 yield TriggerEvent(
                     {
                         "mode": CAMPAIGN_FINISHED,
                         "campaign_tracking_id": self.campaign_tracking_id,
-                        "count": summary["total"],
-                        "by_status": summary["by_status"],
+                        **observation["finished"],
                         "observed_at": observation["observed_at"],
                     }
                 )
