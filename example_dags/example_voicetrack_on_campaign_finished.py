@@ -9,7 +9,8 @@ restarts, the campaign being remembered in the asset's state store). The schedul
 this DAG, which reports the campaign's outcome from the announcement alone, without a request.
 
 The campaign comes from ``VOICETRACK_WATCH_CAMPAIGN`` (default: the local emulator's "Black Friday
-2026"), the cadence from ``VOICETRACK_WATCH_POLL_INTERVAL`` (default 60 s), when the file is parsed.
+2026"), the connection from ``VOICETRACK_WATCH_CONN_ID`` (default ``voicetrack_default``) and the
+cadence from ``VOICETRACK_CAMPAIGN_POLL_INTERVAL`` (default 60 s), when the file is parsed.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ campaign_finished = Asset(
             trigger=VoiceTrackEventTrigger(
                 asset_name=ASSET_NAME,
                 mode=CAMPAIGN_FINISHED,
+                voicetrack_conn_id=os.environ.get("VOICETRACK_WATCH_CONN_ID", "voicetrack_default"),
                 campaign_tracking_id=os.environ.get("VOICETRACK_WATCH_CAMPAIGN", DEMO_CAMPAIGN_ID),
-                poll_interval=float(os.environ.get("VOICETRACK_WATCH_POLL_INTERVAL", "60")),
+                poll_interval=float(os.environ.get("VOICETRACK_CAMPAIGN_POLL_INTERVAL", "60")),
             ),
         )
     ],
