@@ -442,7 +442,7 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
         try:
             while True:
                 watching = progresses()
-                if self.mode == WINDOWS_SETTLED and not any(p.watermark for p in watching):
+                if not watching or (self.mode == WINDOWS_SETTLED and not any(p.watermark for p in watching)):
                     await asyncio.sleep(_CURSOR_WAIT)  # a shared poll whose watchers are still loading
                     continue
                 floor = 0.0
