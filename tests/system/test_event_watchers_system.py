@@ -13,12 +13,16 @@ and API server as processes, ``VoiceTrackEventTrigger`` watchers polling two emu
    store, so no window and not the campaign is announced again.
 4. Every API call of the windows watcher fails (403): it keeps running and fires nothing, then
    announces again once the faults are cleared.
+5. 50 identical watchers on 50 assets, on a third emulator whose calls never settle: the triggerer
+   runs them as one shared poll (Airflow 3.3), one request per poll interval.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -88,10 +92,18 @@ def campaign_emulator() -> Iterator[EmulatorProcess]:
 
 
 @pytest.fixture(scope="module")
+def pending_emulator() -> Iterator[EmulatorProcess]:
+    """Calls that stay in progress for the whole test: every poll is a steady-state poll."""
+    with EmulatorProcess(messages=500, settle_seconds=10**7) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
 def airflow(
     deployment_factory: Callable[..., AirflowDeployment],
     windows_emulator: EmulatorProcess,
     campaign_emulator: EmulatorProcess,
+    pending_emulator: EmulatorProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AirflowDeployment:
     """A deployment with an empty DAGs folder: each test copies its example DAG in when it starts."""
@@ -102,6 +114,7 @@ def airflow(
         {
             "AIRFLOW_CONN_VOICETRACK_DEFAULT": windows_emulator.connection_json(max_retry_wait=0.05),
             "AIRFLOW_CONN_VOICETRACK_CAMPAIGN": campaign_emulator.connection_json(max_retry_wait=0.05),
+            "AIRFLOW_CONN_VOICETRACK_PENDING": pending_emulator.connection_json(),
             "VOICETRACK_WATCH_CONN_ID": "voicetrack_campaign",
             "VOICETRACK_WATCH_CAMPAIGN": CAMPAIGN,
             "VOICETRACK_WATCH_WINDOW_SECONDS": str(WINDOW_S),
@@ -250,3 +263,66 @@ def test_a_watcher_whose_calls_fail_keeps_running_and_fires_nothing(
             settled_windows(airflow, at_least=before + 1, timeout=120)
     finally:
         windows_emulator.clear_faults()
+
+
+SHARED_WATCHERS = 50
+SHARED_DAG = f"""
+from airflow.sdk import DAG, Asset, AssetWatcher
+
+from airflow_voicetrack.triggers.voicetrack import VoiceTrackEventTrigger
+
+assets = [
+    Asset(
+        f"pending_calls_{{i}}",
+        watchers=[
+            AssetWatcher(
+                name=f"pending_calls_watcher_{{i}}",
+                trigger=VoiceTrackEventTrigger(
+                    asset_name=f"pending_calls_{{i}}",
+                    voicetrack_conn_id="voicetrack_pending",
+                    window=86400,
+                    start="2026-11-01T00:00:00Z",
+                    poll_interval={WINDOWS_POLL_S},
+                ),
+            )
+        ],
+    )
+    for i in range({SHARED_WATCHERS})
+]
+
+with DAG(dag_id="shared_watchers", schedule=assets):
+    pass
+"""
+
+
+def test_identical_watchers_share_one_poll_in_the_triggerer(
+    airflow: AirflowDeployment, pending_emulator: EmulatorProcess
+) -> None:
+    (Path(airflow.env["AIRFLOW__CORE__DAGS_FOLDER"]) / "shared_watchers.py").write_text(SHARED_DAG)
+    wait_until(
+        lambda: airflow.api("GET", "/dags/shared_watchers"), timeout=120, what="shared_watchers parsed"
+    )
+
+    def running_watchers() -> int | None:
+        """Event-trigger rows a triggerer has taken, from the metadata DB (SQLite)."""
+        airflow.assert_running()
+        with contextlib.closing(
+            sqlite3.connect(f"file:{airflow.home / 'airflow.db'}?mode=ro", uri=True)
+        ) as db:
+            [(count,)] = db.execute(
+                "SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL AND classpath LIKE ?",
+                ("%VoiceTrackEventTrigger",),
+            ).fetchall()
+        return count if count >= SHARED_WATCHERS + 2 else None
+
+    wait_until(running_watchers, timeout=120, what=f"{SHARED_WATCHERS} more watchers in the triggerer")
+    time.sleep(10)  # every watcher subscribed (the triggerer loads new triggers every second or so)
+    pending_emulator.reset_stats()
+    started = time.monotonic()
+    time.sleep(10 * WINDOWS_POLL_S)
+    requests = pending_emulator.stats()["requests"]
+    elapsed = time.monotonic() - started
+    api = sum(count for route, count in requests.items() if " /voice/" in route)
+    per_interval = api / (elapsed / WINDOWS_POLL_S)
+    print(f"\n{SHARED_WATCHERS} identical watchers in the triggerer: {per_interval:.1f} requests per poll")
+    assert per_interval < 2, f"{SHARED_WATCHERS} identical watchers made {per_interval:.1f} requests per poll"
