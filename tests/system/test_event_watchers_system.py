@@ -133,12 +133,17 @@ def add_dag(airflow: AirflowDeployment, dag_id: str) -> None:
     wait_until(lambda: airflow.api("GET", f"/dags/{dag_id}"), timeout=120, what=f"{dag_id} to be parsed")
 
 
-def asset_events(airflow: AirflowDeployment, name: str) -> list[dict[str, Any]]:
+def asset_event_records(airflow: AirflowDeployment, name: str) -> list[dict[str, Any]]:
+    """The asset's events as the REST API lists them, oldest first."""
     [asset] = [a for a in airflow.api("GET", "/assets", params={"limit": 100})["assets"] if a["name"] == name]
-    events = airflow.api(
+    return airflow.api(
         "GET", "/assets/events", params={"asset_id": asset["id"], "limit": 1000, "order_by": "timestamp"}
     )["asset_events"]
-    return [event["extra"]["payload"] for event in events]
+
+
+def asset_events(airflow: AirflowDeployment, name: str) -> list[dict[str, Any]]:
+    """The payloads the asset's watcher fired, oldest first."""
+    return [event["extra"]["payload"] for event in asset_event_records(airflow, name)]
 
 
 def dag_runs(airflow: AirflowDeployment, dag_id: str) -> list[dict[str, Any]]:
@@ -196,8 +201,13 @@ def test_a_finished_campaign_starts_exactly_one_run_with_the_emulators_truth(
         timeout=120,
         what="the campaign run to succeed",
     )
+    [event] = asset_event_records(airflow, CAMPAIGN_ASSET)
     delay = api_time(run["start_date"]) - finished_at
-    print(f"\ncampaign: last call final -> run started: {delay:.1f} s (poll_interval 60 s)")
+    print(
+        f"\ncampaign: last call final -> run started: {delay:.1f} s (poll_interval 60 s); of which "
+        f"final -> asset event {api_time(event['timestamp']) - finished_at:.1f} s, "
+        f"asset event -> run started {api_time(run['start_date']) - api_time(event['timestamp']):.1f} s"
+    )
     payload = xcom(airflow, CAMPAIGN_DAG, run["dag_run_id"], "report_campaign")
     truth = campaign_emulator.truth(campaign_id=CAMPAIGN)
     assert payload["by_status"] == by_status(truth) and payload["count"] == len(truth) > 0
