@@ -13,13 +13,13 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_SUM)
 DEMO_STAMP := $(VENV)/.installed-demo-$(PYPROJECT_SUM)
 
 # The oldest supported Airflow minor, tested by `make test-compat` in its own virtualenv: the unit
-# tests, provider registration through Airflow's CLI, the hooks and the trigger against the emulator.
+# tests, provider registration through Airflow's CLI, the hooks and the triggers against the emulator.
 # Tests that go through `dag.test()` run on 3.3 only: on 3.2.2 its in-process execution API starts
 # its lifespan on a background loop and races the first request ("'State' object has no attribute
 # 'svcs_registry'"), fixed in 3.3.
 COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
-COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks
+COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks tests/integration/triggers
 
 .PHONY: install browser test lint typecheck pytest test-compat test-stack package-check demo docs airflow bench bench-peers clean
 
