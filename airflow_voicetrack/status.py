@@ -41,7 +41,7 @@ from airflow_voicetrack.protocol import (
     parse_range,
     validate_campaign_tracking_id,
 )
-from airflow_voicetrack.protocol.decisions import Log
+from airflow_voicetrack.protocol.calls import Log
 
 _STATUS_ORDER = [*STATUS_PROGRESSION, *sorted(ALL_STATUSES - set(STATUS_PROGRESSION))]
 #: Largest number of example ids kept per failure status (and of missing ids) in a summary.

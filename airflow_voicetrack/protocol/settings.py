@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import math
+import random
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,8 +27,9 @@ from airflow_voicetrack.constants import (
     DEFAULT_WINDOW_HOURS,
     MAX_PAGE_SIZE,
 )
-from airflow_voicetrack.protocol.decisions import RetryPolicy
-from airflow_voicetrack.protocol.query import basic_credentials
+
+#: Base of the exponential backoff, in seconds: waits grow 0.5, 1, 2, 4 ... (with jitter) up to the cap.
+BACKOFF_BASE = 0.5
 
 #: The connection extras a hook reads (the provider info's connection form lists the same).
 KNOWN_EXTRAS: tuple[str, ...] = (
@@ -64,6 +67,38 @@ def unknown_extras(extra: Mapping[str, Any], conn_id: str) -> list[str]:
         hint = f"; did you mean {close[0]!r}?" if close else f"; known extras: {', '.join(KNOWN_EXTRAS)}"
         problems.append(f"connection {conn_id!r} has an unknown extra {name!r}, which is ignored{hint}")
     return problems
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    Limits on retrying one call.
+
+    :param max_retries: retries after the first attempt (0 = no retry).
+    :param max_retry_wait: cap on one wait, in seconds, ``Retry-After`` included.
+    :param max_retry_time: cap on the total time one call may spend, in seconds; a retry whose wait
+        would end after it is not made.
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+
+    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """
+        Return the wait before a retry.
+
+        :param retry_number: 1 for the first retry.
+        :return: exponential backoff with jitter: a random wait in the upper half of
+            ``BACKOFF_BASE * 2 ** (retry_number - 1)``, capped at ``max_retry_wait``.
+        """
+        ceiling = min(self.max_retry_wait, BACKOFF_BASE * 2 ** (retry_number - 1))
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """:return: the value of the token request's ``Authorization`` header."""
+    return "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
 
 
 @dataclass(frozen=True)
