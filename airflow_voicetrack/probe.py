@@ -56,7 +56,6 @@ from typing import Any
 
 import requests
 
-from airflow_voicetrack import transport
 from airflow_voicetrack.constants import (
     CAMPAIGN_TRACKING_ID_PARAM,
     DATE_END_PARAM,
@@ -64,6 +63,7 @@ from airflow_voicetrack.constants import (
     MAX_PAGE_SIZE,
     OTHER_DATE_PARAMS,
 )
+from airflow_voicetrack.drivers import sync as transport
 from airflow_voicetrack.exceptions import VoiceTrackError, VoiceTrackTransientError
 from airflow_voicetrack.protocol import (
     RETRYABLE_STATUSES,
