@@ -12,22 +12,17 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.protocol import resolve_campaign_tracking_id
-from airflow_voicetrack.status import IdsTracker, SearchTarget, StatusCriteria, poke_flow, resolve_message_ids
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
+from airflow_voicetrack.waiting import (
+    IdsTracker,
+    SearchTarget,
+    StatusCriteria,
+    poke_flow,
+    resolve_message_ids,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_voicetrack.status import Evaluation
-
-
-def evaluate_search(hook: VoiceTrackHook, target: SearchTarget, criteria: StatusCriteria) -> Evaluation:
-    """
-    Run one search-mode poke (:func:`~airflow_voicetrack.status.poke_flow`) with the sync hook.
-
-    What ``VoiceTrackingOperator`` waits with; the trigger runs the same flow with the async hook.
-    """
-    return hook.run_flow(poke_flow(hook.settings, criteria, target=target, log=hook.log))
 
 
 class VoiceMessageStatusSensor(BaseSensorOperator):
@@ -193,7 +188,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Evaluate once with :func:`~airflow_voicetrack.status.poke_flow`; fail at once on failure."""
+        """Evaluate once with :func:`~airflow_voicetrack.waiting.poke_flow`; fail at once on failure."""
         tracker = self._ids
         target = self._search if tracker is None else None
         flow = poke_flow(self.hook.settings, self.criteria, target=target, tracker=tracker, log=self.log)

@@ -24,7 +24,7 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 from airflow_voicetrack.exceptions import VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
 from airflow_voicetrack.protocol import format_datetime, parse_datetime
-from airflow_voicetrack.status import (
+from airflow_voicetrack.waiting import (
     IdsTracker,
     SearchTarget,
     StatusCriteria,
@@ -35,7 +35,7 @@ from airflow_voicetrack.status import (
 )
 
 if TYPE_CHECKING:
-    from airflow_voicetrack.status import Evaluation
+    from airflow_voicetrack.waiting import Evaluation
 
 #: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
 #: ``criteria`` (``campaign_id`` is ``campaign_tracking_id`` since; see ``SearchTarget.from_kwargs``).
@@ -62,7 +62,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     """
     Poll Routee's voice tracking API until the targeted messages are terminal, then fire one event.
 
-    The trigger evaluates the statuses itself with :class:`~airflow_voicetrack.status` rules (the
+    The trigger evaluates the statuses itself with :class:`~airflow_voicetrack.waiting` rules (the
     same as :class:`~airflow_voicetrack.sensors.voicetrack.VoiceMessageStatusSensor` in poke mode)
     and fires exactly one event:
 
@@ -86,7 +86,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     :param voicetrack_conn_id: connection id.
     :param message_ids: ids to wait for (ids mode), or ``None`` for search mode.
     :param target: search mode: the validated search (a :class:`SearchTarget` or its keyword
-        arguments, see :func:`~airflow_voicetrack.status.to_kwargs`; as serialized before
+        arguments, see :func:`~airflow_voicetrack.waiting.to_kwargs`; as serialized before
         ``campaign_id`` became ``campaign_tracking_id`` too); ``None`` in ids mode.
     :param criteria: what done and failed mean (a :class:`StatusCriteria` or its keyword arguments).
     :param poke_interval: seconds between evaluations.

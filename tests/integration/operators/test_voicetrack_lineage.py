@@ -22,7 +22,8 @@ import pyarrow.parquet
 import pytest
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from airflow_voicetrack.operators.voicetrack import LINEAGE_INPUT_NAME, default_file_name
+from airflow_voicetrack.lineage import LINEAGE_INPUT_NAME
+from airflow_voicetrack.output import default_file_name
 from airflow_voicetrack.protocol import parse_datetime
 from airflow_voicetrack.writers import CSV_COLUMNS
 

@@ -6,7 +6,7 @@ import pytest
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.protocol import format_datetime
-from airflow_voicetrack.status import (
+from airflow_voicetrack.waiting import (
     FAILED_IDS_CAP,
     IdsTracker,
     SearchTarget,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 
-from airflow_voicetrack.status import SearchTarget, StatusCriteria
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
+from airflow_voicetrack.waiting import SearchTarget, StatusCriteria
 
 TIMEOUT_AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
