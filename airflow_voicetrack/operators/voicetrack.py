@@ -82,11 +82,11 @@ def gc_frozen() -> Iterator[None]:
     """
     Freeze the garbage collector's view of everything alive now, for the extraction.
 
-    Move everything alive now (Airflow's own modules, about 130 MB of objects) out of the garbage
-    collector's sight while the extraction allocates millions of short-lived dicts: each full
-    collection would otherwise walk all of it. Airflow does the same in its forked processes. This
-    cut the extraction's CPU time by about a quarter in ``benchmarks/``. No collection first: in a
-    task process (650,000 objects) one took 0.4 s, and what garbage is frozen is collected after.
+    Move everything alive now (Airflow's own modules) out of the garbage collector's sight while
+    the extraction allocates millions of short-lived dicts: each full collection would otherwise
+    walk all of it. Airflow does the same in its forked processes (figures in
+    ``benchmarks/RESULTS.md``). No collection first: in a task process it is slow, and what garbage
+    is frozen is collected after.
     """
     gc.freeze()
     try:

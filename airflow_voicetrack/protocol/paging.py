@@ -232,8 +232,8 @@ class WindowStartCheck:
     ``status.date``, one that is not a date-time, or one without a time zone is skipped.
 
     The API sends UTC dates ending in ``Z``, which sort as text in time order to the second: when
-    every date of a page is such a string, the page costs one ``min`` and one scan in C (about 0.1 ms
-    for 2,000 messages, a few per cent of decoding the page); only a page whose earliest date is
+    every date of a page is such a string, the page costs one ``min`` and one scan in C, a small share
+    of decoding the page; only a page whose earliest date is
     near or before the threshold, or with other forms (offsets, missing dates), is parsed date by date.
 
     :param start: the window's start, aware.
