@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import difflib
 import ipaddress
-import math
 import random
 import warnings
 from collections.abc import Mapping
@@ -27,27 +26,10 @@ from airflow_voicetrack.constants import (
     DEFAULT_WINDOW_HOURS,
     MAX_PAGE_SIZE,
 )
+from airflow_voicetrack.extras import BY_NAME, KNOWN_EXTRAS
 
 #: Base of the exponential backoff, in seconds: waits grow 0.5, 1, 2, 4 ... (with jitter) up to the cap.
 BACKOFF_BASE = 0.5
-
-#: The connection extras a hook reads (the provider info's connection form lists the same).
-KNOWN_EXTRAS: tuple[str, ...] = (
-    "auth_url",
-    "token_url",  # deprecated name of auth_url, still read
-    "scope",
-    "connect_timeout",
-    "read_timeout",
-    "verify_ssl",
-    "page_size",
-    "max_concurrency",
-    "max_retries",
-    "max_retry_wait",
-    "max_retry_time",
-    "window_hours",
-    "allow_insecure_http",
-    "request_deadline",
-)
 
 
 def unknown_extras(extra: Mapping[str, Any], conn_id: str) -> list[str]:
@@ -160,18 +142,18 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         window = values.get("window")
         if window is None:
-            hours = _number(values, "window_hours", DEFAULT_WINDOW_HOURS, positive=True)
+            hours = BY_NAME["window_hours"].read(values)
             window = timedelta(hours=hours)
         elif not isinstance(window, timedelta) or window < timedelta(seconds=1):
             raise ValueError(f"window must be a timedelta of at least one second, got {window!r}")
         auth_key = _auth_url_key(values, where)
-        scope = values.get("scope")
+        scope = BY_NAME["scope"].read(values)
         if scope is not None and not isinstance(scope, str):
             raise ValueError(f"extra 'scope' of {where} must be a comma-separated string, got {scope!r}")
         base_url = _api_base_url(host, port, where)
         token_where = f"extra {auth_key!r} of {where}"
         token_url = _http_url(values.get(auth_key) or DEFAULT_TOKEN_URL, token_where, DEFAULT_TOKEN_URL)
-        if not _boolean(values, "allow_insecure_http", False):
+        if not BY_NAME["allow_insecure_http"].read(values):
             _refuse_cleartext(base_url, f"host field of {where}", where)
             _refuse_cleartext(token_url, token_where, where)
         return cls(
@@ -180,16 +162,9 @@ class Settings:
             client_id=login,
             client_secret=password,
             scope=scope or None,
-            connect_timeout=_number(values, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, positive=True),
-            read_timeout=_number(values, "read_timeout", DEFAULT_READ_TIMEOUT, positive=True),
-            verify_ssl=_boolean(values, "verify_ssl", True),
-            page_size=_integer(values, "page_size", MAX_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE),
-            max_concurrency=_integer(values, "max_concurrency", DEFAULT_MAX_CONCURRENCY, minimum=1),
-            max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
-            max_retry_wait=_number(values, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT, minimum=0),
-            max_retry_time=_number(values, "max_retry_time", DEFAULT_MAX_RETRY_TIME, minimum=0),
             window=window,
-            request_deadline=_number(values, "request_deadline", DEFAULT_REQUEST_DEADLINE, positive=True),
+            # Every other extra sets the field of its name.
+            **{name: BY_NAME[name].read(values) for name in _SETTING_EXTRAS},
         )
 
     @property
@@ -201,6 +176,12 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line or an error text."""
         return (self.client_secret, basic_credentials(self.client_id, self.client_secret))
+
+
+#: The extras :meth:`Settings.from_connection` reads one by one (URLs, scope, window, cleartext).
+_READ_APART = frozenset({"auth_url", "token_url", "scope", "allow_insecure_http", "window_hours"})
+#: Every other extra sets the :class:`Settings` field of its own name.
+_SETTING_EXTRAS = tuple(name for name in KNOWN_EXTRAS if name not in _READ_APART)
 
 
 def _api_base_url(host: str | None, port: int | None, where: str) -> str:
@@ -271,51 +252,3 @@ def _refuse_cleartext(url: str, what: str, where: str) -> None:
         f"application secret and access tokens would cross the network unencrypted; use {fixed!r}, "
         f"or set the extra allow_insecure_http: true on {where} if cleartext is really intended"
     )
-
-
-def _number(
-    values: Mapping[str, Any],
-    name: str,
-    default: float,
-    *,
-    minimum: float | None = None,
-    positive: bool = False,
-) -> float:
-    value = values.get(name, default)
-    try:
-        number = float(value)
-        valid = not isinstance(value, bool) and math.isfinite(number)
-    except (TypeError, ValueError):
-        valid = False
-    if valid and positive:
-        valid = number > 0
-    if valid and minimum is not None:
-        valid = number >= minimum
-    if not valid:
-        bound = "> 0" if positive else f">= {minimum:g}"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-    return number
-
-
-def _integer(
-    values: Mapping[str, Any], name: str, default: int, *, minimum: int, maximum: int | None = None
-) -> int:
-    value = values.get(name, default)
-    try:
-        number = int(value)
-        valid = not isinstance(value, (bool, float)) and minimum <= number <= (maximum or number)
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return number
-
-
-def _boolean(values: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = values.get(name, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise ValueError(f"{name} must be true or false, got {value!r}")
