@@ -31,6 +31,7 @@ from airflow_voicetrack.output import (
 from airflow_voicetrack.personal_data import PersonalDataFilter, validate_key, validate_paths
 from airflow_voicetrack.protocol import (
     DEFAULT_MAX_CONCURRENCY,
+    SearchQuery,
     format_datetime,
     normalize_filters,
     parse_datetime,
@@ -41,9 +42,10 @@ from airflow_voicetrack.protocol import (
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 from airflow_voicetrack.waiting import (
     IntervalWait,
-    SearchTarget,
     StatusCriteria,
     StatusGuard,
+    WaitEvent,
+    search_query,
     unsettled_message,
 )
 from airflow_voicetrack.writers import WriteResult, object_uri, write_messages
@@ -397,16 +399,15 @@ class VoiceTrackingOperator(BaseOperator):
         :param checks: checks made before deferring (for the log's numbering).
         :raises AirflowException: the trigger hit an error that waiting does not fix.
         """
-        if event.get("status") not in ("success", "timeout"):
-            raise AirflowException(f"Waiting for the interval's calls failed: {event.get('message', event)}")
+        outcome = WaitEvent.decode(event)
+        if outcome.status not in ("success", "timeout") or outcome.timeout_at is None:
+            raise AirflowException(f"Waiting for the interval's calls failed: {outcome.message or event}")
         # The wait's start, from the deadline the trigger echoes back (see _defer_wait).
-        started = datetime.fromisoformat(event["timeout_at"]).timestamp() - self.settle_timeout
+        started = datetime.fromisoformat(outcome.timeout_at).timestamp() - self.settle_timeout
         self._rendered_interval = self._interval(context)
-        status = event.get("status")
-        if status == "success":
+        if outcome.status == "success":
             return self._settle(context, started=started, pending=0, checks=checks, waited=True)
-        summary = event.get("summary") or {}
-        return self._unsettled(context, started, summary.get("pending"))
+        return self._unsettled(context, started, (outcome.summary or {}).get("pending"))
 
     def _settle(
         self, context: Context, *, started: float, pending: int, checks: int, waited: bool
@@ -475,11 +476,11 @@ class VoiceTrackingOperator(BaseOperator):
         )
 
     @cached_property
-    def _target(self) -> SearchTarget:
+    def _target(self) -> SearchQuery:
         """The interval's search, as the status checks send it."""
         assert self._rendered_interval is not None
         start, end = self._rendered_interval
-        return SearchTarget.build(
+        return search_query(
             date_start=start,
             date_end=end,
             filters=_filters(self.filters),

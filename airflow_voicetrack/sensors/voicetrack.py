@@ -11,14 +11,15 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-from airflow_voicetrack.protocol import resolve_campaign_tracking_id
+from airflow_voicetrack.protocol import SearchQuery, resolve_campaign_tracking_id
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 from airflow_voicetrack.waiting import (
     IdsTracker,
-    SearchTarget,
     StatusCriteria,
+    WaitEvent,
     poke_flow,
     resolve_message_ids,
+    search_query,
 )
 
 if TYPE_CHECKING:
@@ -160,9 +161,9 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         return IdsTracker(resolve_message_ids(self.message_ids), self.criteria)
 
     @cached_property
-    def _search(self) -> SearchTarget:
+    def _search(self) -> SearchQuery:
         """The search, validated from the rendered template fields."""
-        return SearchTarget.build(
+        return search_query(
             date_start=self.date_start,
             date_end=self.date_end,
             filters=self.filters,
@@ -206,15 +207,15 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         :raises AirflowSensorTimeout: the trigger reached the sensor's ``timeout``.
         :raises AirflowException: the trigger hit an error it could not wait out.
         """
-        status = event.get("status")
-        if status == "success":
-            summary: dict[str, Any] = event["summary"]
+        outcome = WaitEvent.decode(event)
+        if outcome.status == "success":
+            summary: dict[str, Any] = outcome.summary or {}
             self.log.info(
                 "All %s messages are in a terminal status: %s", summary["total"], summary["by_status"]
             )
             return summary
-        if status == "failure":
-            raise AirflowFailException(event["message"])
-        if status == "timeout":
-            raise AirflowSensorTimeout(event["message"])
-        raise AirflowException(f"VoiceMessageStatusTrigger failed: {event.get('message', event)}")
+        if outcome.status == "failure":
+            raise AirflowFailException(outcome.message)
+        if outcome.status == "timeout":
+            raise AirflowSensorTimeout(outcome.message)
+        raise AirflowException(f"VoiceMessageStatusTrigger failed: {outcome.message}")
