@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -48,6 +49,8 @@ class EmulatorProcess:
     :param end: ISO end, exclusive (``None``: the CLI default).
     :param client_id: application id the emulator accepts.
     :param client_secret: application secret the emulator accepts.
+    :param request_log: keep the last this many API and token exchanges for :meth:`requests`
+        (``--request-log``; 0: no log).
     :param extra_args: further CLI arguments, e.g. ``["--latency-ms", "5"]``.
     :param startup_timeout: seconds to wait for the "serving on" line.
     :param log_level: the emulator's log level.
@@ -65,6 +68,7 @@ class EmulatorProcess:
         end: str | None = None,
         client_id: str = "demo-app-id",
         client_secret: str = "demo-app-secret",
+        request_log: int = 0,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 15.0,
         log_level: str = "warning",
@@ -92,6 +96,7 @@ class EmulatorProcess:
             *(["--settle-lag", f"{settle_lag[0]}:{settle_lag[1]}"] if settle_lag else []),
             *(["--start", start] if start else []),
             *(["--end", end] if end else []),
+            *(["--request-log", str(request_log)] if request_log else []),
             *extra_args,
         ]
         self.url = ""
@@ -284,8 +289,26 @@ class EmulatorProcess:
         """Each search request since the last stats reset: ``(start, end)`` on the emulator's clock."""
         return [(start, end) for start, end in self._admin("GET", "spans")["spans"]]
 
+    def requests(self) -> list[dict[str, Any]]:
+        """
+        Each API and token exchange since the last stats reset, oldest first (secrets redacted).
+
+        Every entry has ``method``, ``path``, ``raw_path``, ``query_string``, ``headers`` (without
+        ``Authorization``), ``auth_scheme`` (``"Bearer"``, ``"Basic"`` or ``None``), ``body``,
+        ``status`` (``None``: the connection was dropped), ``response_headers`` and
+        ``response_body`` (``None`` with ``*_truncated`` for a body over 1 MiB).
+
+        :raises RuntimeError: when the emulator was started without ``request_log``.
+        """
+        try:
+            return list(self._admin("GET", "requests")["requests"])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise RuntimeError("the emulator keeps no request log: start it with request_log=N") from None
+            raise
+
     def reset_stats(self) -> None:
-        """Zero the request and token counters."""
+        """Zero the request and token counters (and empty the request log)."""
         self._admin("POST", "stats/reset")
 
     def faults(self) -> dict:
