@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import task
 from airflow.sdk._shared.module_loading import import_string
 from airflow.sdk.exceptions import TaskDeferred
 from support.contract import operation_of, request_problems, response_problems
@@ -94,7 +93,9 @@ def test_sync_hook_requests_and_responses_hold_the_contract(emu: EmulatorProcess
     assert hook.count_messages(*DAY, tagged=False) > 0
     first = found[0]
     assert hook.get_message(first["messageId"]) == first
-    assert hook.get_messages([first["messageId"], "no-such-message"], missing_ok=True)["no-such-message"] is None
+    assert (
+        hook.get_messages([first["messageId"], "no-such-message"], missing_ok=True)["no-such-message"] is None
+    )
     assert list(hook.get_conversation(first["conversationTrackingId"]))
     assert list(hook.get_campaign_messages(campaign_id(), sort="messageId"))
     assert hook.test_connection()[0]
@@ -198,7 +199,9 @@ def test_trigger_requests_and_responses_hold_the_contract(emu: EmulatorProcess) 
 
 
 def test_responses_to_a_search_under_faults_hold_the_contract(emu: EmulatorProcess) -> None:
-    emu.set_faults(rate_limit_rate=0.2, forbidden_rate=0.1, unauthorized_rate=0.1, error_burst=1, error_every=4)
+    emu.set_faults(
+        rate_limit_rate=0.2, forbidden_rate=0.1, unauthorized_rate=0.1, error_burst=1, error_every=4
+    )
     found = list(VoiceTrackHook().search_messages(*DAY))
     assert len(found) == len(emu.truth(*DAY))
     log = assert_log_holds_the_contract(emu, {TOKEN, SEARCH})
@@ -229,10 +232,16 @@ def token(emu: EmulatorProcess) -> str:
 def test_error_responses_of_every_operation_hold_the_contract(emu: EmulatorProcess) -> None:
     bearer = {"Authorization": f"Bearer {token(emu)}", "Content-Type": "application/json"}
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    wrong = base64.b64encode(b"demo-app-id:wrong").decode()
+    wrong = {**form, "Authorization": "Basic " + base64.b64encode(b"demo-app-id:wrong").decode()}
     right = base64.b64encode(f"{emu.client_id}:{emu.client_secret}".encode()).decode()
     calls = [
-        ("POST", "/oauth/token", b"grant_type=client_credentials", {**form, "Authorization": f"Basic {wrong}"}, 401),
+        (
+            "POST",
+            "/oauth/token",
+            b"grant_type=client_credentials",
+            wrong,
+            401,
+        ),
         ("POST", "/oauth/token", b"grant_type=password", {**form, "Authorization": f"Basic {right}"}, 400),
         ("POST", "/voice/tracking?size=5000", b"[]", bearer, 400),
         ("POST", "/voice/tracking", b'[{"fieldName": "nope", "searchTerm": "x"}]', bearer, 400),
