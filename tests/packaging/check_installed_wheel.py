@@ -7,7 +7,8 @@ can only come from the wheel. It checks that:
 
 1. ``airflow_voicetrack`` is imported from that virtualenv's site-packages;
 2. Airflow's own CLI registers the provider: the package and version, the hook, the connection form;
-3. ``python -m airflow_voicetrack.emulator --help`` shows the demo credentials;
+3. ``python -m airflow_voicetrack.emulator --help`` shows the demo credentials, and the OpenAPI
+   contract (``airflow_voicetrack/contract``) is in the wheel and loads;
 4. the daily extraction example DAG runs against the emulator (``example_dags.demo``: ``airflow dags
    test``, output compared with the emulator's own count).
 
@@ -68,6 +69,12 @@ def main() -> int:
 
     if "demo-app-secret" not in run("-m", "airflow_voicetrack.emulator", "--help"):
         raise SystemExit("the emulator's --help does not show the demo credentials")
+
+    from airflow_voicetrack.contract import CONTRACT_PATH, load_contract
+
+    if site not in CONTRACT_PATH.resolve().parents or "/voice/tracking" not in load_contract()["paths"]:
+        raise SystemExit(f"the OpenAPI contract is not in the wheel: {CONTRACT_PATH}")
+    print(f"package-check: the OpenAPI contract loads from {CONTRACT_PATH}", flush=True)
 
     from example_dags.demo import main as demo
 
