@@ -292,3 +292,20 @@ def test_the_request_log_is_emptied_by_a_stats_reset_and_bounded(tmp_path: Path)
         assert emu.requests() == []
     with EmulatorProcess(messages=10) as emu, pytest.raises(RuntimeError, match="request_log=N"):
         emu.requests()
+
+
+def test_an_unknown_path_or_method_gets_the_api_error_body(emu: EmulatorProcess) -> None:
+    # A messageId holding an encoded "/" reaches no route: the answer is still the API's error body.
+    bearer = f"Bearer {token(emu)}"
+    for method, path, status in [
+        ("GET", "/voice/tracking/a%2Fb", 404),
+        ("GET", "/voice/nothing", 404),
+        ("DELETE", "/voice/tracking", 405),
+    ]:
+        request = urllib.request.Request(emu.url + path, method=method, headers={"Authorization": bearer})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == status
+        assert info.value.headers["content-type"] == "application/json"
+        body = json.loads(info.value.read())
+        assert body["code"] == f"{status}000000" and path.split("%")[0] in body["developerMessage"]
