@@ -14,6 +14,28 @@ MESSAGE_PATH = "/voice/tracking/{message_id}"
 CONVERSATION_PATH = "/voice/tracking/conversation/{conversation_tracking_id}"
 CAMPAIGN_PATH = "/voice/tracking/campaign/{campaign_id}"
 
+# The search's query parameters, named as in the published, machine-generated reference of Routee's
+# native API, built from the official page docs.routee.net/reference/calltracking (the seed page lost
+# the names; see routee-voice-api.md, section 2). The SMS search (POST /sms/tracking) names its dates
+# dateStart/dateEnd: those are not the voice names.
+DATE_START_PARAM = "from"
+DATE_END_PARAM = "to"
+CAMPAIGN_TRACKING_ID_PARAM = "trackingId"
+#: Every query parameter of ``POST /voice/tracking``.
+SEARCH_PARAMS: tuple[str, ...] = (
+    DATE_START_PARAM,
+    DATE_END_PARAM,
+    "page",
+    "size",
+    "sort",
+    CAMPAIGN_TRACKING_ID_PARAM,
+    "tagged",
+)
+#: Every query parameter of the campaign and conversation listings (``GET``, paged).
+LISTING_PARAMS: tuple[str, ...] = ("page", "size", "sort")
+#: The other spelling of the date range (the SMS twin's): what the probe tries when ours is ignored.
+OTHER_DATE_PARAMS: tuple[str, str] = ("dateStart", "dateEnd")
+
 #: Field names the search filter accepts (``fieldName``).
 FILTER_FIELDS: tuple[str, ...] = (
     "id",

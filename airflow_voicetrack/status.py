@@ -39,6 +39,7 @@ from airflow_voicetrack.protocol import (
     messages_flow,
     normalize_filters,
     parse_range,
+    validate_campaign_tracking_id,
 )
 from airflow_voicetrack.protocol.decisions import Log
 
@@ -186,15 +187,28 @@ class SearchTarget:
     :param date_start: inclusive start, formatted for the API, or ``None`` for unbounded.
     :param date_end: exclusive end, formatted for the API, or ``None`` for unbounded.
     :param filters: normalized user filters, AND-combined with the ones a poke adds.
-    :param campaign_id: campaign tracking id or ``None``.
+    :param campaign_tracking_id: the campaign's tracking id (the API's ``trackingId``) or ``None``.
     :param tagged: the API's boolean search parameter, or ``None`` to not send it.
     """
 
     date_start: str | None
     date_end: str | None
     filters: list[dict[str, Any]]
-    campaign_id: str | None
+    campaign_tracking_id: str | None
     tagged: bool | None = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> SearchTarget:
+        """
+        Rebuild a target from :func:`to_kwargs`.
+
+        Also as serialized before ``campaign_id`` became ``campaign_tracking_id``: a trigger
+        deferred before an upgrade still runs.
+        """
+        values = dict(kwargs)
+        if "campaign_id" in values:
+            values["campaign_tracking_id"] = values.pop("campaign_id")
+        return cls(**values)
 
     @classmethod
     def build(
@@ -203,7 +217,7 @@ class SearchTarget:
         date_start: Any = None,
         date_end: Any = None,
         filters: Sequence[Any] | None = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         tagged: bool | None = None,
     ) -> SearchTarget:
         """
@@ -212,13 +226,11 @@ class SearchTarget:
         :raises ValueError: naming the bad parameter.
         """
         start, end = parse_range(date_start, date_end)
-        if campaign_id is not None and (not isinstance(campaign_id, str) or not campaign_id.strip()):
-            raise ValueError(f"campaign_id must be a non-empty string, got {campaign_id!r}.")
         return cls(
             date_start=format_datetime(start) if start is not None else None,
             date_end=format_datetime(end) if end is not None else None,
             filters=normalize_filters(filters),
-            campaign_id=campaign_id.strip() if campaign_id is not None else None,
+            campaign_tracking_id=validate_campaign_tracking_id(campaign_tracking_id),
             tagged=tagged,
         )
 
@@ -228,7 +240,7 @@ class SearchTarget:
             "date_start": self.date_start,
             "date_end": self.date_end,
             "filters": filters,
-            "campaign_id": self.campaign_id,
+            "campaign_tracking_id": self.campaign_tracking_id,
             "tagged": self.tagged,
         }
 
@@ -245,7 +257,7 @@ class SearchTarget:
             self.date_start,
             self.date_end,
             filters=filters,
-            campaign_id=self.campaign_id,
+            campaign_tracking_id=self.campaign_tracking_id,
             tagged=self.tagged,
             page_size=page_size,
             require_range=False,
@@ -456,7 +468,7 @@ def to_kwargs(value: StatusCriteria | SearchTarget) -> dict[str, Any]:
     """
     Return a criteria or target dataclass as plain keyword arguments (sets as sorted lists).
 
-    What a trigger serializes: ``type(value)(**to_kwargs(value))`` is ``value`` again for a target,
+    What a trigger serializes: ``SearchTarget.from_kwargs(to_kwargs(value))`` is ``value`` again for a target,
     and ``StatusCriteria.build(**to_kwargs(value))`` for criteria.
     """
     return {

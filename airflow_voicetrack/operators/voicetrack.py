@@ -26,6 +26,7 @@ from airflow_voicetrack.protocol import (
     normalize_filters,
     parse_datetime,
     parse_range,
+    resolve_campaign_tracking_id,
     split_windows,
     validate_page_size,
     validate_sort,
@@ -141,7 +142,12 @@ class VoiceTrackingOperator(BaseOperator):
     :param filters: Search filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or
         :class:`~airflow_voicetrack.protocol.SearchFilter` objects, or a JSON string of such a list;
         combined with AND. (templated)
-    :param campaign_id: Only messages of the campaign with this tracking id. (templated)
+    :param campaign_tracking_id: Only messages of the campaign with this tracking id (the API's
+        ``trackingId``): the id Routee returns when the campaign is created and shows in its
+        console, not the campaign *name* that messages carry in ``campaign`` (match a name with a
+        ``{"fieldName": "campaign", ...}`` filter). (templated)
+    :param campaign_id: Deprecated name of ``campaign_tracking_id`` (a ``DeprecationWarning``;
+        removed in the next minor version).
     :param sort: ``field``, ``field,asc`` or ``field,desc``. (templated)
     :param tagged: The API's unnamed boolean search parameter; sent only when set.
     :param output_path: Where to write: a URI (``file://``, ``s3://`` or any scheme
@@ -197,7 +203,7 @@ class VoiceTrackingOperator(BaseOperator):
         "date_start",
         "date_end",
         "filters",
-        "campaign_id",
+        "campaign_tracking_id",
         "sort",
         "output_path",
     )
@@ -211,7 +217,7 @@ class VoiceTrackingOperator(BaseOperator):
         date_start: str | datetime | None = DEFAULT_DATE_START,
         date_end: str | datetime | None = DEFAULT_DATE_END,
         filters: list[dict[str, str]] | list[Any] | str | None = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         sort: str | None = None,
         tagged: bool | None = None,
         output_path: str | ObjectStoragePath | None = None,
@@ -234,8 +240,11 @@ class VoiceTrackingOperator(BaseOperator):
         settle_timeout: float | timedelta = timedelta(hours=1),
         on_unsettled: Literal["fail", "write"] = "fail",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        campaign_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        # stacklevel 4: Airflow wraps __init__ (apply_defaults), the DAG file is one frame further.
+        campaign_tracking_id = resolve_campaign_tracking_id(campaign_tracking_id, campaign_id, stacklevel=4)
         if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         kwargs.setdefault("pool_slots", default_pool_slots(max_concurrency))
@@ -244,7 +253,7 @@ class VoiceTrackingOperator(BaseOperator):
         self.date_start = date_start
         self.date_end = date_end
         self.filters = filters
-        self.campaign_id = campaign_id
+        self.campaign_tracking_id = campaign_tracking_id
         self.sort = sort
         self.tagged = tagged
         self.output_path = output_path
@@ -455,7 +464,7 @@ class VoiceTrackingOperator(BaseOperator):
             date_start=start,
             date_end=end,
             filters=_filters(self.filters),
-            campaign_id=self.campaign_id or None,
+            campaign_tracking_id=self.campaign_tracking_id or None,
             tagged=self.tagged,
         )
 
@@ -474,7 +483,7 @@ class VoiceTrackingOperator(BaseOperator):
         waited_seconds = 0.0 if waited is None else round(time.time() - waited, 3)
         search: dict[str, Any] = {
             "filters": _filters(self.filters),
-            "campaign_id": self.campaign_id or None,
+            "campaign_tracking_id": self.campaign_tracking_id or None,
             "tagged": self.tagged,
         }
         sort = validate_sort(self.sort or None)

@@ -10,7 +10,7 @@ the two cannot drift apart, in one module per concern:
 - :mod:`~.decisions`: after each response, succeed, refresh the token, retry or fail, as flows
   (:func:`call_flow`) that a sync and an async driver run;
 - :mod:`~.paging`: the accounting of a search (:class:`SearchRun`: windows, page plan, limit,
-  de-duplication, totals, progress).
+  de-duplication, totals, progress, the check that the date range was applied).
 
 Every name stays importable from ``airflow_voicetrack.protocol``, as before the split.
 """
@@ -53,14 +53,17 @@ from airflow_voicetrack.protocol.decisions import (
     token_flow,
 )
 from airflow_voicetrack.protocol.paging import (
+    DATE_FILTER_TOLERANCE,
     PROGRESS_EVERY_PAGES,
     Budget,
     IdSet,
     PageFetch,
     PagePlan,
     PageRequest,
+    PageSource,
     SearchRun,
     SearchStats,
+    WindowStartCheck,
     WindowTally,
     count_flow,
     first_ids_flow,
@@ -81,7 +84,9 @@ from airflow_voicetrack.protocol.query import (
     normalize_filters,
     parse_datetime,
     parse_range,
+    resolve_campaign_tracking_id,
     split_windows,
+    validate_campaign_tracking_id,
     validate_limit,
     validate_page_size,
     validate_sort,
@@ -94,6 +99,7 @@ from airflow_voicetrack.protocol.settings import (
 
 __all__ = [
     "BACKOFF_BASE",
+    "DATE_FILTER_TOLERANCE",
     "DEFAULT_MAX_CONCURRENCY",
     "KNOWN_EXTRAS",
     "PROGRESS_EVERY_PAGES",
@@ -110,6 +116,7 @@ __all__ = [
     "PageFetch",
     "PagePlan",
     "PageRequest",
+    "PageSource",
     "RawMessage",
     "RefreshToken",
     "Request",
@@ -129,6 +136,7 @@ __all__ = [
     "TokenCache",
     "TransportErrorKind",
     "TransportFailure",
+    "WindowStartCheck",
     "WindowTally",
     "allow_missing",
     "basic_credentials",
@@ -151,9 +159,11 @@ __all__ = [
     "parse_retry_after",
     "parse_token",
     "request_flow",
+    "resolve_campaign_tracking_id",
     "split_windows",
     "token_flow",
     "unknown_extras",
+    "validate_campaign_tracking_id",
     "validate_limit",
     "validate_page_size",
     "validate_sort",

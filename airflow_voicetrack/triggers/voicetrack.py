@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from airflow_voicetrack.status import Evaluation
 
 #: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
-#: ``criteria``.
+#: ``criteria`` (``campaign_id`` is ``campaign_tracking_id`` since; see ``SearchTarget.from_kwargs``).
 _LEGACY_TARGET = frozenset({"date_start", "date_end", "filters", "campaign_id", "tagged"})
 _LEGACY_CRITERIA = frozenset(
     {
@@ -67,7 +67,8 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     :param voicetrack_conn_id: connection id.
     :param message_ids: ids to wait for (ids mode), or ``None`` for search mode.
     :param target: search mode: the validated search (a :class:`SearchTarget` or its keyword
-        arguments, see :func:`~airflow_voicetrack.status.to_kwargs`); ``None`` in ids mode.
+        arguments, see :func:`~airflow_voicetrack.status.to_kwargs`; as serialized before
+        ``campaign_id`` became ``campaign_tracking_id`` too); ``None`` in ids mode.
     :param criteria: what done and failed mean (a :class:`StatusCriteria` or its keyword arguments).
     :param poke_interval: seconds between evaluations.
     :param timeout_at: when to stop waiting with a ``timeout`` event; ``None`` waits forever.
@@ -102,7 +103,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             criteria = {name: legacy[name] for name in _LEGACY_CRITERIA if name in legacy}
         self.voicetrack_conn_id = voicetrack_conn_id
         self.message_ids = message_ids
-        self.target = SearchTarget(**target) if isinstance(target, dict) else target
+        self.target = SearchTarget.from_kwargs(target) if isinstance(target, dict) else target
         self.criteria = (
             criteria if isinstance(criteria, StatusCriteria) else StatusCriteria.build(**(criteria or {}))
         )

@@ -233,14 +233,16 @@ def test_async_authorization_does_not_follow_a_redirect_to_another_host(emu, red
 
 
 def test_async_campaign_only_search_with_an_open_range_matches_the_truth(emu):
-    campaign_id = CAMPAIGNS[0].tracking_id
+    campaign_tracking_id = CAMPAIGNS[0].tracking_id
 
     async def search(hook):
-        ids = await collect(hook, None, None, campaign_id=campaign_id)
+        ids = await collect(hook, None, None, campaign_tracking_id=campaign_tracking_id)
         return ids, hook.last_search_stats
 
     ids, stats = run(search, page_size=500)
-    assert_exact(ids, truth_ids(emu, date_start=None, date_end=None, campaign_id=campaign_id))
+    assert_exact(
+        ids, truth_ids(emu, date_start=None, date_end=None, campaign_tracking_id=campaign_tracking_id)
+    )
     assert stats["windows"] == 1
 
 

@@ -85,10 +85,12 @@ def test_search_with_operators_matches_the_truth(emu):
 
 
 def test_search_by_campaign_matches_the_truth(emu):
-    campaign_id = CAMPAIGNS[0].tracking_id
-    expected = truth_ids(emu, campaign_id=campaign_id)
+    campaign_tracking_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, campaign_tracking_id=campaign_tracking_id)
     assert expected
-    assert_exact(search_ids(VoiceTrackHook(page_size=100), campaign_id=campaign_id), expected)
+    assert_exact(
+        search_ids(VoiceTrackHook(page_size=100), campaign_tracking_id=campaign_tracking_id), expected
+    )
 
 
 @pytest.mark.parametrize("tagged", [True, False])
@@ -175,9 +177,11 @@ def test_get_conversation_returns_its_dial_parts(emu):
 
 
 def test_get_campaign_messages_returns_the_campaign(emu):
-    campaign_id = CAMPAIGNS[1].tracking_id
-    ids = [m["messageId"] for m in VoiceTrackHook().get_campaign_messages(campaign_id, page_size=200)]
-    assert_exact(ids, {m["messageId"] for m in emu.truth(campaign_id=campaign_id)})
+    campaign_tracking_id = CAMPAIGNS[1].tracking_id
+    ids = [
+        m["messageId"] for m in VoiceTrackHook().get_campaign_messages(campaign_tracking_id, page_size=200)
+    ]
+    assert_exact(ids, {m["messageId"] for m in emu.truth(campaign_tracking_id=campaign_tracking_id)})
 
 
 # --- test_connection --------------------------------------------------------------------------------
@@ -235,11 +239,11 @@ MID = "2026-11-04T12:00:00Z"
 
 
 def test_campaign_only_search_with_an_open_range_matches_the_truth(emu):
-    campaign_id = CAMPAIGNS[0].tracking_id
-    expected = truth_ids(emu, date_start=None, date_end=None, campaign_id=campaign_id)
+    campaign_tracking_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, date_start=None, date_end=None, campaign_tracking_id=campaign_tracking_id)
     assert expected
     hook = VoiceTrackHook(page_size=500)
-    assert_exact(search_ids(hook, None, None, campaign_id=campaign_id), expected)
+    assert_exact(search_ids(hook, None, None, campaign_tracking_id=campaign_tracking_id), expected)
     assert hook.last_search_stats["windows"] == 1
 
 
