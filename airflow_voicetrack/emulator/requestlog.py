@@ -95,15 +95,29 @@ class RequestLogMiddleware:
         if scope["type"] != "http" or scope.get("path", "").startswith("/_emulator"):
             await self.app(scope, receive, send)
             return
-        request_body: list[bytes] = []
+        # The whole body is read first and replayed: a fault answered before the handler reads the
+        # body (a 429, an injected 401) must still log what the client sent.
+        chunks: list[bytes] = []
+        first: Message | None = None
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                first = message  # disconnected before the body was complete
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        request_body = b"".join(chunks)
+        replayed = False
         response_body: list[bytes] = []
         response: dict[str, Any] = {"status": None, "headers": {}}
 
-        async def logged_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                request_body.append(message.get("body", b""))
-            return message
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first or {"type": "http.request", "body": request_body, "more_body": False}
+            return await receive()
 
         async def logged_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -118,9 +132,9 @@ class RequestLogMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, logged_receive, logged_send)
+            await self.app(scope, replay, logged_send)
         finally:
-            entry = self._entry(scope, b"".join(request_body), response, b"".join(response_body))
+            entry = self._entry(scope, request_body, response, b"".join(response_body))
             self.log.entries.append(entry)
 
     @staticmethod

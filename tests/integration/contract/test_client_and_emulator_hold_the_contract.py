@@ -24,7 +24,7 @@ import pytest
 from airflow.sdk._shared.module_loading import import_string
 from airflow.sdk.exceptions import TaskDeferred
 from support.contract import operation_of, request_problems, response_problems
-from support.emulator import FAST_RETRIES
+from support.emulator import END, FAST_RETRIES, START
 
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.emulator.process import EmulatorProcess
@@ -34,6 +34,7 @@ from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 
 DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
+WEEK = (START, END)
 TOKEN = "POST /oauth/token"
 SEARCH = "POST /voice/tracking"
 MESSAGE = "GET /voice/tracking/{messageId}"
@@ -78,7 +79,7 @@ def assert_log_holds_the_contract(emu: EmulatorProcess, expected: set[str]) -> l
     return log
 
 
-def campaign_id() -> str:
+def campaign_tracking_id() -> str:
     return CAMPAIGNS[0].tracking_id
 
 
@@ -89,7 +90,7 @@ def test_sync_hook_requests_and_responses_hold_the_contract(emu: EmulatorProcess
     hook = VoiceTrackHook()
     found = list(hook.search_messages(*DAY, filters=FILTERS, sort="status.date,desc", tagged=True))
     assert found
-    assert list(hook.search_messages(*DAY, campaign_id=campaign_id()))
+    assert list(hook.search_messages(*DAY, campaign_tracking_id=campaign_tracking_id()))
     assert hook.count_messages(*DAY, tagged=False) > 0
     first = found[0]
     assert hook.get_message(first["messageId"]) == first
@@ -97,7 +98,7 @@ def test_sync_hook_requests_and_responses_hold_the_contract(emu: EmulatorProcess
         hook.get_messages([first["messageId"], "no-such-message"], missing_ok=True)["no-such-message"] is None
     )
     assert list(hook.get_conversation(first["conversationTrackingId"]))
-    assert list(hook.get_campaign_messages(campaign_id(), sort="messageId"))
+    assert list(hook.get_campaign_messages(campaign_tracking_id(), sort="messageId"))
     assert hook.test_connection()[0]
     log = assert_log_holds_the_contract(emu, {TOKEN, SEARCH, MESSAGE, CAMPAIGN, CONVERSATION})
     statuses = {e["status"] for e in log}
@@ -113,7 +114,12 @@ def test_async_hook_requests_and_responses_hold_the_contract(emu: EmulatorProces
         try:
             found = [m async for m in hook.search_messages(*DAY, filters=FILTERS, sort="to,asc")]
             assert found
-            assert [m async for m in hook.search_messages(None, None, campaign_id=campaign_id(), tagged=True)]
+            assert [
+                m
+                async for m in hook.search_messages(
+                    None, None, campaign_tracking_id=campaign_tracking_id(), tagged=True
+                )
+            ]
             assert await hook.count_messages(*DAY, filters=FILTERS) == len(found)
             assert (await hook.get_message(found[0]["messageId"]))["messageId"] == found[0]["messageId"]
             assert await hook.get_messages([found[0]["messageId"], "no-such-message"], missing_ok=True)
@@ -136,7 +142,7 @@ def test_operator_requests_and_responses_hold_the_contract(
             date_start=DAY[0],
             date_end=DAY[1],
             filters=FILTERS[:1],
-            campaign_id=campaign_id(),
+            campaign_tracking_id=campaign_tracking_id(),
             sort="status.date",
             output_path=f"file://{tmp_path}/day.jsonl",
         )
@@ -159,7 +165,7 @@ def test_sensor_requests_and_responses_hold_the_contract(emu: EmulatorProcess, r
             task_id="wait_search",
             date_start=DAY[0],
             date_end=DAY[1],
-            campaign_id=campaign_id(),
+            campaign_tracking_id=campaign_tracking_id(),
             filters=FILTERS[:1],
             failure_statuses={"Failed"},
             failure_threshold=0.99,
@@ -188,7 +194,9 @@ def first_event(**sensor_kwargs: Any) -> dict[str, Any]:
 
 
 def test_trigger_requests_and_responses_hold_the_contract(emu: EmulatorProcess) -> None:
-    event = first_event(date_start=DAY[0], date_end=DAY[1], campaign_id=campaign_id(), filters=FILTERS[:1])
+    event = first_event(
+        date_start=DAY[0], date_end=DAY[1], campaign_tracking_id=campaign_tracking_id(), filters=FILTERS[:1]
+    )
     assert event["status"] == "success"
     ids = [m["messageId"] for m in emu.truth(*DAY)[:3]]
     assert first_event(message_ids=ids)["status"] == "success"
@@ -202,8 +210,8 @@ def test_responses_to_a_search_under_faults_hold_the_contract(emu: EmulatorProce
     emu.set_faults(
         rate_limit_rate=0.2, forbidden_rate=0.1, unauthorized_rate=0.1, error_burst=1, error_every=4
     )
-    found = list(VoiceTrackHook().search_messages(*DAY))
-    assert len(found) == len(emu.truth(*DAY))
+    found = list(VoiceTrackHook().search_messages(*WEEK))  # 2,000 messages: 40 pages and more
+    assert len(found) == len(emu.truth(*WEEK))
     log = assert_log_holds_the_contract(emu, {TOKEN, SEARCH})
     # 429, 401, 403 and every 5xx the bursts rotate through (500 JSON, 502/503/504 HTML) were answered
     assert {401, 403, 429, 500, 502, 503, 504} <= {e["status"] for e in log}
