@@ -14,9 +14,11 @@ from airflow_voicetrack.constants import (
     CAMPAIGN_PATH,
     CONVERSATION_PATH,
     FILTER_FIELDS,
+    LISTING_PARAMS,
     MAX_PAGE_SIZE,
     MESSAGE_PATH,
     SEARCH_OPERATORS,
+    SEARCH_PARAMS,
     SEARCH_PATH,
 )
 from airflow_voicetrack.contract import CONTRACT_PATH, load_contract
@@ -111,6 +113,20 @@ def test_the_search_has_the_published_parameter_names() -> None:
     assert by_name["size"]["maximum"] == MAX_PAGE_SIZE and by_name["page"]["minimum"] == 0
     assert by_name["from"]["format"] == by_name["to"]["format"] == "date-time"
     assert by_name["tagged"]["type"] == "boolean"
+
+
+def query_parameters(label: str) -> list[str]:
+    return [p["name"] for p in map(resolve, operations()[label].get("parameters", [])) if p["in"] == "query"]
+
+
+def test_the_client_and_the_emulator_use_the_contracts_parameter_names() -> None:
+    # constants.py is where the client builds its requests and the emulator reads them.
+    assert query_parameters("POST /voice/tracking") == list(SEARCH_PARAMS)
+    assert query_parameters("GET /voice/tracking/campaign/{campaignTrackingId}") == list(LISTING_PARAMS)
+    # The conversation listing is paged like the campaign's; no sort is documented for it.
+    assert set(query_parameters("GET /voice/tracking/conversation/{conversationTrackingId}")) < set(
+        LISTING_PARAMS
+    )
 
 
 def test_the_filter_body_has_the_seed_enums() -> None:
