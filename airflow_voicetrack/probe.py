@@ -358,9 +358,7 @@ def check_reach(client: ProbeClient, ctx: Context, counts: str, accepted: list[i
 
 
 DATE_FILTER = "The date filter is honoured"
-PARAMETER_NAMES = (
-    f"The search's parameters are named {DATE_START_PARAM}, {DATE_END_PARAM}, {CAMPAIGN_TRACKING_ID_PARAM}"
-)
+PARAMETER_NAMES = f"The date range's parameters are named {DATE_START_PARAM}, {DATE_END_PARAM}"
 CAMPAIGN_FILTER = "The campaign filter is honoured"
 HALF_OPEN = f"The range is half-open: [{DATE_START_PARAM}, {DATE_END_PARAM})"
 

@@ -312,13 +312,17 @@ class AirflowUI:
         )
         every_campaign = Counter(call["campaign"] for call in calls if call["campaign"])
         campaign_name = (in_progress or every_campaign).most_common(1)[0][0]
-        campaign_id = next(c.tracking_id for c in CAMPAIGNS if c.name == campaign_name)
+        campaign_tracking_id = next(c.tracking_id for c in CAMPAIGNS if c.name == campaign_name)
         self.api(
             "POST",
             f"/dags/{GATE}/dagRuns",
             json={
                 "logical_date": None,
-                "conf": {"campaign_id": campaign_id, "date_start": _z(gate_start), "date_end": _z(gate_end)},
+                "conf": {
+                    "campaign_tracking_id": campaign_tracking_id,
+                    "date_start": _z(gate_start),
+                    "date_end": _z(gate_end),
+                },
             },
         )
         pending = in_progress[campaign_name]

@@ -292,7 +292,7 @@ def test_trigger_stored_by_0_1_0_still_runs_after_an_upgrade(progressing: Emulat
         "date_start": START,
         "date_end": END,
         "filters": [],
-        "campaign_tracking_id": None,
+        "campaign_id": None,
         "terminal_statuses": sorted(DEFAULT_TERMINAL_STATUSES),
         "failure_statuses": ["Failed"],
         "failure_threshold": 0.5,

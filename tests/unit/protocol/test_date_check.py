@@ -80,6 +80,13 @@ def test_dates_within_the_tolerance_or_without_a_zone_or_missing_are_skipped(raw
     check(page)
 
 
+@pytest.mark.parametrize(
+    "date", [None, 7, ..., "", "2026-10-01"], ids=["null", "number", "missing", "empty", "day"]
+)
+def test_a_page_of_one_undated_message_passes(date: object) -> None:
+    check(page_of(date))
+
+
 def test_one_second_past_the_tolerance_fails() -> None:
     with pytest.raises(VoiceTrackDateFilterError):
         check(page_of("2026-10-31T23:54:59.999Z"))
