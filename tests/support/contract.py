@@ -15,8 +15,8 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from airflow_voicetrack.contract import load_contract
 
-#: Query parameter names a request of each operation may carry.
-_PARAM = re.compile(r"\{[^/}]+\}")
+#: A path template's parameter, e.g. ``{messageId}``.
+_PARAM = re.compile(r"\\\{[^/}]+\\\}")
 
 
 @functools.cache
@@ -42,12 +42,9 @@ def _resolve(item: dict[str, Any]) -> dict[str, Any]:
 def operation_of(method: str, path: str) -> tuple[str, dict[str, Any]] | None:
     """:return: the contract's path template and operation serving ``method path``, or ``None``."""
     for template, item in contract()["paths"].items():
-        pattern = "^" + _PARAM.sub("[^/]+", re.escape(template).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+        pattern = "^" + _PARAM.sub("[^/]+", re.escape(template)) + "$"
         if re.match(pattern, path) and method.lower() in item:
-            # a literal path (".../campaign/{id}") beats the message template matching "campaign"
-            literal = template.count("/") == path.count("/")
-            if literal:
-                return template, item[method.lower()]
+            return template, item[method.lower()]
     return None
 
 
