@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         "an emulator never outlives the program that started it, even one killed with SIGKILL)",
     )
     parser.add_argument(
+        "--request-log",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the last N API and token exchanges, secrets redacted, for GET /_emulator/requests "
+        "(0 = off; for tests that check requests and responses against the API's contract)",
+    )
+    parser.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
     faults = parser.add_argument_group("faults (all off by default; also PUT /_emulator/faults)")
@@ -171,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             faults=faults,
             lenient_params=args.lenient_params,
             date_params=parse_date_params(args.date_params),
+            request_log=args.request_log,
         )
         app, _ = create_app(config)
     except ValueError as exc:

@@ -62,6 +62,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from airflow_voicetrack.constants import (
     CAMPAIGN_PATH,
@@ -87,6 +88,7 @@ from airflow_voicetrack.emulator.query import (
     search_params,
     sort_items,
 )
+from airflow_voicetrack.emulator.requestlog import RequestLog, RequestLogMiddleware
 from airflow_voicetrack.emulator.store import Entry, Store
 
 TOKEN_PATH = "/oauth/token"
@@ -111,6 +113,8 @@ class EmulatorConfig:
     :param faults: initial fault settings.
     :param lenient_params: ignore query parameters an endpoint does not have, instead of a 400.
     :param date_params: the names of the search's date range (start, end).
+    :param request_log: keep the last this many API and token exchanges for
+        ``GET /_emulator/requests`` (0: no log); see :mod:`airflow_voicetrack.emulator.requestlog`.
     """
 
     seed: int = 1
@@ -125,6 +129,7 @@ class EmulatorConfig:
     faults: FaultSettings = field(default_factory=FaultSettings)
     lenient_params: bool = False
     date_params: tuple[str, str] = (DATE_START_PARAM, DATE_END_PARAM)
+    request_log: int = 0
 
 
 def route_template(method: str, path: str) -> str:
@@ -193,6 +198,7 @@ class Emulator:
         self.tokens_issued = 0
         self.in_flight = InFlight()
         self._cache: OrderedDict[tuple, list[Entry]] = OrderedDict()
+        self.request_log = RequestLog(config.request_log) if config.request_log else None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -471,9 +477,19 @@ class Emulator:
         """``GET /_emulator/spans``: each search request's ``[start, end]`` (seconds, monotonic clock)."""
         return _json({"spans": list(self.in_flight.spans)})
 
+    async def requests_log(self, request: Request) -> Response:
+        """``GET /_emulator/requests``: the logged exchanges, oldest first (``--request-log N``)."""
+        if self.request_log is None:
+            return _api_error(
+                404, "404000000", "The request log is off: start the emulator with --request-log N"
+            )
+        return _json({"requests": self.request_log.snapshot()})
+
     async def reset_stats(self, request: Request) -> Response:
         """``POST /_emulator/stats/reset``."""
         self.requests.clear()
+        if self.request_log is not None:
+            self.request_log.clear()
         self.tokens_issued = 0
         self.in_flight.reset()
         return _json({"status": "ok"})
@@ -511,6 +527,8 @@ class Emulator:
         self.store.reset()
         self.faults.replace(FaultSettings())
         self.requests.clear()
+        if self.request_log is not None:
+            self.request_log.clear()
         self.tokens_issued = 0
         self.in_flight.reset()
         return _json({"status": "ok"})
@@ -547,11 +565,18 @@ def _params(request: Request) -> dict[str, list[str]]:
     return {name: query.getlist(name) for name in query}
 
 
-def create_app(config: EmulatorConfig | None = None) -> tuple[FaultMiddleware, Emulator]:
+async def _no_route(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    message = "Method not allowed" if status == 405 else "No such resource"
+    return _api_error(status, f"{status}000000", f"{message}: {request.method} {request.url.path}")
+
+
+def create_app(config: EmulatorConfig | None = None) -> tuple[ASGIApp, Emulator]:
     """Build the emulator's ASGI application.
 
     :param config: start-up configuration (defaults as the CLI's).
-    :returns: the ASGI app (fault middleware around the routes) and its :class:`Emulator` state.
+    :returns: the ASGI app (fault middleware around the routes, inside the request log when there
+        is one) and its :class:`Emulator` state.
     """
     emulator = Emulator(config or EmulatorConfig())
     e = emulator
@@ -573,13 +598,17 @@ def create_app(config: EmulatorConfig | None = None) -> tuple[FaultMiddleware, E
         Route("/_emulator/stats", e.stats),
         Route("/_emulator/stats/reset", e.reset_stats, methods=["POST"]),
         Route("/_emulator/spans", e.spans),
+        Route("/_emulator/requests", e.requests_log),
         Route("/_emulator/faults", e.faults_get, methods=["GET"]),
         Route("/_emulator/faults", e.faults_put, methods=["PUT"]),
         Route("/_emulator/faults", e.faults_delete, methods=["DELETE"]),
         Route("/_emulator/reset", e.reset, methods=["POST"]),
         Route("/_emulator/messages", e.add_messages, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # An unknown path or method gets the API's error body, as every other error does (not Starlette's
+    # plain-text page): e.g. a messageId holding an encoded "/" reaches no route.
+    handlers = {404: _no_route, 405: _no_route}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     middleware = FaultMiddleware(
         app,
         emulator.faults,
@@ -588,4 +617,6 @@ def create_app(config: EmulatorConfig | None = None) -> tuple[FaultMiddleware, E
         emulator.in_flight,
         SEARCH_PATH,
     )
+    if emulator.request_log is not None:
+        return RequestLogMiddleware(middleware, emulator.request_log), emulator
     return middleware, emulator

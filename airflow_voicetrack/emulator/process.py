@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -52,6 +53,8 @@ class EmulatorProcess:
         instead of a 400 naming them.
     :param date_params: the names of the search's date range (``--date-params``), e.g.
         ``("dateStart", "dateEnd")`` to play a service with the other spelling; ``None``: ours.
+    :param request_log: keep the last this many API and token exchanges for :meth:`requests`
+        (``--request-log``; 0: no log).
     :param extra_args: further CLI arguments, e.g. ``["--latency-ms", "5"]``.
     :param startup_timeout: seconds to wait for the "serving on" line.
     :param log_level: the emulator's log level.
@@ -71,6 +74,7 @@ class EmulatorProcess:
         client_secret: str = "demo-app-secret",
         lenient_params: bool = False,
         date_params: tuple[str, str] | None = None,
+        request_log: int = 0,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 15.0,
         log_level: str = "warning",
@@ -100,6 +104,7 @@ class EmulatorProcess:
             *(["--end", end] if end else []),
             *(["--lenient-params"] if lenient_params else []),
             *(["--date-params", ",".join(date_params)] if date_params else []),
+            *(["--request-log", str(request_log)] if request_log else []),
             *extra_args,
         ]
         self.url = ""
@@ -294,8 +299,26 @@ class EmulatorProcess:
         """Each search request since the last stats reset: ``(start, end)`` on the emulator's clock."""
         return [(start, end) for start, end in self._admin("GET", "spans")["spans"]]
 
+    def requests(self) -> list[dict[str, Any]]:
+        """
+        Each API and token exchange since the last stats reset, oldest first (secrets redacted).
+
+        Every entry has ``method``, ``path``, ``raw_path``, ``query_string``, ``headers`` (without
+        ``Authorization``), ``auth_scheme`` (``"Bearer"``, ``"Basic"`` or ``None``), ``body``,
+        ``status`` (``None``: the connection was dropped), ``response_headers`` and
+        ``response_body`` (``None`` with ``*_truncated`` for a body over 1 MiB).
+
+        :raises RuntimeError: when the emulator was started without ``request_log``.
+        """
+        try:
+            return list(self._admin("GET", "requests")["requests"])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise RuntimeError("the emulator keeps no request log: start it with request_log=N") from None
+            raise
+
     def reset_stats(self) -> None:
-        """Zero the request and token counters."""
+        """Zero the request and token counters (and empty the request log)."""
         self._admin("POST", "stats/reset")
 
     def faults(self) -> dict:

@@ -9,7 +9,8 @@ can only come from the wheel. It checks that:
 2. ``airflow_voicetrack.__version__`` is the installed version, and the description the package
    index shows holds no image and no host address (the project has none yet);
 3. Airflow's own CLI registers the provider: the package and version, the hook, the connection form;
-4. ``python -m airflow_voicetrack.emulator --help`` shows the demo credentials;
+4. ``python -m airflow_voicetrack.emulator --help`` shows the demo credentials, and the OpenAPI
+   contract (``airflow_voicetrack/contract``) is in the wheel and loads;
 5. the daily extraction example DAG runs against the emulator (``example_dags.demo``: ``airflow dags
    test``, output compared with the emulator's own count).
 
@@ -78,6 +79,12 @@ def main() -> int:
 
     if "demo-app-secret" not in run("-m", "airflow_voicetrack.emulator", "--help"):
         raise SystemExit("the emulator's --help does not show the demo credentials")
+
+    from airflow_voicetrack.contract import CONTRACT_PATH, load_contract
+
+    if site not in CONTRACT_PATH.resolve().parents or "/voice/tracking" not in load_contract()["paths"]:
+        raise SystemExit(f"the OpenAPI contract is not in the wheel: {CONTRACT_PATH}")
+    print(f"package-check: the OpenAPI contract loads from {CONTRACT_PATH}", flush=True)
 
     from example_dags.demo import main as demo
 

@@ -33,7 +33,7 @@ def test_classifiers_keywords_and_urls() -> None:
 
 def test_imported_third_party_packages_are_declared() -> None:
     names = {re.split(r"[<>=\[ ]", requirement)[0] for requirement in PROJECT["dependencies"]}
-    assert {"apache-airflow", "requests", "pendulum", "httpx", "msgspec"} <= names
+    assert {"apache-airflow", "requests", "pendulum", "httpx", "msgspec", "pyyaml"} <= names
     emulator = {
         re.split(r"[<>= ]", requirement)[0] for requirement in PROJECT["optional-dependencies"]["emulator"]
     }
