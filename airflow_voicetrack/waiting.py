@@ -1,8 +1,15 @@
-"""Pure status evaluation shared by ``VoiceMessageStatusSensor`` and ``VoiceMessageStatusTrigger``.
+"""
+Waiting for final statuses: the one module for the sensor, the triggers and the operator's wait.
 
-The sensor (sync hook, on a worker) and the trigger (async hook, in the triggerer) fetch statuses
-with different I/O but turn them into a verdict here, so the two cannot drift: what counts as done,
-as failed, which filters a poke sends and what the XCom summary looks like.
+- what done and failed mean (:class:`StatusCriteria`, :class:`Evaluation`, :class:`IdsTracker`);
+- the search a wait sends (a :class:`~airflow_voicetrack.protocol.SearchQuery`, with
+  :func:`pending_query` and :func:`status_query`; :func:`encode_query`/:func:`decode_query` are how
+  a trigger serializes it);
+- the flows: :func:`poke_flow` (one poke, run by the sensor with the sync hook and by the trigger
+  with the async hook, so the two cannot drift), :func:`settled_flow` and
+  :func:`settled_windows_flow` (the event trigger);
+- the status trigger's event (:class:`WaitEvent`: one encode, one decode);
+- the operator's wait (:class:`IntervalWait`) and its check of what it writes (:class:`StatusGuard`).
 
 Summary pushed to XCom (``by_status`` holds every terminal status, ``failed_ids`` every failure
 status; ids are capped at :data:`FAILED_IDS_CAP` per status)::
