@@ -341,6 +341,7 @@ class Emulator:
         )
         entries = self._ordered(key, lambda: self._select(query, now), query.sort, now)
         response = self._page(entries, query.page, query.size, now)
+        self.clock.tick()
         settings = self.faults.settings
         if query.page == 0 and len(entries) > query.size:
             if settings.delete_during_paging:
@@ -360,6 +361,7 @@ class Emulator:
         message_id = request.path_params["message_id"]
         now = self._now()
         entry = self.store.find(message_id)
+        self.clock.tick()
         if entry is None:
             return _api_error(404, "404013001", "Voice message not found", {"messageId": message_id})
         return Response(self.store.json(entry, now), media_type="application/json")
@@ -375,7 +377,9 @@ class Emulator:
         if errors:
             return _validation_error(errors)
         now = self._now()
-        return self._page(self._ordered(key, select, sort, now), page, size, now)
+        response = self._page(self._ordered(key, select, sort, now), page, size, now)
+        self.clock.tick()
+        return response
 
     async def conversation(self, request: Request) -> Response:
         """``GET /voice/tracking/conversation/{conversationTrackingId}``: its dial parts, paged."""
@@ -486,7 +490,7 @@ class Emulator:
         return _json({"status": "ok"})
 
     def _clock_state(self) -> Response:
-        return _json({"now": self.clock(), "frozen": self.clock.frozen})
+        return _json({"now": self.clock(), "frozen": self.clock.frozen, "tick": self.clock.tick_seconds})
 
     async def clock_get(self, request: Request) -> Response:
         """``GET /_emulator/clock``: the emulator's time and whether it is frozen."""
@@ -494,10 +498,11 @@ class Emulator:
 
     async def clock_post(self, request: Request) -> Response:
         """
-        ``POST /_emulator/clock`` ``{"freeze": true, "advance": seconds, "resume": true}``.
+        ``POST /_emulator/clock`` ``{"freeze": true, "advance": s, "tick": s, "resume": true}``.
 
-        Freeze the clock, step it forward, let it run again; applied in that order, any subset.
-        Status settling, token expiry and arrivals follow it. Answers as ``GET``.
+        Freeze the clock, step it forward, set how far a frozen clock steps after each API request,
+        let it run again; applied in that order, any subset. Status settling, token expiry and
+        arrivals follow it. Answers as ``GET``.
         """
         try:
             body = msgspec.json.decode(await request.body() or b"{}")
@@ -505,22 +510,26 @@ class Emulator:
             return _validation_error({"body": "malformed JSON"})
         if not isinstance(body, dict):
             return _validation_error({"body": "must be a JSON object: freeze, advance, resume"})
-        unknown = sorted(set(body) - {"freeze", "advance", "resume"})
+        known = ("freeze", "advance", "tick", "resume")
+        unknown = sorted(set(body) - set(known))
         if unknown:
-            return _validation_error({name: "unknown; known: freeze, advance, resume" for name in unknown})
+            return _validation_error({name: f"unknown; known: {', '.join(known)}" for name in unknown})
         errors = {
             name: "must be true or false"
             for name in ("freeze", "resume")
             if not isinstance(body.get(name, False), bool)
         }
-        advance = body.get("advance", 0)
-        if isinstance(advance, bool) or not isinstance(advance, int | float) or advance < 0:
-            errors["advance"] = "must be a number of seconds >= 0"
+        for name in ("advance", "tick"):
+            value = body.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                errors[name] = "must be a number of seconds >= 0"
         if errors:
             return _validation_error(errors)
         if body.get("freeze"):
             self.clock.freeze()
-        self.clock.advance(advance)
+        self.clock.advance(body.get("advance", 0))
+        if "tick" in body:
+            self.clock.tick_seconds = float(body["tick"])
         if body.get("resume"):
             self.clock.resume()
         self._now()  # arrivals up to the new time

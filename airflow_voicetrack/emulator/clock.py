@@ -3,6 +3,10 @@
 Everything time-dependent in the emulator reads this clock: status settling, token expiry and
 arrivals. A test that freezes it and steps it over a settle window sees exactly the statuses of that
 moment without sleeping through the window, on a loaded machine as on an idle one.
+
+A frozen clock can also tick: step forward a fixed amount after each API request. A task that polls
+(the operator's wait, the sensor, the trigger) then sees the calls' time pass one step per check,
+however long its checks take in wall time, so a 60-120 s settle window takes a few checks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ class EmulatorClock:
         self._source = source
         self._offset = 0.0
         self._frozen_at: float | None = None
+        #: seconds a frozen clock steps after each API request (0 = it stands still)
+        self.tick_seconds = 0.0
 
     def __call__(self) -> float:
         """The current time, epoch seconds."""
@@ -54,7 +60,13 @@ class EmulatorClock:
         else:
             self._frozen_at += seconds
 
+    def tick(self) -> None:
+        """One API request answered: a frozen clock steps :attr:`tick_seconds` forward."""
+        if self._frozen_at is not None:
+            self._frozen_at += self.tick_seconds
+
     def restart(self) -> None:
-        """Back to the plain wall clock, running (``POST /_emulator/reset``)."""
+        """Back to the plain wall clock, running, without ticks (``POST /_emulator/reset``)."""
         self._offset = 0.0
         self._frozen_at = None
+        self.tick_seconds = 0.0

@@ -308,12 +308,15 @@ class EmulatorProcess:
         self._admin("POST", "reset")
 
     def clock(self) -> dict:
-        """The emulator's time: ``{"now": epoch seconds, "frozen": bool}``."""
+        """The emulator's time: ``{"now": epoch seconds, "frozen": bool, "tick": seconds}``."""
         return self._admin("GET", "clock")
 
-    def freeze_clock(self) -> float:
-        """Stop the emulator's clock (statuses, token expiry, arrivals); returns the frozen time."""
-        return float(self._admin("POST", "clock", {"freeze": True})["now"])
+    def freeze_clock(self, tick: float = 0.0) -> float:
+        """Stop the emulator's clock (statuses, token expiry, arrivals); returns the frozen time.
+
+        :param tick: seconds the frozen clock steps after each API request (0 = it stands still).
+        """
+        return float(self._admin("POST", "clock", {"freeze": True, "tick": tick})["now"])
 
     def advance_clock(self, seconds: float) -> float:
         """Step the emulator's clock forward, frozen or not; returns the new time.

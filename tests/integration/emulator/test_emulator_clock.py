@@ -16,7 +16,7 @@ def test_a_frozen_clock_stands_still_and_steps_by_what_it_is_told(emu: EmulatorP
     frozen = emu.freeze_clock()
     assert abs(frozen - time.time()) < 60
     time.sleep(0.05)
-    assert emu.clock() == {"now": frozen, "frozen": True}
+    assert emu.clock() == {"now": frozen, "frozen": True, "tick": 0.0}
     assert emu.advance_clock(90) == frozen + 90
     assert emu.advance_clock(0.5) == frozen + 90.5
     emu.resume_clock()
@@ -32,12 +32,21 @@ def test_a_running_clock_can_be_stepped_too(emu: EmulatorProcess) -> None:
     assert emu.clock()["frozen"] is False
 
 
+def test_a_ticking_clock_steps_after_each_api_request(emu: EmulatorProcess, api: Any) -> None:
+    frozen = emu.freeze_clock(tick=30)
+    assert emu.clock()["now"] == frozen  # admin requests do not tick
+    api.search()
+    api.get("/voice/tracking/no-such-message")
+    api.get("/voice/tracking/campaign/no-such-campaign")
+    assert emu.clock() == {"now": frozen + 90, "frozen": True, "tick": 30.0}
+
+
 def test_reset_puts_the_clock_back_on_the_wall_clock(emu: EmulatorProcess) -> None:
     emu.freeze_clock()
     emu.advance_clock(86_400)
     emu.reset()
     state = emu.clock()
-    assert state["frozen"] is False
+    assert state["frozen"] is False and state["tick"] == 0
     assert abs(state["now"] - time.time()) < 60
 
 
@@ -50,6 +59,7 @@ def test_reset_puts_the_clock_back_on_the_wall_clock(emu: EmulatorProcess) -> No
         ({"freeze": "yes"}, "freeze"),
         ({"resume": 1}, "resume"),
         ({"rewind": 5}, "rewind"),
+        ({"tick": -2}, "tick"),
         ([], "body"),
     ],
 )
