@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 from support.emulator import END, FAST_RETRIES, START, api_requests, truth_ids
 
-from airflow_voicetrack.constants import MAX_TOKEN_REFRESHES
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
     VoiceTrackAuthError,
@@ -413,7 +412,7 @@ def test_expiring_tokens_are_renewed_mid_search(emu):
 
 @pytest.mark.parametrize("fault", ["unauthorized_rate", "forbidden_rate"])
 def test_occasional_auth_failures_refresh_the_token_and_repeat(emu, fault):
-    # A call gets up to three token refreshes (MAX_TOKEN_REFRESHES). The emulator's fault counter
+    # A call gets up to three token refreshes. The emulator's fault counter
     # is global: at rate 0.2 it fires on API calls n = 5, 10, 15, ... (floor(n * 0.2) increases), so a
     # repeat (call n + 1) never faults, but only if no other page takes the numbers in between: one
     # page at a time. Still 40+ calls, 8+ faults, each refreshing the token.
@@ -430,8 +429,9 @@ def test_persistent_auth_failure_raises_saying_what_is_at_fault(emu, fault, reas
     with pytest.raises(VoiceTrackAuthError) as info:
         VoiceTrackHook().count_messages()
     assert info.value.reason == reason
-    # the first attempt and one repeat per refresh, then the error
-    assert emu.stats()["requests"]["POST /voice/tracking"] == 1 + MAX_TOKEN_REFRESHES
+    # the first attempt and one repeat for each of the three refreshes a call gets, then the error
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 4
+    assert emu.stats()["tokens_issued"] == 4
 
 
 @pytest.mark.parametrize("mode", ["seconds", "date", "none"])
