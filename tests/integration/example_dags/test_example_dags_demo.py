@@ -9,7 +9,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from airflow_voicetrack.emulator.process import EmulatorProcess
+
+# Slow tier (`make test-all`): `make demo` end to end in a subprocess, about 2 min.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
 

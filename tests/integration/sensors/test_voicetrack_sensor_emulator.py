@@ -320,6 +320,7 @@ def test_trigger_stored_by_0_1_0_still_runs_after_an_upgrade(progressing: Emulat
     assert event["summary"]["total"] == len(truth)
 
 
+@pytest.mark.slow  # a fresh process whose every request takes 1.5 s: about 30 s
 def test_trigger_never_blocks_the_event_loop(progressing: EmulatorProcess) -> None:
     """
     The triggerer warns when a trigger holds its loop for 0.2 s. Measured in a fresh process, as a
