@@ -10,6 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+# Slow tier (`make test-all`, and `make test-compat`): five Airflow CLI processes, 20 s; the provider
+# info itself is checked in the fast tier by tests/unit/test_provider_info.py.
+pytestmark = pytest.mark.slow
+
 COMMANDS = ("list", "hooks", "triggers", "widgets", "behaviours")
 
 

@@ -26,6 +26,10 @@ from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import LINEAGE_INPUT_NAME, default_file_name
 from airflow_voicetrack.protocol import parse_datetime
 
+# Slow tier (`make test-all`): `airflow dags test` in a subprocess with the OpenLineage listener,
+# 20-75 s depending on the machine's load.
+pytestmark = pytest.mark.slow
+
 DAG_ID = "voicetrack_lineage"
 START, END = "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"
 FORMATS = {"jsonl": "extract_jsonl", "csv": "extract_csv", "parquet": "extract_parquet"}
