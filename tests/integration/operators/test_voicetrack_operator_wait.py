@@ -243,8 +243,9 @@ class CallAppearsAfterTheCount(VoiceTrackingOperator):
         return pending
 
 
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
 def test_a_call_that_appears_between_the_count_and_the_read_is_waited_for_and_rewritten(
-    emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+    emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path, deferrable: bool
 ) -> None:
     day = ("2026-11-06T00:00:00Z", "2026-11-07T00:00:00Z")
     before = len(truth(emu, day))
@@ -257,6 +258,7 @@ def test_a_call_that_appears_between_the_count_and_the_read_is_waited_for_and_re
             late=False,
             operator=CallAppearsAfterTheCount,
             output_path=f"file://{tmp_path}/day.jsonl",
+            deferrable=deferrable,
         )
     )
 
@@ -268,3 +270,29 @@ def test_a_call_that_appears_between_the_count_and_the_read_is_waited_for_and_re
     summary = run.results["extract"]
     assert summary["non_terminal"] == 0
     assert summary["waited_seconds"] > 0
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_a_call_still_unfinished_at_the_final_read_fails_the_task_and_writes_nothing(
+    emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path, deferrable: bool
+) -> None:
+    # The count says 0; the read finds the two calls that appeared meanwhile, not terminal, and they
+    # never finish (the clock stands still): the final read's check must keep them out of the output.
+    emu.freeze_clock(tick=0)
+    CallAppearsAfterTheCount.emu = emu
+    run = run_dag(
+        extract(
+            emu,
+            ("2026-11-06T00:00:00Z", "2026-11-07T00:00:00Z"),
+            late=False,
+            operator=CallAppearsAfterTheCount,
+            output_path=f"file://{tmp_path}/day.jsonl",
+            settle_timeout=1,
+            deferrable=deferrable,
+        )
+    )
+
+    assert run.states == {"extract": "failed"}
+    assert list(tmp_path.iterdir()) == []
+    (message,) = run.error_messages["extract"]
+    assert "still not in a terminal status after settle_timeout=0:00:01" in message
