@@ -514,10 +514,19 @@ def test_api_failure_mid_write_leaves_the_previous_object_in_place(
         (tmp_path / "voicetrack").mkdir()
         (tmp_path / key).write_bytes(PREVIOUS)
         target = {"output_path": f"file://{tmp_path}/{key}"}
-    # The first API call (a page of 100 messages, written to the temporary object) passes; every
-    # later one gets a 401, and after three token refreshes the call fails: mid-write.
+    # No count before the read (wait_for_terminal=False): the first API call is page 0, whose 100
+    # messages go to the temporary object; every later call gets a 401, and after three token
+    # refreshes page 1 fails: mid-write.
     emulator.set_faults(unauthorized_rate=0.99)
-    run = run_dag(extract(output_format=output_format, page_size=100, **target))
+    run = run_dag(
+        extract(
+            output_format=output_format,
+            page_size=100,
+            max_concurrency=1,
+            wait_for_terminal=False,
+            **target,
+        )
+    )
     assert run.states == {"extract": "failed"}
     assert "401" in run.error_messages["extract"][0]
     searches = emulator.stats()["requests"]["POST /voice/tracking"]
