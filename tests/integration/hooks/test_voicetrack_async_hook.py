@@ -106,7 +106,7 @@ def test_async_get_messages_raises_on_missing_by_default(emu):
         {"malformed_rate": 0.2},
         {"truncated_rate": 0.2},
         {"inconsistent_rate": 0.2},
-        {"token_lifetime": 1, "latency_ms": 30},
+        {"token_lifetime": 60},
     ],
 )
 def test_async_search_survives_faults(emu, faults):
@@ -116,6 +116,9 @@ def test_async_search_survives_faults(emu, faults):
     auth_fault = {"unauthorized_rate", "forbidden_rate"} & set(faults)
     concurrency = {"max_concurrency": 1} if auth_fault else {}
     emu.set_faults(**faults)
+    if "token_lifetime" in faults:
+        # The emulator's clock steps 20 s per request: the 60 s token expires every few pages.
+        emu.freeze_clock(tick=20)
     assert_exact(run(collect, page_size=250, **concurrency), truth_ids(emu))
     if "token_lifetime" in faults:
         assert emu.stats()["tokens_issued"] >= 2
