@@ -427,8 +427,17 @@ def test_api_failure_mid_write_leaves_no_object_and_no_temporary(
     emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
 ) -> None:
     (tmp_path / "out").mkdir()
-    emulator.set_faults(unauthorized_rate=0.99)  # the first API call passes, every later one gets a 401
-    run = run_dag(extract(output_path=f"file://{tmp_path}/out/day.jsonl", page_size=100))
+    # The first API call (page 0, no count before it) passes, every later one gets a 401: page 1
+    # fails while page 0 is in the temporary object.
+    emulator.set_faults(unauthorized_rate=0.99)
+    run = run_dag(
+        extract(
+            output_path=f"file://{tmp_path}/out/day.jsonl",
+            page_size=100,
+            max_concurrency=1,
+            wait_for_terminal=False,
+        )
+    )
     assert run.states == {"extract": "failed"}
     assert "401" in run.error_messages["extract"][0]
     assert list((tmp_path / "out").iterdir()) == []
