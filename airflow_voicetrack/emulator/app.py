@@ -509,7 +509,7 @@ class Emulator:
         except msgspec.DecodeError:
             return _validation_error({"body": "malformed JSON"})
         if not isinstance(body, dict):
-            return _validation_error({"body": "must be a JSON object: freeze, advance, resume"})
+            return _validation_error({"body": "must be a JSON object: freeze, advance, tick, resume"})
         known = ("freeze", "advance", "tick", "resume")
         unknown = sorted(set(body) - set(known))
         if unknown:
