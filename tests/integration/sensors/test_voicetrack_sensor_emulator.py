@@ -32,7 +32,6 @@ from support.dags import Run
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
 from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
 from airflow_voicetrack.status import FAILED_IDS_CAP
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
@@ -125,14 +124,6 @@ def sensor_ti(run: Run) -> Any:
 
 
 # -- the three modes under dag.test() -----------------------------------------------------------
-
-
-async def count_async(date_start: str, date_end: str) -> int:
-    hook = VoiceTrackAsyncHook()
-    try:
-        return await hook.count_messages(date_start, date_end)
-    finally:
-        await hook.close()
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
