@@ -1,4 +1,6 @@
 # Everything a newcomer needs: `make demo` and `make test`. Both create .venv and install on first use.
+# `make test` is lint, types and the fast test tier (under 3 minutes on 2 cores); `make test-all` is
+# everything CI runs (docs/testing.md).
 # The newest Python 3.10+ on the machine (Airflow 3 supports 3.10 to 3.13); PYTHON=... overrides it.
 ifndef PYTHON
 PYTHON := $(firstword $(foreach python,python3.13 python3.12 python3.11 python3.10 python3,\
@@ -21,7 +23,7 @@ COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
 COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks tests/integration/triggers
 
-.PHONY: install browser test lint typecheck pytest test-compat test-stack package-check demo docs airflow bench bench-peers clean
+.PHONY: install browser test test-all lint typecheck pytest test-slow test-system test-compat test-stack package-check demo docs airflow bench bench-peers clean
 
 $(VENV)/bin/uv:
 	@test -n "$(PYTHON)" || { echo "No Python 3.10 or newer found; install one or run make PYTHON=/path/to/python3.x"; exit 1; }
@@ -55,10 +57,34 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# pytest exits 5 when its selection holds no test: a tier emptied by a marker or -k typo. That is a
+# failure (checks that silently do not run), reported as such rather than as a bare status.
+PYTEST_FAILED = { status=$$?; [ $$status -ne 5 ] || echo "pytest selected no tests ($@): check the markers" >&2; exit $$status; }
+
+# The fast tier (what plain `pytest` selects: no slow, system, browser or stack marker) on two
+# pytest-xdist workers, each with its own Airflow home; measured faster than serial (docs/testing.md).
+# PYTEST_WORKERS= runs it serially.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS) || $(PYTEST_FAILED)
 
 test: lint typecheck pytest
+
+# The slow tier: endurance, the fault matrices, subprocess end-to-end runs (make demo, lineage,
+# the provider CLI, the benchmark harness).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_WORKERS) $(PYTEST_ARGS) || $(PYTEST_FAILED)
+
+# Airflow's services as processes and the browser tests of its web UI, one at a time: each starts
+# its own deployment.
+test-system: $(STAMP) browser
+	$(BIN)/python -m pytest -m "system or browser" $(PYTEST_ARGS) || $(PYTEST_FAILED)
+
+# Everything, as CI runs it (.ci/run): lint, types, the fast tier, the docs site, the slow tier, the system and
+# browser tests, the package as a wheel, the oldest supported Airflow, and the production-shaped
+# stack. Installs what it needs (Chromium, PostgreSQL and Redis from Debian's packages).
+test-all: test docs test-slow test-system package-check test-compat test-stack
 
 # Airflow 3.2 leaves FastAPI uncapped and its execution API breaks on FastAPI 0.137+;
 # Airflow 3.3 caps it at <0.137, so the same cap is applied here.
@@ -67,10 +93,10 @@ test-compat:
 	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip uv
 	$(COMPAT_VENV)/bin/uv pip install --quiet --python $(COMPAT_VENV)/bin/python -e ".[test]" \
 		"apache-airflow==$(COMPAT_AIRFLOW).*" "fastapi<0.137"
-	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) \
-		$(COMPAT_VENV)/bin/python -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS)
-	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) \
-		$(COMPAT_VENV)/bin/python -m pytest tests/integration/sensors -k "trigger and not blocks" $(PYTEST_ARGS)
+	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) $(COMPAT_VENV)/bin/python -m pytest \
+		-m "not system and not browser and not stack" $(COMPAT_TESTS) $(PYTEST_ARGS) || $(PYTEST_FAILED)
+	AIRFLOW_HOME=$(CURDIR)/.airflow/test-home-$(COMPAT_AIRFLOW) $(COMPAT_VENV)/bin/python -m pytest \
+		tests/integration/sensors -k "trigger and not blocks" $(PYTEST_ARGS) || $(PYTEST_FAILED)
 
 # The production-shaped stack (tests/system/test_celery_stack.py): PostgreSQL and Redis from Debian's
 # packages (installed here when missing, with apt-get, as root), the [stack] extra, CeleryExecutor with
@@ -80,7 +106,7 @@ test-stack: $(STAMP)
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
 			postgresql redis-server; }
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,stack]"
-	$(BIN)/python -m pytest tests/system/test_celery_stack.py -m stack -s $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/system/test_celery_stack.py -m stack -s $(PYTEST_ARGS) || $(PYTEST_FAILED)
 
 # The package as a user of the package index gets it: build the sdist and the wheel, `twine check
 # --strict` them, install the wheel alone into a fresh virtualenv and, from a directory without the

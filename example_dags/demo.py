@@ -10,6 +10,9 @@ whatever happens. Running it again replaces the same output object.
 
 Exit status 0 when the output matches, 1 otherwise. Airflow's own output goes to
 ``.airflow/demo-home/demo.log`` (its tail is printed when something fails).
+
+``VOICETRACK_DEMO_HOME`` and ``VOICETRACK_DEMO_OUTPUT`` move the Airflow home and the output folder
+(the tests give each parallel test worker its own).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from pathlib import Path
 from airflow_voicetrack.emulator.process import EmulatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
-AIRFLOW_HOME = REPO / ".airflow" / "demo-home"
+AIRFLOW_HOME = Path(os.environ.get("VOICETRACK_DEMO_HOME") or REPO / ".airflow" / "demo-home")
 LOG_FILE = AIRFLOW_HOME / "demo.log"
-OUTPUT_BASE = REPO / ".demo-output"
+OUTPUT_BASE = Path(os.environ.get("VOICETRACK_DEMO_OUTPUT") or REPO / ".demo-output")
 DAG_ID = "example_voicetrack_extract"
 INTERVAL_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
 INTERVAL_END = datetime(2026, 11, 3, tzinfo=timezone.utc)

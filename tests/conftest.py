@@ -2,11 +2,16 @@
 
 The environment is set at import time, before anything imports Airflow, so every test (and every
 Airflow subprocess a test starts) uses the same throw-away home inside the repo (ignored by git).
+Under pytest-xdist (``-n 2``) each worker gets a home of its own, ``<home>-gw0``, ``<home>-gw1``, ...:
+SQLite takes one writer at a time, and two ``dag.test()`` runs in one DB would block each other.
+The DB is migrated once, in ``<home>`` under a file lock, and copied into each worker's home.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +21,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-AIRFLOW_HOME = Path(os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "test-home")))
+#: The migrated template; under xdist each worker copies its DB into a home of its own.
+BASE_HOME = Path(os.environ.get("AIRFLOW_HOME") or REPO / ".airflow" / "test-home")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+AIRFLOW_HOME = BASE_HOME.with_name(f"{BASE_HOME.name}-{WORKER}") if WORKER else BASE_HOME
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "example_dags"))
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
@@ -25,19 +34,29 @@ from airflow_voicetrack.emulator.process import EmulatorProcess  # noqa: E402
 
 
 def _migrate_once() -> None:
-    """`airflow db migrate` once per Airflow version; later sessions reuse the DB."""
-    marker = AIRFLOW_HOME / f".migrated-{version('apache-airflow-core')}"
-    if marker.exists():
+    """`airflow db migrate` once per Airflow version; later sessions reuse the DB.
+
+    Workers wait on a lock for the one migration of :data:`BASE_HOME`, then copy its DB.
+    """
+    marker_name = f".migrated-{version('apache-airflow-core')}"
+    if (AIRFLOW_HOME / marker_name).exists():
         return
-    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        timeout=300,
-    )
-    marker.touch()
+    BASE_HOME.mkdir(parents=True, exist_ok=True)
+    with open(BASE_HOME / ".migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (BASE_HOME / marker_name).exists():
+            subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"],
+                check=True,
+                env={**os.environ, "AIRFLOW_HOME": str(BASE_HOME)},
+                stdout=subprocess.DEVNULL,
+                timeout=300,
+            )
+            (BASE_HOME / marker_name).touch()
+    if AIRFLOW_HOME != BASE_HOME:
+        AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(BASE_HOME / "airflow.db", AIRFLOW_HOME / "airflow.db")
+        (AIRFLOW_HOME / marker_name).touch()
 
 
 @pytest.fixture(scope="session", autouse=True)

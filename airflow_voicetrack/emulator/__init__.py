@@ -3,7 +3,8 @@
 Run it with ``python -m airflow_voicetrack.emulator --port 0`` (see ``--help``), or from Python with
 :class:`~airflow_voicetrack.emulator.process.EmulatorProcess`. It serves the API and the token
 endpoint on one port, with deterministic synthetic data, statuses that progress over time, optional
-arrivals, injectable faults and admin endpoints under ``/_emulator/`` for tests and benchmarks.
+arrivals, injectable faults, a clock that tests freeze and step, and admin endpoints under
+``/_emulator/`` for tests and benchmarks.
 """
 
 from __future__ import annotations

@@ -50,7 +50,6 @@ import binascii
 import contextlib
 import math
 import secrets
-import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -74,6 +73,7 @@ from airflow_voicetrack.constants import (
     SEARCH_PARAMS,
     SEARCH_PATH,
 )
+from airflow_voicetrack.emulator.clock import EmulatorClock
 from airflow_voicetrack.emulator.faults import FaultMiddleware, FaultSchedule, FaultSettings, InFlight
 from airflow_voicetrack.emulator.query import (
     SearchQuery,
@@ -176,12 +176,13 @@ class Emulator:
     """State and handlers of one emulator instance.
 
     :param config: start-up configuration.
-    :param clock: wall clock in epoch seconds.
+    :param clock: the emulator's clock (status settling, token expiry, arrivals), which
+        ``POST /_emulator/clock`` freezes and steps.
     """
 
-    def __init__(self, config: EmulatorConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: EmulatorConfig, clock: EmulatorClock | None = None) -> None:
         self.config = config
-        self.clock = clock
+        self.clock = clock = clock or EmulatorClock()
         self.store = Store(
             config.seed,
             config.messages,
@@ -216,7 +217,7 @@ class Emulator:
             description = "Full authentication is required to access this resource"
         else:
             expires = self.tokens.get(token.strip())
-            if expires is not None and expires > time.monotonic():
+            if expires is not None and expires > self.clock():
                 return None
             description = "Access token expired" if expires is not None else "Invalid access token"
         return Response(
@@ -331,7 +332,7 @@ class Emulator:
             return _json({"error": error, "error_description": description}, 400)
         lifetime = self.faults.settings.token_lifetime
         token = secrets.token_urlsafe(32)
-        now = time.monotonic()
+        now = self.clock()
         if len(self.tokens) > 10_000:
             self.tokens = {t: expires for t, expires in self.tokens.items() if expires > now}
         self.tokens[token] = now + lifetime
@@ -377,13 +378,16 @@ class Emulator:
         )
         entries = self._ordered(key, lambda: self._select(query, now), query.sort, now)
         response = self._page(entries, query.page, query.size, now)
+        self.clock.tick()
         settings = self.faults.settings
         if query.page == 0 and len(entries) > query.size:
             if settings.delete_during_paging:
                 self.store.delete(entries[: settings.delete_during_paging])
+                self.faults.fired["delete_during_paging"] += 1
             if settings.insert_during_paging:
                 extra = settings.insert_during_paging
                 self.store.add_copies(entries[:extra], extra, entries[0].created_ms)
+                self.faults.fired["insert_during_paging"] += 1
         return response
 
     async def message(self, request: Request) -> Response:
@@ -398,6 +402,7 @@ class Emulator:
         message_id = request.path_params["message_id"]
         now = self._now()
         entry = self.store.find(message_id)
+        self.clock.tick()
         if entry is None:
             return _api_error(404, "404013001", "Voice message not found", {"messageId": message_id})
         return Response(self.store.json(entry, now), media_type="application/json")
@@ -414,7 +419,9 @@ class Emulator:
         if errors:
             return _validation_error(errors)
         now = self._now()
-        return self._page(self._ordered(key, select, sort, now), page, size, now)
+        response = self._page(self._ordered(key, select, sort, now), page, size, now)
+        self.clock.tick()
+        return response
 
     async def conversation(self, request: Request) -> Response:
         """``GET /voice/tracking/conversation/{conversationTrackingId}``: its dial parts, paged."""
@@ -470,6 +477,7 @@ class Emulator:
                 "total": sum(self.requests.values()),
                 "tokens_issued": self.tokens_issued,
                 "search_in_flight_max": self.in_flight.most,
+                "faults_fired": dict(self.faults.fired),
             }
         )
 
@@ -492,6 +500,7 @@ class Emulator:
             self.request_log.clear()
         self.tokens_issued = 0
         self.in_flight.reset()
+        self.faults.fired.clear()
         return _json({"status": "ok"})
 
     async def faults_get(self, request: Request) -> Response:
@@ -522,16 +531,65 @@ class Emulator:
         """
         ``POST /_emulator/reset``: start again from the initial data.
 
-        Restart the status clock, clear stats and faults, drop arrivals, restore deleted messages.
+        Put the clock back on the wall clock, running; restart the status progression; clear stats and
+        faults; drop arrivals; restore deleted messages.
         """
+        self.clock.restart()
         self.store.reset()
         self.faults.replace(FaultSettings())
+        self.faults.fired.clear()
         self.requests.clear()
         if self.request_log is not None:
             self.request_log.clear()
         self.tokens_issued = 0
         self.in_flight.reset()
         return _json({"status": "ok"})
+
+    def _clock_state(self) -> Response:
+        return _json({"now": self.clock(), "frozen": self.clock.frozen, "tick": self.clock.tick_seconds})
+
+    async def clock_get(self, request: Request) -> Response:
+        """``GET /_emulator/clock``: the emulator's time and whether it is frozen."""
+        return self._clock_state()
+
+    async def clock_post(self, request: Request) -> Response:
+        """
+        ``POST /_emulator/clock`` ``{"freeze": true, "advance": s, "tick": s, "resume": true}``.
+
+        Freeze the clock, step it forward, set how far a frozen clock steps after each API request,
+        let it run again; applied in that order, any subset. Status settling, token expiry and
+        arrivals follow it. Answers as ``GET``.
+        """
+        try:
+            body = msgspec.json.decode(await request.body() or b"{}")
+        except msgspec.DecodeError:
+            return _validation_error({"body": "malformed JSON"})
+        if not isinstance(body, dict):
+            return _validation_error({"body": "must be a JSON object: freeze, advance, tick, resume"})
+        known = ("freeze", "advance", "tick", "resume")
+        unknown = sorted(set(body) - set(known))
+        if unknown:
+            return _validation_error({name: f"unknown; known: {', '.join(known)}" for name in unknown})
+        errors = {
+            name: "must be true or false"
+            for name in ("freeze", "resume")
+            if not isinstance(body.get(name, False), bool)
+        }
+        for name in ("advance", "tick"):
+            value = body.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                errors[name] = "must be a number of seconds >= 0"
+        if errors:
+            return _validation_error(errors)
+        if body.get("freeze"):
+            self.clock.freeze()
+        self.clock.advance(body.get("advance", 0))
+        if "tick" in body:
+            self.clock.tick_seconds = float(body["tick"])
+        if body.get("resume"):
+            self.clock.resume()
+        self._now()  # arrivals up to the new time
+        return self._clock_state()
 
     async def add_messages(self, request: Request) -> Response:
         """``POST /_emulator/messages`` ``{"count": n, "created_at": ISO?}``: add messages now."""
@@ -604,6 +662,8 @@ def create_app(config: EmulatorConfig | None = None) -> tuple[ASGIApp, Emulator]
         Route("/_emulator/faults", e.faults_delete, methods=["DELETE"]),
         Route("/_emulator/reset", e.reset, methods=["POST"]),
         Route("/_emulator/messages", e.add_messages, methods=["POST"]),
+        Route("/_emulator/clock", e.clock_get, methods=["GET"]),
+        Route("/_emulator/clock", e.clock_post, methods=["POST"]),
     ]
     # An unknown path or method gets the API's error body, as every other error does (not Starlette's
     # plain-text page): e.g. a messageId holding an encoded "/" reaches no route.

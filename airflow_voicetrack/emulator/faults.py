@@ -24,7 +24,7 @@ import asyncio
 import email.utils
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -136,6 +136,9 @@ class FaultSchedule:
     def __init__(self, settings: FaultSettings | None = None) -> None:
         self.settings = settings or FaultSettings()
         self.counters: dict[str, int] = {}
+        #: how often each fault fired (``/_emulator/stats`` ``faults_fired``), so a test can show that
+        #: the fault it set really happened; kept across setting changes, cleared with the stats
+        self.fired: Counter[str] = Counter()
 
     def replace(self, settings: FaultSettings) -> None:
         """Install new settings and restart every counter.
@@ -159,7 +162,10 @@ class FaultSchedule:
         if rate <= 0:
             return False
         n = self._count(name)
-        return math.floor(n * rate + 1e-9) > math.floor((n - 1) * rate + 1e-9)
+        hit = math.floor(n * rate + 1e-9) > math.floor((n - 1) * rate + 1e-9)
+        if hit:
+            self.fired[name] += 1
+        return hit
 
     def burst_status(self) -> int | None:
         """Count one API call for the 5xx bursts; the status to fail it with, or ``None``."""
@@ -171,6 +177,7 @@ class FaultSchedule:
         if position >= s.error_burst:
             return None
         failure = self._count("burst_failures")
+        self.fired["error_burst"] += 1
         return s.error_status or BURST_STATUSES[(failure - 1) % len(BURST_STATUSES)]
 
     def inconsistent_variant(self) -> int | None:

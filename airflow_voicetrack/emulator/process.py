@@ -337,8 +337,30 @@ class EmulatorProcess:
         self._admin("DELETE", "faults")
 
     def reset(self) -> None:
-        """Restart the status clock, clear stats and faults, drop arrived messages, restore deleted ones."""
+        """Start again: wall clock running, statuses progressing anew, no stats, faults or arrivals."""
         self._admin("POST", "reset")
+
+    def clock(self) -> dict:
+        """The emulator's time: ``{"now": epoch seconds, "frozen": bool, "tick": seconds}``."""
+        return self._admin("GET", "clock")
+
+    def freeze_clock(self, tick: float = 0.0) -> float:
+        """Stop the emulator's clock (statuses, token expiry, arrivals); returns the frozen time.
+
+        :param tick: seconds the frozen clock steps after each API request (0 = it stands still).
+        """
+        return float(self._admin("POST", "clock", {"freeze": True, "tick": tick})["now"])
+
+    def advance_clock(self, seconds: float) -> float:
+        """Step the emulator's clock forward, frozen or not; returns the new time.
+
+        :param seconds: how far, >= 0.
+        """
+        return float(self._admin("POST", "clock", {"advance": seconds})["now"])
+
+    def resume_clock(self) -> None:
+        """Let the emulator's clock run again from where it stands."""
+        self._admin("POST", "clock", {"resume": True})
 
     def add_messages(self, n: int, created_at: datetime | str | None = None) -> list[str]:
         """Add ``n`` messages created now (or at ``created_at``); returns their messageIds.

@@ -11,6 +11,10 @@ from importlib.metadata import version
 
 import pytest
 
+# Slow tier (`make test-all`, and `make test-compat`): five Airflow CLI processes, 20 s; the provider
+# info itself is checked in the fast tier by tests/unit/test_provider_info.py.
+pytestmark = pytest.mark.slow
+
 COMMANDS = ("list", "hooks", "triggers", "widgets", "behaviours")
 
 

@@ -29,3 +29,10 @@ def truth_ids(emu: EmulatorProcess, **kwargs: Any) -> set[str]:
 def api_requests(emu: EmulatorProcess) -> int:
     """:return: requests the emulator served (token requests included), admin calls excluded."""
     return int(emu.stats()["total"])
+
+
+def faults_fired(emu: EmulatorProcess) -> dict[str, int]:
+    """:return: how often each fault fired since the last stats reset (``drop``, ``unauthorized``,
+    ``rate_limit``, ``error_burst``, ``insert_during_paging``, ...): proof that a fault test's fault
+    happened, not only that the result came out right."""
+    return dict(emu.stats()["faults_fired"])

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
-from airflow_voicetrack.writers import CSV_COLUMNS, flatten_message
 
 #: The CSV and Parquet columns in the order README.md documents them (the specification: written
 #: out here, not imported, so that reordering or dropping a column in the code fails the tests).
@@ -67,9 +66,33 @@ def files_under(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
 
 
-def csv_cells(message: dict[str, Any], columns: Sequence[str] = CSV_COLUMNS) -> dict[str, str]:
+#: The documented top-level fields that are columns of their own, and the keys of ``status`` and
+#: ``message`` that are (as ``status.<key>``, ``message.<key>``); everything else goes to ``extra``.
+_TOP_COLUMNS = tuple(c for c in DOCUMENTED_COLUMNS if "." not in c and c != "extra")
+_NESTED_COLUMNS = {"status": ("status", "date"), "message": ("gender", "language", "text")}
+
+
+def documented_row(message: dict[str, Any]) -> dict[str, Any]:
+    """
+    The CSV/Parquet row README.md documents for a message, built here by hand (not with the writer's
+    own ``flatten_message``, so a change to it fails the tests): one value per documented column,
+    ``None`` when missing; ``status`` and ``message`` keys as dotted columns; every other field or
+    nested key under its dotted name in ``extra`` (``None`` when there is none).
+    """
+    row: dict[str, Any] = {column: message.get(column) for column in _TOP_COLUMNS}
+    extra = {k: v for k, v in message.items() if k not in _TOP_COLUMNS and k not in _NESTED_COLUMNS}
+    for field, keys in _NESTED_COLUMNS.items():
+        nested = message.get(field) or {}
+        for key in keys:
+            row[f"{field}.{key}"] = nested.get(key)
+        extra.update({f"{field}.{k}": v for k, v in nested.items() if k not in keys})
+    row["extra"] = extra or None
+    return row
+
+
+def csv_cells(message: dict[str, Any], columns: Sequence[str] = DOCUMENTED_COLUMNS) -> dict[str, str]:
     """:return: the CSV row of a message: non-strings JSON-encoded as the CSV holds them, nulls empty."""
-    row = flatten_message(message)
+    row = documented_row(message)
     return {
         column: ("" if row.get(column) is None else row[column])
         if isinstance(row.get(column), str | None)

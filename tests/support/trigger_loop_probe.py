@@ -1,8 +1,9 @@
 """Run a deferred VoiceMessageStatusSensor's trigger on an event loop in debug mode, in this fresh
 process, and report every callback that held the loop longer than :data:`THRESHOLD_S`.
 
-``python tests/support/trigger_loop_probe.py EMULATOR_URL`` (the connection comes from
-``AIRFLOW_CONN_VOICETRACK_DEFAULT``; the emulator is the progressing one of the sensor tests). Prints
+``python tests/support/trigger_loop_probe.py EMULATOR_URL TICK`` (the connection comes from
+``AIRFLOW_CONN_VOICETRACK_DEFAULT``; the emulator is the progressing one of the sensor tests, its
+clock frozen and stepping TICK seconds after each API request). Prints
 one JSON line: the trigger's first event, the slow-callback warnings of its run, and those of a
 control run that makes one blocking request, which the same detector must report.
 
@@ -77,13 +78,14 @@ async def first_event() -> dict[str, Any]:
     return (await anext(deferred_trigger().run())).payload
 
 
-def main(url: str) -> None:
+def main(url: str, tick: float) -> None:
     conn = json.loads(os.environ["AIRFLOW_CONN_VOICETRACK_DEFAULT"])
     # Warm-up, unmeasured: a triggerer that has run this trigger before has loaded these modules.
     asyncio.run(first_event())
     emulator = EmulatorProcess()  # not started: its admin calls need only the running one's URL
     emulator.url = url
     emulator.reset()
+    emulator.freeze_clock(tick=tick)
     emulator.set_faults(latency_ms=LATENCY_MS)
 
     warnings = Warnings()
@@ -107,4 +109,4 @@ def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], float(sys.argv[2]))

@@ -24,7 +24,7 @@ from airflow_voicetrack.constants import DEFAULT_TOKEN_URL
 from airflow_voicetrack.emulator.process import EmulatorProcess
 
 # The API server starts in ~30 s on a loaded machine; each browser step waits 30 s at most.
-pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.timeout(300)]
 
 CONN_ID = "voicetrack_ui"
 WRONG_SECRET = "wrong-secret-4f1c"

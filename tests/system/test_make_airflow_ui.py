@@ -35,7 +35,7 @@ from airflow_deployment import REPO, wait_until
 from playwright.sync_api import Page
 from support.browser import chromium_page
 
-pytestmark = [pytest.mark.system, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.timeout(600)]
 
 ARTIFACTS = REPO / ".airflow" / "artifacts" / "make-airflow"
 EXTRACT, GATE, BACKFILL = (

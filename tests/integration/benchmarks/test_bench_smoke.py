@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Slow tier (`make test-all`): a tiny run of the benchmark harness in a subprocess.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 VARIANTS = ("A", "B", "D", "E", "O")
 MESSAGES = 2000

@@ -7,7 +7,6 @@ import base64
 import itertools
 import re
 import threading
-import time
 import urllib.error
 from typing import Any
 
@@ -102,11 +101,13 @@ def test_api_rejects_missing_or_unknown_token_with_401(
 
 
 def test_api_rejects_expired_token_with_401(emu: EmulatorProcess, api: Any) -> None:
-    # A token issued for 0.3 s and used after 0.5 s (time only moves forward: no race), next to one
-    # issued for an hour: the same request, only the expiry differs.
-    emu.set_faults(token_lifetime=0.3)
+    # A token issued for 60 s and used 61 s later on the emulator's clock, next to one issued then
+    # for an hour: the same request, only the expiry differs.
+    emu.freeze_clock()
+    emu.set_faults(token_lifetime=60)
     expired = {"Authorization": f"Bearer {api.new_token()}"}
-    time.sleep(0.5)
+    assert api.http.post("/voice/tracking", headers=expired, json=[]).status_code == 200
+    emu.advance_clock(61)
     emu.set_faults(token_lifetime=3600)
     fresh = {"Authorization": f"Bearer {api.new_token()}"}
     assert api.http.post("/voice/tracking", headers=fresh, json=[]).status_code == 200
@@ -480,8 +481,19 @@ def test_stats_count_requests_per_route_and_reset(api: Any, emu: EmulatorProcess
     assert stats["total"] == 4 and stats["tokens_issued"] == 1
     assert stats["search_in_flight_max"] == 1  # one after the other
     assert len(emu.search_spans()) == 2
+    assert stats["faults_fired"] == {}
+    emu.set_faults(forbidden_rate=0.5)
+    api.search()
+    api.search()
+    assert emu.stats()["faults_fired"] == {"forbidden": 1}
     emu.reset_stats()
-    assert emu.stats() == {"requests": {}, "total": 0, "tokens_issued": 0, "search_in_flight_max": 0}
+    assert emu.stats() == {
+        "requests": {},
+        "total": 0,
+        "tokens_issued": 0,
+        "search_in_flight_max": 0,
+        "faults_fired": {},
+    }
     assert emu.search_spans() == []
 
 

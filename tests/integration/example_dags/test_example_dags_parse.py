@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
+
+# Slow tier (`make test-all`): `airflow dags list-import-errors` in a subprocess, 20 s.
+pytestmark = pytest.mark.slow
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[3] / "example_dags"
 DAG_IDS = {

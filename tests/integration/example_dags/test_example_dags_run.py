@@ -9,10 +9,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from airflow.sdk import DAG
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.emulator.process import EmulatorProcess
+
+# Slow tier (`make test-all`): the example DAGs under dag.test(), 40 s.
+pytestmark = pytest.mark.slow
 
 DAY_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
 DAY_END = datetime(2026, 11, 3, tzinfo=timezone.utc)

@@ -67,32 +67,43 @@ def test_a_token_is_never_shared_with_other_credentials(emu: EmulatorProcess, mo
 
 
 def test_an_expired_token_is_renewed_once_for_all_waiting_hooks(emu: EmulatorProcess):
-    emu.set_faults(token_lifetime=3)
+    # The emulator's clock is stepped past the token's hour: the API refuses it as expired while the
+    # client still holds it, and every hook that gets the 401 waits for the same new token.
+    emu.freeze_clock()
 
     async def before_and_after_expiry() -> None:
         hooks = [VoiceTrackAsyncHook() for _ in range(HOOKS)]
         try:
             await asyncio.gather(*(hook.count_messages(START, END) for hook in hooks))
-            await asyncio.sleep(3.2)  # past the token's lifetime, for the client and the server
+            await asyncio.to_thread(emu.advance_clock, 3601)
             await asyncio.gather(*(hook.count_messages(START, END) for hook in hooks))
         finally:
             await asyncio.gather(*(hook.close() for hook in hooks))
 
     asyncio.run(before_and_after_expiry())
     assert tokens_issued(emu) == 2
-    assert emu.stats()["requests"]["POST /voice/tracking"] == 2 * HOOKS
+    # Each hook: one search before, one refused as expired, one repeat with the new token.
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 3 * HOOKS
+
+
+async def token_requests_arrived(emu: EmulatorProcess, n: int) -> None:
+    """Return once the emulator has received ``n`` token requests (counted on arrival, before the
+    ``latency_ms`` it holds each one)."""
+    while (await asyncio.to_thread(emu.stats))["requests"].get("POST /oauth/token", 0) < n:
+        await asyncio.sleep(0.01)
 
 
 def test_cancelling_the_hook_that_started_the_fetch_does_not_cancel_it_for_the_others(emu: EmulatorProcess):
-    emu.set_faults(latency_ms=500)
+    # The token endpoint holds the fetch 1 s: the second hook asks for a token while it is under way.
+    emu.set_faults(latency_ms=1000)
 
     async def cancel_the_first() -> int:
         first, second = VoiceTrackAsyncHook(), VoiceTrackAsyncHook()
         try:
             started = asyncio.create_task(first.count_messages(START, END))
-            await asyncio.sleep(0.1)  # the first hook's token fetch is under way
+            await token_requests_arrived(emu, 1)  # the first hook's token fetch is under way
             waiting = asyncio.create_task(second.count_messages(START, END))
-            await asyncio.sleep(0.1)  # the second hook waits for the same fetch
+            await asyncio.sleep(0)  # the second hook starts
             started.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await started
@@ -102,4 +113,6 @@ def test_cancelling_the_hook_that_started_the_fetch_does_not_cancel_it_for_the_o
             await second.close()
 
     assert asyncio.run(cancel_the_first()) == len(emu.truth(START, END))
+    # Had the cancel stopped the fetch, the second hook would have started a fetch of its own.
     assert tokens_issued(emu) == 1
+    assert emu.stats()["requests"]["POST /oauth/token"] == 1

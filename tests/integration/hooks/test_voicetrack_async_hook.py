@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from support.emulator import END, FAST_RETRIES, START, api_requests, truth_ids
+from support.emulator import END, FAST_RETRIES, START, api_requests, faults_fired, truth_ids
 
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
@@ -106,7 +106,7 @@ def test_async_get_messages_raises_on_missing_by_default(emu):
         {"malformed_rate": 0.2},
         {"truncated_rate": 0.2},
         {"inconsistent_rate": 0.2},
-        {"token_lifetime": 1, "latency_ms": 30},
+        {"token_lifetime": 60},
     ],
 )
 def test_async_search_survives_faults(emu, faults):
@@ -116,7 +116,15 @@ def test_async_search_survives_faults(emu, faults):
     auth_fault = {"unauthorized_rate", "forbidden_rate"} & set(faults)
     concurrency = {"max_concurrency": 1} if auth_fault else {}
     emu.set_faults(**faults)
+    if "token_lifetime" in faults:
+        # The emulator's clock steps 20 s per request: the 60 s token expires every few pages.
+        emu.freeze_clock(tick=20)
     assert_exact(run(collect, page_size=250, **concurrency), truth_ids(emu))
+    if "token_lifetime" in faults:
+        assert emu.stats()["tokens_issued"] >= 2
+    else:
+        fault = next(name for name in faults if name.endswith("_rate") or name == "error_burst")
+        assert faults_fired(emu)[fault.removesuffix("_rate")] > 0
 
 
 def test_async_records_added_during_paging_lose_nothing(emu):
@@ -124,6 +132,7 @@ def test_async_records_added_during_paging_lose_nothing(emu):
     before = truth_ids(emu)
     ids = run(collect, page_size=100)
     assert len(ids) == len(set(ids)) and before <= set(ids) <= truth_ids(emu)
+    assert faults_fired(emu)["insert_during_paging"] >= 1
 
 
 DAY_END = "2026-11-02T00:00:00Z"
@@ -142,6 +151,7 @@ def test_async_messages_deleted_while_paging_fail_a_strict_search(emu):
         f"window [{START}, {DAY_END}): {n - 4} distinct messages read but the API reported "
         f"totalElements={n} at the start and {n} at most"
     )
+    assert faults_fired(emu) == {"delete_during_paging": 1}
 
 
 def test_async_messages_deleted_while_paging_make_a_search_warn(emu, capfd):
@@ -177,6 +187,7 @@ def test_async_persistent_403_raises_permissions_error(emu):
     with pytest.raises(VoiceTrackAuthError) as info:
         run(count)
     assert info.value.reason == "permissions"
+    assert faults_fired(emu) == {"forbidden": 4}
 
 
 def test_async_endless_errors_raise_after_the_retries(emu):
@@ -188,6 +199,7 @@ def test_async_endless_errors_raise_after_the_retries(emu):
     with pytest.raises(VoiceTrackTransientError):
         run(count, max_retries=2)
     assert emu.stats()["requests"]["POST /voice/tracking"] == 3
+    assert faults_fired(emu) == {"error_burst": 3}
 
 
 @pytest.mark.parametrize(

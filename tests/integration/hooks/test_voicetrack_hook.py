@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from support.emulator import END, FAST_RETRIES, START, api_requests, truth_ids
+from support.emulator import END, FAST_RETRIES, START, api_requests, faults_fired, truth_ids
 
-from airflow_voicetrack.constants import MAX_TOKEN_REFRESHES
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.exceptions import (
     VoiceTrackAuthError,
@@ -451,13 +450,15 @@ def test_expiring_tokens_are_renewed_mid_search(emu):
 
 @pytest.mark.parametrize("fault", ["unauthorized_rate", "forbidden_rate"])
 def test_occasional_auth_failures_refresh_the_token_and_repeat(emu, fault):
-    # A call gets up to three token refreshes (MAX_TOKEN_REFRESHES). The emulator's fault counter
+    # A call gets up to three token refreshes. The emulator's fault counter
     # is global: at rate 0.2 it fires on API calls n = 5, 10, 15, ... (floor(n * 0.2) increases), so a
     # repeat (call n + 1) never faults, but only if no other page takes the numbers in between: one
     # page at a time. Still 40+ calls, 8+ faults, each refreshing the token.
     emu.set_faults(**{fault: 0.2})
     assert_exact(search_ids(VoiceTrackHook(page_size=250, max_concurrency=1)), truth_ids(emu))
-    assert emu.stats()["tokens_issued"] > 1
+    fired = faults_fired(emu)[fault.removesuffix("_rate")]
+    assert fired >= 8
+    assert emu.stats()["tokens_issued"] == 1 + fired  # one new token per refused call
 
 
 @pytest.mark.parametrize(
@@ -468,14 +469,17 @@ def test_persistent_auth_failure_raises_saying_what_is_at_fault(emu, fault, reas
     with pytest.raises(VoiceTrackAuthError) as info:
         VoiceTrackHook().count_messages()
     assert info.value.reason == reason
-    # the first attempt and one repeat per refresh, then the error
-    assert emu.stats()["requests"]["POST /voice/tracking"] == 1 + MAX_TOKEN_REFRESHES
+    # the first attempt and one repeat for each of the three refreshes a call gets, then the error
+    assert emu.stats()["requests"]["POST /voice/tracking"] == 4
+    assert faults_fired(emu) == {fault.removesuffix("_rate"): 4}
+    assert emu.stats()["tokens_issued"] == 4
 
 
 @pytest.mark.parametrize("mode", ["seconds", "date", "none"])
 def test_rate_limits_are_retried_for_each_retry_after_form(emu, mode):
     emu.set_faults(rate_limit_rate=0.3, retry_after_mode=mode, retry_after=1)
     assert_exact(search_ids(VoiceTrackHook(page_size=500)), truth_ids(emu))
+    assert faults_fired(emu)["rate_limit"] > 0
 
 
 def test_retry_after_seconds_is_waited(emu, monkeypatch):
@@ -490,11 +494,27 @@ def test_retry_after_seconds_is_waited(emu, monkeypatch):
     # At least the 1 s asked for (the client's own first back-off is at most 0.5 s), and not the
     # 30 s that max_retry_wait would allow.
     assert 1.0 <= second_start - first_end < 10
+    assert faults_fired(emu) == {"rate_limit": 2}
+
+
+def test_retry_after_as_an_http_date_is_waited(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(max_retry_wait=30))
+    emu.set_faults(rate_limit_rate=1.0, retry_after_mode="date", retry_after=3)
+    hook = VoiceTrackHook(max_retries=1)
+    with pytest.raises(VoiceTrackTransientError, match="HTTP 429"):
+        hook.count_messages()
+    assert faults_fired(emu) == {"rate_limit": 2}
+    (_, first_end), (second_start, _) = emu.search_spans()
+    # The header is an HTTP date 3 s after the 429, rounded up to the whole second a date holds: the
+    # client waits 2 to 4 s, far more than its own first back-off (at most 0.5 s) and far less than
+    # max_retry_wait's 30 s.
+    assert 2.0 <= second_start - first_end < 10
 
 
 def test_error_bursts_are_retried(emu):
     emu.set_faults(error_burst=4, error_every=10)
     assert_exact(search_ids(VoiceTrackHook(page_size=300)), truth_ids(emu))
+    assert faults_fired(emu)["error_burst"] >= 4
 
 
 def test_endless_errors_raise_a_transient_error_after_the_retries(emu):
@@ -502,18 +522,21 @@ def test_endless_errors_raise_a_transient_error_after_the_retries(emu):
     with pytest.raises(VoiceTrackTransientError, match=r"giving up after 3 retries.*HTTP 50"):
         VoiceTrackHook(max_retries=3).count_messages()
     assert emu.stats()["requests"]["POST /voice/tracking"] == 4
+    assert faults_fired(emu) == {"error_burst": 4}
 
 
 @pytest.mark.parametrize("fault", ["drop_rate", "malformed_rate", "truncated_rate", "inconsistent_rate"])
 def test_broken_responses_are_retried(emu, fault):
     emu.set_faults(**{fault: 0.25})
     assert_exact(search_ids(VoiceTrackHook(page_size=250)), truth_ids(emu))
+    assert faults_fired(emu)[fault.removesuffix("_rate")] > 0
 
 
 def test_always_malformed_bodies_fail_clearly(emu):
     emu.set_faults(malformed_rate=1.0)
     with pytest.raises(VoiceTrackResponseError, match="not valid JSON"):
         VoiceTrackHook(max_retries=2).count_messages()
+    assert faults_fired(emu) == {"malformed": 3}
 
 
 def test_records_added_during_paging_lose_nothing_and_repeat_nothing(emu):
@@ -526,6 +549,7 @@ def test_records_added_during_paging_lose_nothing_and_repeat_nothing(emu):
     assert before <= set(ids) <= after
     assert len(after) > len(before)
     assert hook.last_search_stats["duplicates"] > 0
+    assert faults_fired(emu)["insert_during_paging"] >= 1
 
 
 def test_records_added_during_paging_pass_a_strict_search(emu):
@@ -533,6 +557,7 @@ def test_records_added_during_paging_pass_a_strict_search(emu):
     before = truth_ids(emu, date_end="2026-11-02T00:00:00Z")
     ids = search_ids(VoiceTrackHook(page_size=500, strict=True), end="2026-11-02T00:00:00Z")
     assert before <= set(ids) and len(ids) == len(set(ids))
+    assert faults_fired(emu) == {"insert_during_paging": 1}
 
 
 def deleted_while_paging(emu, k: int) -> tuple[int, str]:
@@ -557,6 +582,7 @@ def test_messages_deleted_while_paging_fail_a_strict_search(emu):
     with pytest.raises(VoiceTrackConsistencyError) as info:
         search_ids(VoiceTrackHook(page_size=500, strict=True), end=DAY_END)
     assert str(info.value) == mismatch
+    assert faults_fired(emu) == {"delete_during_paging": 1}
 
 
 def test_messages_deleted_while_paging_make_a_search_warn(emu, capfd):

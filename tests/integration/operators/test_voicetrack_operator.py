@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from airflow.sdk import ObjectStoragePath
 from airflow.timetables.interval import CronDataIntervalTimetable
 from support.dags import Run
+from support.emulator import faults_fired
 from support.messages import DOCUMENTED_COLUMNS, by_id
 from support.s3 import S3Bucket
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, split_interval
-from airflow_voicetrack.writers import TEMP_MARKER
+from airflow_voicetrack.writers import FORMATS, TEMP_MARKER
 
 #: Runs a DAG through ``dag.test()`` (the ``run_dag`` fixture of ``tests/integration/conftest.py``).
 RunDag = Callable[..., Run]
@@ -425,8 +427,17 @@ def test_api_failure_mid_write_leaves_no_object_and_no_temporary(
     emulator: EmulatorProcess, run_dag: RunDag, tmp_path: Path
 ) -> None:
     (tmp_path / "out").mkdir()
-    emulator.set_faults(unauthorized_rate=0.99)  # the first API call passes, every later one gets a 401
-    run = run_dag(extract(output_path=f"file://{tmp_path}/out/day.jsonl", page_size=100))
+    # The first API call (page 0, no count before it) passes, every later one gets a 401: page 1
+    # fails while page 0 is in the temporary object.
+    emulator.set_faults(unauthorized_rate=0.99)
+    run = run_dag(
+        extract(
+            output_path=f"file://{tmp_path}/out/day.jsonl",
+            page_size=100,
+            max_concurrency=1,
+            wait_for_terminal=False,
+        )
+    )
     assert run.states == {"extract": "failed"}
     assert "401" in run.error_messages["extract"][0]
     assert list((tmp_path / "out").iterdir()) == []
@@ -489,6 +500,52 @@ def test_s3_failure_leaves_no_object(emulator: EmulatorProcess, run_dag: RunDag,
     )
     assert run.states == {"extract": "failed"}
     assert s3.object_keys() == []
+
+
+PREVIOUS = b"the previous run's object, whole\n"
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+@pytest.mark.parametrize("output_format", FORMATS)
+def test_api_failure_mid_write_leaves_the_previous_object_in_place(
+    emulator: EmulatorProcess,
+    run_dag: RunDag,
+    tmp_path: Path,
+    s3: S3Bucket,
+    output_format: str,
+    store: str,
+) -> None:
+    key = f"voicetrack/day.{output_format}"
+    if store == "s3":
+        s3.client.put_object(Bucket=s3.name, Key=key, Body=PREVIOUS)
+        target = {"output_path": f"s3://{s3.name}/{key}", "output_conn_id": s3.conn_id}
+    else:
+        (tmp_path / "voicetrack").mkdir()
+        (tmp_path / key).write_bytes(PREVIOUS)
+        target = {"output_path": f"file://{tmp_path}/{key}"}
+    # No count before the read (wait_for_terminal=False): the first API call is page 0, whose 100
+    # messages go to the temporary object; every later call gets a 401, and after three token
+    # refreshes page 1 fails: mid-write.
+    emulator.set_faults(unauthorized_rate=0.99)
+    run = run_dag(
+        extract(
+            output_format=output_format,
+            page_size=100,
+            max_concurrency=1,
+            wait_for_terminal=False,
+            **target,
+        )
+    )
+    assert run.states == {"extract": "failed"}
+    assert "401" in run.error_messages["extract"][0]
+    searches = emulator.stats()["requests"]["POST /voice/tracking"]
+    assert searches - faults_fired(emulator)["unauthorized"] == 1, "one page was read before the failure"
+    if store == "s3":
+        assert s3.object_keys() == [key]
+        assert s3.read(key) == PREVIOUS
+    else:
+        assert [p.name for p in (tmp_path / "voicetrack").iterdir()] == [f"day.{output_format}"]
+        assert (tmp_path / key).read_bytes() == PREVIOUS
 
 
 def asset_events(run: Any) -> list[tuple[str, dict[str, Any]]]:

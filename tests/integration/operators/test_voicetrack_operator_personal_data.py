@@ -18,11 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from support.dags import Run
 from support.emulator import api_requests
-from support.messages import by_id, csv_cells, read_jsonl
+from support.messages import DOCUMENTED_COLUMNS, by_id, csv_cells, documented_row, read_jsonl
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
-from airflow_voicetrack.writers import CSV_COLUMNS, flatten_message
 
 RunDag = Callable[..., Run]
 #: Six hours of the emulator's default data (a few hundred messages, some with recordings).
@@ -32,7 +31,7 @@ KEY_CONN_ID = "pii_hash_key"
 EXCLUDE = ["message.text", "recordings.url", "fileURL"]
 HASH = ["to", "from", "recordings.from", "recordings.to"]
 #: The columns CSV and Parquet keep: every one but the excluded ``message.text`` and ``fileURL``.
-KEPT_COLUMNS = [c for c in CSV_COLUMNS if c not in ("message.text", "fileURL")]
+KEPT_COLUMNS = [c for c in DOCUMENTED_COLUMNS if c not in ("message.text", "fileURL")]
 
 
 def digest(value: str) -> str:
@@ -127,7 +126,7 @@ def test_parquet_drops_the_removed_columns_and_holds_the_hashes(
     table = pq.read_table(tmp_path / "out.parquet")
     assert table.column_names == KEPT_COLUMNS
     rows = by_id(table.to_pylist())
-    wanted = [flatten_message(expected(m)) for m in truth(emulator)]
+    wanted = [documented_row(expected(m)) for m in truth(emulator)]
     assert [r["messageId"] for r in rows] == [w["messageId"] for w in wanted]
     for column in ("to", "from", "message.language", "country", "status.status", "groups"):
         assert [r[column] for r in rows] == [w.get(column) for w in wanted], column

@@ -1,9 +1,12 @@
 """VoiceTrackingOperator waiting for the interval's calls to finish, under ``dag.test()``.
 
 The emulator runs in ``--settle-lag`` mode: every call reaches its final status :data:`LAG` seconds
-after its creation, so its historic week is final. Right before the extraction starts (its
-``pre_execute``), :func:`add_late_calls` adds calls created in the last minutes of the interval, as
-a run right after the interval's end finds them: they finish :data:`LAG` seconds after they appear.
+after its creation, so its historic week is final. Its clock is frozen and ticks :data:`TICK` seconds
+after each API request, so the operator's checks see the calls' time pass one step per check:
+the wait takes a few checks whatever the machine's load, and no test sleeps through the lag.
+Right before the extraction starts (its ``pre_execute``), :func:`add_late_calls` adds calls created
+in the last minutes of the interval, as a run right after the interval's end finds them: they
+finish :data:`LAG` seconds after they appear.
 (Calls added with a past creation time start their lag when they appear; starting the emulator
 with the interval ending "now" instead would leave the test at the mercy of how long ``dag.test()``
 takes to start the task on this shared machine. ``benchmarks/late_calls.py`` runs the real case:
@@ -13,7 +16,6 @@ takes to start the task on this shared machine. ``benchmarks/late_calls.py`` run
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,12 @@ from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
 
 RunDag = Callable[..., Run]
-#: Seconds after it appears at which a late call finishes (short, so the tests stay short).
-LAG = (6.0, 10.0)
+#: Seconds (on the emulator's clock) after it appears at which a late call finishes.
+LAG = (60.0, 120.0)
+#: Seconds the emulator's frozen clock steps after each API request: 3 to 6 checks cover the lag.
+TICK = 20.0
+#: Seconds between the operator's checks (wall time; the emulator's time moves by TICK per check).
+POKE = 0.2
 #: The interval the late calls land in, and how many land there per test.
 DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
 LATE_CALLS = 30
@@ -46,8 +52,8 @@ def lag_emulator() -> Iterator[EmulatorProcess]:
 
 @pytest.fixture
 def emu(lag_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> EmulatorProcess:
-    lag_emulator.clear_faults()
-    lag_emulator.reset_stats()
+    lag_emulator.reset()
+    lag_emulator.freeze_clock(tick=TICK)
     monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", lag_emulator.connection_json())
     return lag_emulator
 
@@ -78,13 +84,11 @@ def not_terminal(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def settled_truth(emu: EmulatorProcess) -> list[dict[str, Any]]:
-    """The interval's final truth: waits (bounded) until the emulator reports every call finished."""
-    for _ in range(int(LAG[1] * 10) + 100):
-        messages = truth(emu)
-        if not not_terminal(messages):
-            return messages
-        time.sleep(0.2)
-    raise AssertionError("the emulator's late calls never finished")
+    """The interval's final truth: the emulator's clock stepped past the longest lag."""
+    emu.advance_clock(LAG[1])
+    messages = truth(emu)
+    assert not_terminal(messages) == []
+    return messages
 
 
 def searches(emu: EmulatorProcess) -> int:
@@ -107,7 +111,7 @@ def extract(
             task_id="extract",
             date_start=day[0],
             date_end=day[1],
-            poke_interval=1,
+            poke_interval=POKE,
             pre_execute=add_late_calls(emu) if late else None,
             **kwargs,
         )
@@ -129,7 +133,10 @@ def test_waits_until_every_call_of_the_interval_has_finished(
     summary = run.results["extract"]
     assert summary["non_terminal"] == 0
     assert summary["records"] == len(final)
-    assert summary["waited_seconds"] >= LAG[0] - 1
+    assert summary["waited_seconds"] > 0
+    # The late calls appear Queued and finish 60 s at the earliest: 3 ticks of 20 s, so the
+    # operator counted at least 3 times before its read.
+    assert searches(emu) >= 4
 
 
 def test_wait_for_terminal_false_writes_a_snapshot(
@@ -152,8 +159,9 @@ def test_wait_for_terminal_false_writes_a_snapshot(
 def test_timeout_with_fail_writes_nothing_and_names_the_unfinished_calls(
     emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path, deferrable: bool
 ) -> None:
+    emu.freeze_clock(tick=0)  # the late calls never finish: the timeout, not the load, ends the wait
     run = run_dag(
-        extract(emu, output_path=f"file://{tmp_path}/day.jsonl", settle_timeout=2, deferrable=deferrable)
+        extract(emu, output_path=f"file://{tmp_path}/day.jsonl", settle_timeout=1, deferrable=deferrable)
     )
 
     assert run.states == {"extract": "failed"}
@@ -162,7 +170,7 @@ def test_timeout_with_fail_writes_nothing_and_names_the_unfinished_calls(
     # Not AirflowFailException: the task's own retries apply.
     assert type(error) is AirflowException
     message = str(error)
-    assert "still not in a terminal status after settle_timeout=0:00:02" in message
+    assert "still not in a terminal status after settle_timeout=0:00:01" in message
     assert "on_unsettled='write'" in message and "wait_for_terminal=False" in message
     late_ids = {m["messageId"] for m in truth(emu) if m["status"]["date"] >= "2026-11-02T23:57"}
     quoted = {part for part in message.replace('"', "'").split("'") if part in late_ids}
@@ -172,8 +180,9 @@ def test_timeout_with_fail_writes_nothing_and_names_the_unfinished_calls(
 def test_timeout_with_write_writes_and_counts_the_unfinished_calls(
     emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path
 ) -> None:
+    emu.freeze_clock(tick=0)  # the late calls never finish: the timeout ends the wait
     run = run_dag(
-        extract(emu, output_path=f"file://{tmp_path}/day.jsonl", settle_timeout=2, on_unsettled="write")
+        extract(emu, output_path=f"file://{tmp_path}/day.jsonl", settle_timeout=1, on_unsettled="write")
     )
 
     assert run.states == {"extract": "success"}, run.error_messages
@@ -181,8 +190,8 @@ def test_timeout_with_write_writes_and_counts_the_unfinished_calls(
     final = settled_truth(emu)
     assert [m["messageId"] for m in by_id(written)] == [m["messageId"] for m in final]
     summary = run.results["extract"]
-    assert summary["non_terminal"] == len(not_terminal(written)) > 0
-    assert summary["waited_seconds"] >= 2
+    assert summary["non_terminal"] == len(not_terminal(written)) == LATE_CALLS
+    assert summary["waited_seconds"] >= 1  # settle_timeout, on the operator's own clock
 
 
 def test_a_past_interval_costs_one_extra_request(
@@ -234,8 +243,9 @@ class CallAppearsAfterTheCount(VoiceTrackingOperator):
         return pending
 
 
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
 def test_a_call_that_appears_between_the_count_and_the_read_is_waited_for_and_rewritten(
-    emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path
+    emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path, deferrable: bool
 ) -> None:
     day = ("2026-11-06T00:00:00Z", "2026-11-07T00:00:00Z")
     before = len(truth(emu, day))
@@ -248,6 +258,7 @@ def test_a_call_that_appears_between_the_count_and_the_read_is_waited_for_and_re
             late=False,
             operator=CallAppearsAfterTheCount,
             output_path=f"file://{tmp_path}/day.jsonl",
+            deferrable=deferrable,
         )
     )
 
@@ -258,4 +269,30 @@ def test_a_call_that_appears_between_the_count_and_the_read_is_waited_for_and_re
     assert by_id(written) == truth(emu, day)
     summary = run.results["extract"]
     assert summary["non_terminal"] == 0
-    assert summary["waited_seconds"] >= LAG[0] - 1
+    assert summary["waited_seconds"] > 0
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_a_call_still_unfinished_at_the_final_read_fails_the_task_and_writes_nothing(
+    emu: EmulatorProcess, run_dag: RunDag, tmp_path: Path, deferrable: bool
+) -> None:
+    # The count says 0; the read finds the two calls that appeared meanwhile, not terminal, and they
+    # never finish (the clock stands still): the final read's check must keep them out of the output.
+    emu.freeze_clock(tick=0)
+    CallAppearsAfterTheCount.emu = emu
+    run = run_dag(
+        extract(
+            emu,
+            ("2026-11-06T00:00:00Z", "2026-11-07T00:00:00Z"),
+            late=False,
+            operator=CallAppearsAfterTheCount,
+            output_path=f"file://{tmp_path}/day.jsonl",
+            settle_timeout=1,
+            deferrable=deferrable,
+        )
+    )
+
+    assert run.states == {"extract": "failed"}
+    assert list(tmp_path.iterdir()) == []
+    (message,) = run.error_messages["extract"]
+    assert "still not in a terminal status after settle_timeout=0:00:01" in message

@@ -246,6 +246,7 @@ def test_command_line_without_airflow_connection_prints_the_table(emu: EmulatorP
     assert SECRET not in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # a subprocess importing Airflow, ~11 s; two other command-line tests are fast
 def test_command_line_with_conn_id_reads_the_airflow_connection_and_exits_1_when_one_fails(
     emu: EmulatorProcess,
 ) -> None:
@@ -278,6 +279,7 @@ def test_command_line_refuses_missing_credentials_before_any_request(emu: Emulat
     assert emu.stats()["total"] == 0
 
 
+@pytest.mark.slow  # a subprocess importing Airflow, ~11 s; two other command-line tests are fast
 def test_wrong_credentials_stop_the_probe_with_status_2_without_the_secret(emu: EmulatorProcess) -> None:
     wrong = "wrong-secret-never-print-me"
     done = command_line(

@@ -26,6 +26,9 @@ from airflow_voicetrack.output import default_file_name
 from airflow_voicetrack.protocol import parse_datetime
 from airflow_voicetrack.writers import TEMP_MARKER
 
+# Slow tier (`make test-all`): kills a writer mid-write and reruns it, about a minute.
+pytestmark = pytest.mark.slow
+
 DRIVER = Path(__file__).with_name("crash_driver.py")
 MESSAGES = 50_000
 FILE_NAME = default_file_name(parse_datetime(START, "start"), parse_datetime(END, "end"), "jsonl")

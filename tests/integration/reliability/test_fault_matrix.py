@@ -31,6 +31,10 @@ from airflow_voicetrack.exceptions import (
     VoiceTrackTransientError,
 )
 
+# Slow tier (`make test-all`): every fault against every client, 1.5 min; the hook's own fault
+# tests run in the fast tier.
+pytestmark = pytest.mark.slow
+
 
 @dataclass(frozen=True)
 class Fault:

@@ -27,6 +27,10 @@ from airflow_voicetrack.exceptions import (
     VoiceTrackTransientError,
 )
 
+# Slow tier (`make test-all`): every TCP fault against every client, 1.5 min; the hook's own
+# fault tests run in the fast tier.
+pytestmark = pytest.mark.slow
+
 #: Seconds one cell may take, all retries included; a hang fails the test here.
 CELL_TIMEOUT = 180
 

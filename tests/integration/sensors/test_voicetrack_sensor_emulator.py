@@ -1,8 +1,10 @@
 """VoiceMessageStatusSensor and its trigger against the emulator over HTTP, with real Airflow.
 
-Statuses progress in real time (the emulator settles every message within the ``settle_seconds`` of
-``progressing_settings`` after its clock restart); DAGs run with ``dag.test()``, which runs a
-deferred task's trigger inline.
+Statuses progress on the emulator's clock: it settles every message within :data:`SETTLE` seconds
+after a reset, and the tests freeze that clock and let it tick :data:`TICK` seconds after each API
+request, so a sensor sees the calls progress one step per poke, however loaded the machine is, and
+no test sleeps through the settle window. DAGs run with ``dag.test()``, which runs a deferred
+task's trigger inline.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from support.dags import Run
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook, VoiceTrackHook
 from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 from airflow_voicetrack.waiting import FAILED_IDS_CAP
@@ -38,10 +39,23 @@ from airflow_voicetrack.waiting import FAILED_IDS_CAP
 START, END = "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z"
 
 
+#: Seconds (emulator time) after a reset by which every message is final.
+SETTLE = 60.0
+#: Seconds the emulator's frozen clock steps after each API request: a few pokes cover SETTLE.
+TICK = 15.0
+
+
 @pytest.fixture(scope="module")
 def progressing_settings() -> dict[str, Any]:
-    """300 messages, every one final 6 s after a reset: a window the first poke makes on a loaded machine."""
-    return {"messages": 300, "settle_seconds": 6.0}
+    """300 messages, every one final :data:`SETTLE` s (emulator time) after a reset."""
+    return {"messages": 300, "settle_seconds": SETTLE}
+
+
+@pytest.fixture
+def progressing(progressing: EmulatorProcess) -> EmulatorProcess:
+    """The progressing emulator with its clock frozen, ticking :data:`TICK` s per API request."""
+    progressing.freeze_clock(tick=TICK)
+    return progressing
 
 
 SEARCH = "POST /voice/tracking"
@@ -56,11 +70,9 @@ def by_status(messages: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def wait_until_settled(emu: EmulatorProcess) -> None:
-    """Wait (bounded) until every message of the emulator is terminal."""
-    deadline = time.monotonic() + 30
-    while any(m["status"]["status"] not in DEFAULT_TERMINAL_STATUSES for m in emu.truth(START, END)):
-        assert time.monotonic() < deadline, "the emulator's messages did not settle"
-        time.sleep(0.5)
+    """Step the emulator's clock past the settle window: every message is terminal."""
+    emu.advance_clock(SETTLE)
+    assert all(m["status"]["status"] in DEFAULT_TERMINAL_STATUSES for m in emu.truth(START, END))
 
 
 def api_requests(emu: EmulatorProcess, route: str = SEARCH) -> int:
@@ -68,15 +80,16 @@ def api_requests(emu: EmulatorProcess, route: str = SEARCH) -> int:
 
 
 def calls_placed_when_started(emu: EmulatorProcess) -> Callable[[Any], None]:
-    """A sensor's ``pre_execute`` that restarts the emulator's status clock when the sensor first
-    starts (not when it resumes or is rescheduled): however long Airflow took to get there, every
-    call is still in progress at the first poke, as in the system test."""
+    """A sensor's ``pre_execute`` that restarts the emulator's status progression when the sensor
+    first starts (not when it resumes or is rescheduled), its clock frozen and ticking per request:
+    every call is still in progress at the first poke, as in the system test."""
     started: list[bool] = []
 
     def place_calls(context: Any) -> None:
         if not started:
             started.append(True)
             emu.reset()
+            emu.freeze_clock(tick=TICK)
 
     return place_calls
 
@@ -95,7 +108,7 @@ def sensor_dag(emu: EmulatorProcess, dag_id: str, **sensor_kwargs: Any) -> tuple
             task_id="wait",
             on_failure_callback=lambda context: errors.append(context["exception"]),
             pre_execute=calls_placed_when_started(emu),
-            **{"poke_interval": 0.5, "timeout": 60, **sensor_kwargs},
+            **{"poke_interval": 0.1, "timeout": 60, **sensor_kwargs},
         )
 
         @task
@@ -113,22 +126,10 @@ def sensor_ti(run: Run) -> Any:
 # -- the three modes under dag.test() -----------------------------------------------------------
 
 
-async def count_async(date_start: str, date_end: str) -> int:
-    hook = VoiceTrackAsyncHook()
-    try:
-        return await hook.count_messages(date_start, date_end)
-    finally:
-        await hook.close()
-
-
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
 def test_every_mode_succeeds_once_every_message_is_terminal(
     progressing: EmulatorProcess, run_dag: RunDag, mode: str
 ) -> None:
-    # One request through each client first: the first use of a client loads modules and builds an
-    # HTTP client, which on a loaded machine can take longer than the calls take to settle. The
-    # sensor's first poke must come while they are in progress.
-    assert VoiceTrackHook().count_messages(START, END) == asyncio.run(count_async(START, END))
     mode_kwargs = {"deferrable": True} if mode == "deferrable" else {"mode": mode}
     dag, summaries, errors = sensor_dag(
         progressing, f"voicetrack_sensor_{mode}", date_start=START, date_end=END, **mode_kwargs
@@ -144,8 +145,9 @@ def test_every_mode_succeeds_once_every_message_is_terminal(
             "failed_ids": {},
         }
     ]
-    # It waited: more than one poke (a final poke costs 1 + 7 searches, a waiting one 1).
-    assert api_requests(progressing) > 1 + len(DEFAULT_TERMINAL_STATUSES)
+    # It waited: the first poke (at the reset's instant) saw calls in progress and every poke stepped
+    # the clock by TICK, so SETTLE / TICK waiting pokes of 1 search came before the final poke's 1 + 7.
+    assert api_requests(progressing) >= SETTLE / TICK + 1 + len(DEFAULT_TERMINAL_STATUSES)
 
 
 def test_ids_rendered_from_an_upstream_xcom_are_waited_for(
@@ -164,7 +166,7 @@ def test_ids_rendered_from_an_upstream_xcom_are_waited_for(
         wait = VoiceMessageStatusSensor(
             task_id="wait",
             message_ids="{{ ti.xcom_pull(task_ids='place_calls') }}",
-            poke_interval=0.5,
+            poke_interval=0.1,
             timeout=60,
             pre_execute=calls_placed_when_started(progressing),
         )
@@ -309,6 +311,7 @@ def test_trigger_stored_by_0_1_0_still_runs_after_an_upgrade(progressing: Emulat
     assert event["summary"]["total"] == len(truth)
 
 
+@pytest.mark.slow  # a fresh process whose every request takes 1.5 s: about 30 s
 def test_trigger_never_blocks_the_event_loop(progressing: EmulatorProcess) -> None:
     """
     The triggerer warns when a trigger holds its loop for 0.2 s. Measured in a fresh process, as a
@@ -317,7 +320,12 @@ def test_trigger_never_blocks_the_event_loop(progressing: EmulatorProcess) -> No
     and a loaded machine's CPU delays are not. The control run's blocking request proves the first.
     """
     probe = subprocess.run(
-        [sys.executable, str(Path(support.__file__).parent / "trigger_loop_probe.py"), progressing.url],
+        [
+            sys.executable,
+            str(Path(support.__file__).parent / "trigger_loop_probe.py"),
+            progressing.url,
+            str(TICK),
+        ],
         capture_output=True,
         text=True,
         timeout=240,

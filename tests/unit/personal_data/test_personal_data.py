@@ -11,9 +11,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from support.messages import DOCUMENTED_COLUMNS
 
 from airflow_voicetrack.personal_data import MESSAGE_PATHS, PersonalDataFilter, validate_key
-from airflow_voicetrack.writers import CSV_COLUMNS, open_writer
+from airflow_voicetrack.writers import open_writer
 
 KEY = b"unit-test-key-0123456789abcdef"
 
@@ -96,14 +97,14 @@ def test_message_null_is_left_alone() -> None:
 def test_columns_drop_excluded_fields_and_everything_below_an_excluded_object() -> None:
     columns = PersonalDataFilter(["to", "message", "recordings.url"], []).columns()
     dropped = {"to", "message.gender", "message.language", "message.text"}
-    assert columns == tuple(c for c in CSV_COLUMNS if c not in dropped)
+    assert columns == tuple(c for c in DOCUMENTED_COLUMNS if c not in dropped)
 
 
 def test_no_options_is_inactive_and_changes_nothing() -> None:
     personal_data = PersonalDataFilter()
     assert not personal_data.active
     assert personal_data.apply(copy.deepcopy(MESSAGE)) == MESSAGE
-    assert personal_data.columns() == CSV_COLUMNS
+    assert personal_data.columns() == DOCUMENTED_COLUMNS
 
 
 def test_repr_shows_the_paths_not_the_key() -> None:

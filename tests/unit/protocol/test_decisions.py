@@ -15,12 +15,17 @@ from airflow_voicetrack.exceptions import (
 )
 from airflow_voicetrack.protocol import (
     Call,
+    GetToken,
     RefreshToken,
     Request,
     Response,
     Retry,
     RetryPolicy,
+    Send,
     Success,
+    Token,
+    TokenCache,
+    call_flow,
     parse_message,
     parse_retry_after,
 )
@@ -56,6 +61,32 @@ def test_auth_failure_after_three_refreshes_raises_saying_what_is_at_fault(statu
     with pytest.raises(VoiceTrackAuthError) as info:
         respond(c, status)
     assert info.value.reason == reason and reason in str(info.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refresh_after_an_auth_failure_sends_the_new_token_never_the_rejected_one(status):
+    rejected, renewed = Token("rejected-token", renew_at=1e9), Token("renewed-token", renew_at=1e9)
+    flow = call_flow(REQUEST, parse_message, POLICY, clock=lambda: 0.0)
+    assert next(flow) == GetToken(None)
+    assert flow.send(rejected) == Send(REQUEST, rejected)
+    # The refused token goes back with the request for a new one, so the driver can tell it apart.
+    assert flow.send(Response(status, {}, b"{}")) == GetToken(rejected)
+    repeat = flow.send(renewed)
+    assert repeat == Send(REQUEST, renewed)
+    assert repeat.token is not None and repeat.token.value == "renewed-token"
+    with pytest.raises(StopIteration) as done:
+        flow.send(Response(200, {}, b'{"messageId": "m1"}'))
+    assert done.value.value == {"messageId": "m1"}
+
+
+def test_the_token_cache_never_hands_back_a_rejected_token():
+    rejected, renewed = Token("rejected-token", renew_at=1e9), Token("renewed-token", renew_at=1e9)
+    cache = TokenCache()
+    cache.token = rejected
+    assert cache.usable(None, now=0.0) is rejected
+    assert cache.usable(rejected, now=0.0) is None  # the driver must fetch a new one
+    cache.token = renewed  # another request replaced it meanwhile: that one is used, not fetched again
+    assert cache.usable(rejected, now=0.0) is renewed
 
 
 def test_403_then_401_on_one_request_gets_a_new_token_each_time():
