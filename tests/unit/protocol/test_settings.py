@@ -24,7 +24,7 @@ def test_defaults_follow_the_connection_contract():
     assert settings.base_url == "https://connect.routee.net"
     assert settings.token_url == "https://auth.routee.net/oauth/token"
     assert (settings.connect_timeout, settings.read_timeout, settings.verify_ssl) == (10, 60, True)
-    assert (settings.page_size, settings.max_concurrency, settings.max_retries) == (2000, 4, 8)
+    assert (settings.page_size, settings.max_concurrency, settings.max_retries) == (2000, 8, 8)
     assert (settings.max_retry_wait, settings.window) == (60, timedelta(hours=24))
 
 
