@@ -426,6 +426,7 @@ class Emulator:
                 "total": sum(self.requests.values()),
                 "tokens_issued": self.tokens_issued,
                 "search_in_flight_max": self.in_flight.most,
+                "search_statuses": {str(k): v for k, v in sorted(self.in_flight.statuses.items())},
             }
         )
 
@@ -549,5 +550,6 @@ def create_app(config: EmulatorConfig | None = None) -> tuple[FaultMiddleware, E
         lambda status: _auth_error_body(status),
         emulator.in_flight,
         SEARCH_PATH,
+        lambda: emulator.tokens.clear(),
     )
     return middleware, emulator

@@ -258,10 +258,10 @@ class RetryBudget:
     """
     The retries one hook may make: a share of its recent requests, after the AWS SDKs' retry quota.
 
-    Each call's first retry is always allowed (a quiet sensor's one retry is never refused); beyond
-    it, the retries of the last :data:`BUDGET_WINDOW` seconds may number :data:`BUDGET_RATIO` of the
-    requests sent in them, plus :data:`BUDGET_MIN`. So when the service fails, an operation fails
-    fast instead of multiplying the load. Thread-safe.
+    Each call's first retry is always allowed, and not counted (a quiet sensor's one retry is never
+    refused); beyond it, the retries of the last :data:`BUDGET_WINDOW` seconds may number
+    :data:`BUDGET_RATIO` of the requests sent in them, plus :data:`BUDGET_MIN`. So when the
+    service fails, an operation fails fast instead of multiplying the load. Thread-safe.
     """
 
     def __init__(self) -> None:
@@ -285,7 +285,9 @@ class RetryBudget:
             for times in (self._requests, self._retries):
                 while times and times[0] <= now - BUDGET_WINDOW:
                     times.popleft()
-            if retry_number > 1 and len(self._retries) >= BUDGET_RATIO * len(self._requests) + BUDGET_MIN:
+            if retry_number == 1:
+                return True  # the floor: free, and not counted against the others
+            if len(self._retries) >= BUDGET_RATIO * len(self._requests) + BUDGET_MIN:
                 return False
             self._retries.append(now)
             return True
@@ -294,9 +296,9 @@ class RetryBudget:
         """:return: the budget's state, for an error message."""
         with self._lock:
             return (
-                f"{len(self._retries)} retries for {len(self._requests)} requests in the last "
-                f"{BUDGET_WINDOW:g} s (allowed: {BUDGET_RATIO:.0%} of requests + {BUDGET_MIN}, beyond "
-                "each request's first retry)"
+                f"{len(self._retries)} retries beyond each request's first for {len(self._requests)} "
+                f"requests in the last {BUDGET_WINDOW:g} s (allowed: {BUDGET_RATIO:.0%} of the requests "
+                f"+ {BUDGET_MIN})"
             )
 
 

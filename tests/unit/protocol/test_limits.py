@@ -224,7 +224,10 @@ def test_a_call_fails_fast_with_a_clear_error_when_the_budget_is_spent():
         request, parse_message, RetryPolicy(8, 10, 100), started=0.0, rng=random.Random(1), budget=budget
     )
     c.on_response(Response(503, {}, b""), now=0.0)  # the first retry is always allowed
-    with pytest.raises(VoiceTrackTransientError, match=r"retry budget is spent \(6 retries for 0 requests"):
+    with pytest.raises(
+        VoiceTrackTransientError,
+        match=r"retry budget is spent \(5 retries beyond each request's first for 0 requests",
+    ):
         c.on_response(Response(503, {}, b""), now=0.0)
 
 
