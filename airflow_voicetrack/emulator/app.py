@@ -431,8 +431,12 @@ class Emulator:
         )
 
     async def spans(self, request: Request) -> Response:
-        """``GET /_emulator/spans``: each search request's ``[start, end]`` (seconds, monotonic clock)."""
-        return _json({"spans": list(self.in_flight.spans)})
+        """
+        ``GET /_emulator/spans``: each search request's ``[start, end]``, and when each 429 was sent.
+
+        Seconds on the emulator's monotonic clock.
+        """
+        return _json({"spans": list(self.in_flight.spans), "refused_at": list(self.in_flight.refused_at)})
 
     async def reset_stats(self, request: Request) -> Response:
         """``POST /_emulator/stats/reset``."""

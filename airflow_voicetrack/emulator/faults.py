@@ -331,6 +331,8 @@ class InFlight:
         self.spans: deque[tuple[float, float]] = deque(maxlen=keep)
         #: how many search responses of each status were sent
         self.statuses: Counter[int] = Counter()
+        #: when each 429 was sent (monotonic clock)
+        self.refused_at: deque[float] = deque(maxlen=keep)
 
     def begin(self) -> float:
         """Count a request in; return its start time."""
@@ -348,6 +350,7 @@ class InFlight:
         self.most = self.current
         self.spans.clear()
         self.statuses.clear()
+        self.refused_at.clear()
 
 
 class FaultMiddleware:
@@ -390,6 +393,8 @@ class FaultMiddleware:
         async def counting(message: Message) -> None:
             if message["type"] == "http.response.start":
                 self.in_flight.statuses[message["status"]] += 1
+                if message["status"] == 429:
+                    self.in_flight.refused_at.append(time.monotonic())
             await send(message)
 
         counting.__wrapped__ = send  # type: ignore[attr-defined]

@@ -284,6 +284,10 @@ class EmulatorProcess:
         """Each search request since the last stats reset: ``(start, end)`` on the emulator's clock."""
         return [(start, end) for start, end in self._admin("GET", "spans")["spans"]]
 
+    def refused_at(self) -> list[float]:
+        """When each 429 since the last stats reset was sent, on the emulator's clock."""
+        return list(self._admin("GET", "spans")["refused_at"])
+
     def reset_stats(self) -> None:
         """Zero the request and token counters."""
         self._admin("POST", "stats/reset")

@@ -62,6 +62,8 @@ T = TypeVar("T")
 
 #: HTTP statuses that are retried with backoff.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: How often a rejected request asks whether its token served the requests still carrying it, in s.
+TOKEN_VERDICT_POLL = 0.005
 #: Base of the exponential backoff, in seconds: waits grow 0.5, 1, 2, 4 ... (with jitter) up to the cap.
 BACKOFF_BASE = 0.5
 
@@ -205,14 +207,15 @@ class Call(Generic[T]):
         """
         Decide what follows a response: success, a new token, a retry, or an error (raised).
 
-        A 401 or 403 gets a new token. When the rejected token had already served a 2xx before this
-        request was sent with it, it expired or was revoked: that costs no credential budget. A
+        A 401 or 403 gets a new token. When the rejected token had already served a 2xx, it expired
+        or was revoked: that costs no credential budget (up to :data:`MAX_TOKEN_RENEWALS`). A
         token rejected before serving any 2xx counts: after :data:`MAX_TOKEN_REFRESHES` of them the
         call fails, saying whether the credentials or the permissions are wrong.
 
         :param now: monotonic time now.
         :param wall_now: aware wall-clock time now (for ``Retry-After`` dates); defaults to the clock.
-        :param token_served: whether the token the request carried had served a 2xx when it was sent.
+        :param token_served: whether the token the request carried had served a 2xx (to any request)
+            when this response came.
         """
         status = response.status
         if 200 <= status < 300:
@@ -438,7 +441,7 @@ def call_flow(
         if limits is None:
             reply, served = (yield Send(request, token)), False
         else:
-            reply, served = yield from _limited_send(limits, request, token, stats, clock)
+            reply, served = yield from _limited_send(limits, request, token, policy, stats, clock)
         decision: Success[T] | Retry | RefreshToken
         if isinstance(reply, TransportFailure):
             decision = call.on_transport_error(reply.kind, reply.detail, now=clock())
@@ -467,35 +470,46 @@ def _limited_send(
     limits: Limits,
     request: Request,
     token: Token | None,
+    policy: RetryPolicy,
     stats: LimitStats | None,
     clock: Callable[[], float],
 ) -> Generator[Action, Any, tuple[Response | TransportFailure, bool]]:
     """
     Send ``request`` when the limiter allows, and tell the limiter how it went.
 
-    :return: the reply, and whether ``token`` had served a 2xx before the request went out with it.
+    :return: the reply, and for a 401/403 whether ``token`` has served a 2xx to any request.
     """
     limiter = limits.limiter
     permit = yield from _admit(limiter, stats, clock)
     limits.budget.sent(permit.sent_at)
-    served = token is not None and limiter.has_served(token)
+    if token is not None:
+        limiter.token_sent(token)
     try:
         reply = yield Send(request, token)
     except BaseException:  # cancelled (GeneratorExit) or failed: the slot must come back
         limiter.release(permit, clock(), status=None)
+        if token is not None:
+            limiter.token_answered(token, served=False)
         raise
     now = clock()
+    status = None if isinstance(reply, TransportFailure) else reply.status
+    if token is not None:
+        limiter.token_answered(token, served=status is not None and 200 <= status < 300)
+    served = False
+    if token is not None and status in (401, 403):
+        # Did the token serve any request? Wait until the requests that carry it say.
+        while (verdict := limiter.token_verdict(token)) is None:
+            yield Sleep(TOKEN_VERDICT_POLL)
+        served = verdict
     if isinstance(reply, TransportFailure):
         limiter.release(permit, now, status=None)
         return reply, served
     limiter.release(permit, now, status=reply.status, headers=reply.headers)
-    if 200 <= reply.status < 300 and token is not None:
-        limiter.mark_served(token)
     if reply.status == 429:
         retry_after = parse_retry_after(reply.headers.get("Retry-After"), pendulum.now("UTC"))
         pause = pause_seconds(reply.headers, retry_after)
         if pause:
-            limiter.pause(now, pause)
+            limiter.pause(now, min(pause, policy.max_retry_wait))
         if stats is not None:
             stats.count(rate_limited=True)
     return reply, served

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 
 #: The limit a new limiter starts at: one request in flight, growing by one per round of successes.
 INITIAL_LIMIT = 1.0
-#: The lowest limit; below 1 it is a rate: ``limit / latency floor`` requests per second.
-MIN_LIMIT = 0.05
+#: The lowest rate the limit may stand for, in requests per second: below one request in flight the
+#: limit is a rate, ``limit / latency floor``.
+MIN_RATE = 0.1
+#: A throttle caps the limit at what the successes of the last second needed only when they were at
+#: least this many: fewer say too little about the service's rate.
+GOODPUT_SAMPLES = 5
 #: A 429 or 503 multiplies the limit by this (AWS's CUBIC uses 0.7) ...
 THROTTLE_BACKOFF = 0.7
 #: ... and a latency far above its floor by this (a gentler signal than a refusal).
@@ -43,6 +47,8 @@ LATENCY_SAMPLES = 200
 #: request per round of successes.
 RECOVERY_GROWTH = 0.05
 RECOVERY_SECONDS = 60.0
+#: With no latency known, a limit below one cannot be a rate: it is at least this.
+_NO_FLOOR_LIMIT = 1e-3
 #: How long a refused send waits before asking again when it waits for a free slot, at most.
 MAX_POLL = 0.05
 #: Retry budget (after the AWS SDKs' retry quota): beyond each call's first retry, retries in the
@@ -69,17 +75,19 @@ class Limiter:
     """
     The sending limit of one connection in one process (thread-safe, event-loop agnostic).
 
-    - **Adaptive concurrency (AIMD).** ``limit`` moves between :data:`MIN_LIMIT` and
-      ``max_concurrency``: up by one request per round of successes (``1 / limit`` per success
+    - **Adaptive concurrency (AIMD).** ``limit`` moves up to ``max_concurrency`` (and down to a
+      rate of :data:`MIN_RATE`): up by one request per round of successes (``1 / limit`` per success
       that the limit held back), down by :data:`THROTTLE_BACKOFF` on a 429 or 503 (and to no more
       than the requests that succeeded in the last second would need), down by
       :data:`LATENCY_BACKOFF` when a response takes well above the latency floor. At most one
       decrease per round: a response to a request sent before the last decrease does not decrease
       again. At most ``ceil(limit)`` requests are in flight, and sends are paced at
       ``limit / latency floor`` per second, so a limit of 1.4 means 1.4 requests in flight on
-      average, and a limit below 1 is a rate.
-    - **Pauses.** A 429's ``Retry-After`` (or ``RateLimit-Reset``), and ``RateLimit-Remaining: 0``
-      (or ``X-RateLimit-*``), pause every send of the connection until then.
+      average, and a limit below 1 is a rate. After a throttle, and while below 1, the limit grows
+      by :data:`RECOVERY_GROWTH` a second instead: a rate limit's window answers in seconds.
+    - **Pauses.** A 429's ``Retry-After`` (or ``RateLimit-Reset``) pauses every send of the
+      connection until then; so does ``RateLimit-Remaining`` (or ``X-RateLimit-*``) no larger than
+      the requests the limit may keep in flight, until its ``RateLimit-Reset``.
     - **A fixed rate.** ``max_requests_per_second`` spaces sends evenly, whatever the limit.
     - **Tokens.** Which access tokens have served a 2xx (see
       :meth:`~airflow_voicetrack.protocol.decisions.Call.on_response`).
@@ -108,6 +116,8 @@ class Limiter:
         #: whether a send was held back since the last permit
         self._held = False
         self._served: weakref.WeakSet[Token] = weakref.WeakSet()
+        #: requests in flight per token
+        self._carrying: Counter[Token] = Counter()
 
     @classmethod
     def of(cls, key: tuple[str, ...], max_concurrency: int, max_requests_per_second: float | None) -> Limiter:
@@ -171,15 +181,19 @@ class Limiter:
         """
         with self._lock:
             self.in_flight -= 1
-            if headers is not None and _rate_header(headers, "Remaining") == 0:
-                self._pause_locked(now, _rate_header(headers, "Reset") or 0.0)
+            remaining = None if headers is None else _rate_header(headers, "Remaining")
+            if remaining is not None and remaining <= max(self.in_flight, math.ceil(self.limit)):
+                # What remains may go to the requests on their way, or about to be: none may follow.
+                self._pause_locked(now, _rate_header(headers or {}, "Reset") or 0.0)
             if status is None:
                 return
             if status in THROTTLE_STATUSES:
                 if permit.sent_at >= self._last_decrease:
+                    limit = self.limit * THROTTLE_BACKOFF
                     recent = self._recent_successes(now)
-                    goodput_limit = recent * self._floor if self._floor else self.limit
-                    self._decrease(now, min(self.limit * THROTTLE_BACKOFF, goodput_limit))
+                    if recent >= GOODPUT_SAMPLES and self._floor:
+                        limit = min(limit, recent * self._floor)
+                    self._decrease(now, limit)
                     self._throttled_at = now
                 return
             latency = now - permit.sent_at
@@ -197,15 +211,32 @@ class Limiter:
         with self._lock:
             self._pause_locked(now, seconds)
 
-    def mark_served(self, token: Token) -> None:
-        """Note that ``token`` has served a 2xx."""
+    def token_sent(self, token: Token) -> None:
+        """Note that a request went out with ``token``."""
         with self._lock:
-            self._served.add(token)
+            self._carrying[token] += 1
 
-    def has_served(self, token: Token) -> bool:
-        """:return: whether ``token`` has served a 2xx (so a rejection of it is an expiry)."""
+    def token_answered(self, token: Token, *, served: bool) -> None:
+        """Note that a request with ``token`` came back, with a 2xx when ``served``."""
         with self._lock:
-            return token in self._served
+            self._carrying[token] -= 1
+            if self._carrying[token] <= 0:
+                del self._carrying[token]
+            if served:
+                self._served.add(token)
+
+    def token_verdict(self, token: Token) -> bool | None:
+        """
+        Say whether ``token`` has served a 2xx, once that is known.
+
+        :return: ``True`` when it has (a rejection of it is an expiry or a revocation), ``False``
+            when it has not and no request carrying it is still in flight, ``None`` while one is:
+            a small rejection can overtake the large pages that the same token is serving.
+        """
+        with self._lock:
+            if token in self._served:
+                return True
+            return None if self._carrying[token] > 0 else False
 
     def _pause_locked(self, now: float, seconds: float) -> None:
         self.paused_until = max(self.paused_until, now + seconds)
@@ -216,12 +247,12 @@ class Limiter:
         return len(self._successes)
 
     def _decrease(self, now: float, limit: float) -> None:
-        self.limit = max(MIN_LIMIT, limit)
+        self.limit = max(MIN_RATE * self._floor or _NO_FLOOR_LIMIT, limit)
         self._last_decrease = now
         self._last_growth = now
 
     def _grow(self, now: float) -> None:
-        if now - self._throttled_at < RECOVERY_SECONDS:
+        if now - self._throttled_at < RECOVERY_SECONDS or self.limit < 1:
             elapsed = min(1.0, max(0.0, now - self._last_growth))
             self.limit *= 1 + RECOVERY_GROWTH * elapsed
         else:

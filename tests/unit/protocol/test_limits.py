@@ -85,14 +85,29 @@ def test_a_throttle_caps_the_limit_at_what_the_last_second_succeeded_with():
     limiter = Limiter(16)
     limiter.limit = 8.0
     now = 0.0
-    for _ in range(4):  # four successes of 50 ms each: latency floor 0.05 s
+    for _ in range(5):  # five successes of 50 ms each: latency floor 0.05 s
         permit = grant(limiter, now)
         ok(limiter, permit, now + 0.05)
         now += 0.1
     throttled = grant(limiter, now)
     limiter.release(throttled, now + 0.05, status=429, headers={})
-    # 4 successes in the last second at a 50 ms floor need 0.2 requests in flight: below 0.7 * limit.
-    assert limiter.limit == pytest.approx(0.2)
+    # 5 successes in the last second at a 50 ms floor need 0.25 requests in flight: below 0.7 * limit.
+    assert limiter.limit == pytest.approx(0.25)
+
+
+def test_a_throttle_after_too_few_successes_to_measure_only_cuts_to_seven_tenths():
+    limiter = Limiter(16)
+    ok(limiter, grant(limiter, 0.0), 0.05)  # one success: 1 -> 2
+    limiter.release(grant(limiter, 0.1), 0.15, status=429, headers={})
+    assert limiter.limit == pytest.approx(1.4)
+
+
+def test_the_limit_never_stands_for_less_than_a_tenth_of_a_request_per_second():
+    limiter = Limiter(16)
+    ok(limiter, grant(limiter, 0.0), 0.05)
+    for now in range(20, 800, 20):  # 20 s apart: the pacing lets each through
+        limiter.release(grant(limiter, float(now)), now + 0.05, status=429, headers={})
+    assert limiter.limit == pytest.approx(0.1 * 0.05)
 
 
 def test_a_503_backs_off_like_a_429():
@@ -160,6 +175,16 @@ def test_ratelimit_remaining_zero_pauses_until_the_reset():
     limiter2 = Limiter(16)
     ok(limiter2, grant(limiter2, 0.0), 0.05, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2"})
     assert limiter2.acquire(0.05) == pytest.approx(2.0)
+
+
+def test_ratelimit_remaining_no_larger_than_the_limit_pauses_too():
+    limiter = Limiter(16)
+    limiter.limit = 3.0
+    first, *others = (grant(limiter, 0.0) for _ in range(3))
+    ok(limiter, first, 0.05, headers={"RateLimit-Remaining": "5", "RateLimit-Reset": "1"})
+    assert isinstance(limiter.acquire(0.05), Permit)  # 5 left for at most 3 in flight
+    ok(limiter, others[0], 0.06, headers={"RateLimit-Remaining": "3", "RateLimit-Reset": "1"})
+    assert limiter.acquire(0.06) == pytest.approx(1.0)  # 3 left: the 3 the limit allows may take them
 
 
 def test_a_429_pauses_for_retry_after_else_for_ratelimit_reset():
@@ -271,11 +296,18 @@ def test_renewals_of_served_tokens_stop_at_ten_then_fail_clearly():
         c.on_response(FORBIDDEN, now=0.0, token_served=True)
 
 
-def test_the_limiter_remembers_which_tokens_served():
+def test_whether_a_token_served_is_known_once_the_requests_carrying_it_are_back():
     from airflow_voicetrack.protocol import Token
 
     limiter = Limiter(4)
-    token, other = Token("a", 100.0), Token("b", 100.0)
-    limiter.mark_served(token)
-    assert limiter.has_served(token)
-    assert not limiter.has_served(other)
+    token = Token("a", 100.0)
+    limiter.token_sent(token)  # a large page
+    limiter.token_sent(token)  # a request rejected before the page is back
+    limiter.token_answered(token, served=False)
+    assert limiter.token_verdict(token) is None  # the page is still on its way
+    limiter.token_answered(token, served=True)
+    assert limiter.token_verdict(token) is True
+    other = Token("b", 100.0)
+    limiter.token_sent(other)
+    limiter.token_answered(other, served=False)
+    assert limiter.token_verdict(other) is False
