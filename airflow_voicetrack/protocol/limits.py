@@ -28,8 +28,10 @@ INITIAL_LIMIT = 1.0
 #: The lowest rate the limit may stand for, in requests per second: below one request in flight the
 #: limit is a rate, ``limit / latency floor``.
 MIN_RATE = 0.1
-#: A throttle caps the limit at what the successes of the last second needed only when they were at
-#: least this many: fewer say too little about the service's rate.
+#: A throttle caps the limit at this share of what the successes of the last second needed (they
+#: may include a burst the service allowed once), only when they were at least
+#: :data:`GOODPUT_SAMPLES`: fewer say too little about the service's rate.
+GOODPUT_SHARE = 0.9
 GOODPUT_SAMPLES = 5
 #: A 429 or 503 multiplies the limit by this (AWS's CUBIC uses 0.7) ...
 THROTTLE_BACKOFF = 0.7
@@ -78,7 +80,7 @@ class Limiter:
     - **Adaptive concurrency (AIMD).** ``limit`` moves up to ``max_concurrency`` (and down to a
       rate of :data:`MIN_RATE`): up by one request per round of successes (``1 / limit`` per success
       that the limit held back), down by :data:`THROTTLE_BACKOFF` on a 429 or 503 (and to no more
-      than the requests that succeeded in the last second would need), down by
+      than 0.9 of what the requests that succeeded in the last second needed), down by
       :data:`LATENCY_BACKOFF` when a response takes well above the latency floor. At most one
       decrease per round: a response to a request sent before the last decrease does not decrease
       again. At most ``ceil(limit)`` requests are in flight, and sends are paced at
@@ -192,7 +194,7 @@ class Limiter:
                     limit = self.limit * THROTTLE_BACKOFF
                     recent = self._recent_successes(now)
                     if recent >= GOODPUT_SAMPLES and self._floor:
-                        limit = min(limit, recent * self._floor)
+                        limit = min(limit, GOODPUT_SHARE * recent * self._floor)
                     self._decrease(now, limit)
                     self._throttled_at = now
                 return
