@@ -788,6 +788,10 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase[AsyncGenerator[Any, None]]):
         """Async :meth:`VoiceTrackHook.run_flow`."""
         return await (await self._get_driver()).run(flow)
 
+    async def paused_for(self) -> float:
+        """The seconds the connection's requests in this process must still wait for a rate limit."""
+        return (await self._get_driver()).limits.limiter.paused_for(time.monotonic())
+
     async def close(self) -> None:
         """Close the HTTP client."""
         if self._driver is not None:

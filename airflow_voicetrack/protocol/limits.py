@@ -208,6 +208,10 @@ class Limiter:
             elif not slow and permit.binding:
                 self._grow(now)
 
+    def paused_for(self, now: float) -> float:
+        """:return: the seconds every send of the connection must still wait (0: not paused)."""
+        return max(0.0, self.paused_until - now)
+
     def pause(self, now: float, seconds: float) -> None:
         """Hold every send of the connection for ``seconds`` (a 429's ``Retry-After``)."""
         with self._lock:

@@ -437,7 +437,13 @@ def test_stats_count_requests_per_route_and_reset(api: Any, emu: EmulatorProcess
     assert stats["search_in_flight_max"] == 1  # one after the other
     assert len(emu.search_spans()) == 2
     emu.reset_stats()
-    assert emu.stats() == {"requests": {}, "total": 0, "tokens_issued": 0, "search_in_flight_max": 0}
+    assert emu.stats() == {
+        "requests": {},
+        "total": 0,
+        "tokens_issued": 0,
+        "search_in_flight_max": 0,
+        "search_statuses": {},
+    }
     assert emu.search_spans() == []
 
 

@@ -184,10 +184,10 @@ def test_jsonl_equals_the_emulator_truth(emulator: EmulatorProcess, run_dag: Run
         "waited_seconds": 0.0,
         "limits": summary["limits"],
     }
-    # Nothing throttled: no pause, no 429, no retry; the limiter started at one request in flight.
+    # Nothing throttled: no pause, no 429, no retry; never more in flight than the pool slots.
     limits = summary["limits"]
     assert (limits["paused_seconds"], limits["responses_429"], limits["retries"]) == (0.0, 0, 0)
-    assert limits["concurrency_min"] == 1.0 <= limits["concurrency_mean"] <= limits["concurrency_max"] <= 4
+    assert 1.0 <= limits["concurrency_min"] <= limits["concurrency_mean"] <= limits["concurrency_max"] <= 4
     # The extraction's own duration: a number inside the run's.
     assert isinstance(summary["seconds"], float) and 0 < summary["seconds"] < wall
 
