@@ -254,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline-ref", default=None)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--skip", default="", help="comma-separated: rate, plain, multiday")
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where the rate-limit plot goes")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     pages = -(-args.messages // 500)
@@ -286,8 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 heading = f"### Under a rate limit of {args.rate_limit:g} requests/s (50 ms per request)"
                 results += [heading, "", table, "", target, ""]
-                plot(runs, args.rate_limit, PLOT)
-                results.append(f"Plot: `{PLOT.relative_to(REPO)}`.\n")
+                plot(runs, args.rate_limit, args.plot)
+                results.append(f"Plot: `{args.plot}`.\n")
             if "plain" not in skip:
                 lines = [
                     "### No rate limit: before the limiter against ours",

@@ -492,19 +492,14 @@ def _limited_send(
             limiter.token_answered(token, served=False)
         raise
     now = clock()
-    status = None if isinstance(reply, TransportFailure) else reply.status
-    if token is not None:
-        limiter.token_answered(token, served=status is not None and 200 <= status < 300)
-    served = False
-    if token is not None and status in (401, 403):
-        # Did the token serve any request? Wait until the requests that carry it say.
-        while (verdict := limiter.token_verdict(token)) is None:
-            yield Sleep(TOKEN_VERDICT_POLL)
-        served = verdict
     if isinstance(reply, TransportFailure):
         limiter.release(permit, now, status=None)
-        return reply, served
+        if token is not None:
+            limiter.token_answered(token, served=False)
+        return reply, False
     limiter.release(permit, now, status=reply.status, headers=reply.headers)
+    if token is not None:
+        limiter.token_answered(token, served=200 <= reply.status < 300)
     if reply.status == 429:
         retry_after = parse_retry_after(reply.headers.get("Retry-After"), pendulum.now("UTC"))
         pause = pause_seconds(reply.headers, retry_after)
@@ -512,6 +507,12 @@ def _limited_send(
             limiter.pause(now, min(pause, policy.max_retry_wait))
         if stats is not None:
             stats.count(rate_limited=True)
+    served = False
+    if token is not None and reply.status in (401, 403):
+        # Did the token serve any request? Wait (without a slot) until the requests carrying it say.
+        while (verdict := limiter.token_verdict(token)) is None:
+            yield Sleep(TOKEN_VERDICT_POLL)
+        served = verdict
     return reply, served
 
 
