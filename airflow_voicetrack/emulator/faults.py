@@ -96,8 +96,8 @@ class FaultSettings:
                 raise ValueError(f"{f.name} must be between 0 and 1")
             if isinstance(value, int | float) and value < 0:
                 raise ValueError(f"{f.name} must be >= 0")
-        if self.inclusive_date_end not in (0, 1) or self.rate_limit_headers not in (0, 1):
-            raise ValueError("inclusive_date_end and rate_limit_headers must be 0 or 1")
+        if self.rate_limit_headers not in (0, 1):
+            raise ValueError("rate_limit_headers must be 0 or 1")
         if self.inclusive_date_end not in (0, 1):
             raise ValueError("inclusive_date_end must be 0 or 1")
         if self.filters_combine not in ("and", "or"):
