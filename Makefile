@@ -1,25 +1,42 @@
 # Everything a newcomer needs: `make demo` and `make test`. Both create .venv and install on first use.
-PYTHON ?= python3.11
+# The newest Python 3.10+ on the machine (Airflow 3 supports 3.10 to 3.13); PYTHON=... overrides it.
+ifndef PYTHON
+PYTHON := $(firstword $(foreach python,python3.13 python3.12 python3.11 python3.10 python3,\
+	$(shell command -v $(python) >/dev/null 2>&1 && $(python) -c 'import sys; print(int(sys.version_info >= (3, 10)))' 2>/dev/null | grep -qx 1 && echo $(python))))
+endif
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Two installs in one .venv: `make demo` needs only the runtime and the [emulator] extra (DEMO_STAMP);
+# everything else adds the test tools (STAMP), which include the emulator.
+STAMP := $(VENV)/.installed-$(PYPROJECT_SUM)
+DEMO_STAMP := $(VENV)/.installed-demo-$(PYPROJECT_SUM)
 
 # The oldest supported Airflow minor, tested by `make test-compat` in its own virtualenv: the unit
-# tests, provider registration through Airflow's CLI, the hooks and the trigger against the emulator.
+# tests, provider registration through Airflow's CLI, the hooks and the triggers against the emulator.
 # Tests that go through `dag.test()` run on 3.3 only: on 3.2.2 its in-process execution API starts
 # its lifespan on a background loop and races the first request ("'State' object has no attribute
 # 'svcs_registry'"), fixed in 3.3.
 COMPAT_AIRFLOW ?= 3.2
 COMPAT_VENV := .venv-airflow-$(COMPAT_AIRFLOW)
-COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks
+COMPAT_TESTS := tests/unit tests/integration/test_provider_registration.py tests/integration/hooks tests/integration/triggers
 
-.PHONY: install browser test lint typecheck pytest test-compat test-stack package-check demo airflow bench bench-peers clean
+.PHONY: install browser test lint typecheck pytest test-compat test-stack package-check demo docs airflow bench bench-peers clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/uv:
+	@test -n "$(PYTHON)" || { echo "No Python 3.10 or newer found; install one or run make PYTHON=/path/to/python3.x"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
+
+$(STAMP): pyproject.toml | $(VENV)/bin/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
 	@rm -f $(VENV)/.installed-*
+	@touch $@ $(DEMO_STAMP)
+
+# The runtime and the emulator only: no test tools, browsers' driver or linters.
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[emulator]"
+	@rm -f $(VENV)/.installed-demo-*
 	@touch $@
 
 install: $(STAMP)
@@ -77,8 +94,15 @@ package-check: $(STAMP)
 	cp -r example_dags tests/packaging/check_installed_wheel.py $(PKG_DIR)/work/
 	cd $(PKG_DIR)/work && env -u PYTHONPATH ../venv/bin/python check_installed_wheel.py
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m example_dags.demo
+
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors: a broken link, a
+# missing page or an API reference that does not resolve fails the build. The [docs] extra is part
+# of [test]; tests/integration/docs/test_docs_site.py (marker `browser`) builds it too and crawls it
+# in Chromium.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Airflow's web UI on 127.0.0.1 with the example DAGs running against a live emulator; Ctrl-C stops
 # it. Options: make airflow AIRFLOW_ARGS="--port 8090 --days 5" (see --help).
@@ -99,4 +123,4 @@ bench-peers: $(STAMP)
 	$(BIN)/python -m benchmarks.peers $(PEERS_ARGS)
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) .venv-dlt .airflow .demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) .venv-dlt .airflow .demo-output .pytest_cache .mypy_cache .ruff_cache site

@@ -1,7 +1,7 @@
 """Facts about Routee's voice tracking API shared by the client and the emulator.
 
-See ``README.md`` ("Known API uncertainties") for the points where Routee's docs are silent or
-disagree and the decision taken here.
+See ``docs/reference/limits.md`` ("Limits and API assumptions") for the points where Routee's
+docs are silent or disagree and the decision taken here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,28 @@ SEARCH_PATH = "/voice/tracking"
 MESSAGE_PATH = "/voice/tracking/{message_id}"
 CONVERSATION_PATH = "/voice/tracking/conversation/{conversation_tracking_id}"
 CAMPAIGN_PATH = "/voice/tracking/campaign/{campaign_id}"
+
+# The search's query parameters, named as in the published, machine-generated reference of Routee's
+# native API, built from the official page docs.routee.net/reference/calltracking (the seed page lost
+# the names; see routee-voice-api.md, section 2). The SMS search (POST /sms/tracking) names its dates
+# dateStart/dateEnd: those are not the voice names.
+DATE_START_PARAM = "from"
+DATE_END_PARAM = "to"
+CAMPAIGN_TRACKING_ID_PARAM = "trackingId"
+#: Every query parameter of ``POST /voice/tracking``.
+SEARCH_PARAMS: tuple[str, ...] = (
+    DATE_START_PARAM,
+    DATE_END_PARAM,
+    "page",
+    "size",
+    "sort",
+    CAMPAIGN_TRACKING_ID_PARAM,
+    "tagged",
+)
+#: Every query parameter of the campaign and conversation listings (``GET``, paged).
+LISTING_PARAMS: tuple[str, ...] = ("page", "size", "sort")
+#: The other spelling of the date range (the SMS twin's): what the probe tries when ours is ignored.
+OTHER_DATE_PARAMS: tuple[str, str] = ("dateStart", "dateEnd")
 
 #: Field names the search filter accepts (``fieldName``).
 FILTER_FIELDS: tuple[str, ...] = (

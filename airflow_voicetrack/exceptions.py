@@ -125,3 +125,32 @@ class VoiceTrackResponseError(VoiceTrackError):
 
 class VoiceTrackConsistencyError(VoiceTrackError):
     """A strict search found a different number of messages than the API's ``totalElements``."""
+
+
+class VoiceTrackDateFilterError(VoiceTrackError):
+    """
+    A search returned a message whose status changed before the searched window began.
+
+    A call cannot change status before it exists, so the service did not apply the date range: it
+    most likely ignored the date parameters (a service ignores query parameters it does not know,
+    with no error), and the search is returning the account's whole history. Nothing is written.
+
+    :param message_id: the message found.
+    :param status_date: its ``status.date``, as the API sent it.
+    :param window_start: the searched window's start (``from``), as sent.
+    :param context: the window, e.g. ``"window [2026-11-01T00:00:00Z, 2026-11-02T00:00:00Z)"``.
+    """
+
+    def __init__(self, message_id: str, status_date: str, window_start: str, context: str = "") -> None:
+        self.message_id = message_id
+        self.status_date = status_date
+        self.window_start = window_start
+        where = f"{context}: " if context else ""
+        super().__init__(
+            f"{where}message {message_id} has status.date {status_date}, before the searched window's "
+            f"start {window_start}: the service did not apply the date range (most likely it ignored the "
+            "date parameters 'from'/'to', e.g. because it names them differently), so this search would "
+            "return the account's whole history; nothing was written. Run "
+            "'python -m airflow_voicetrack.probe --conn-id <your connection>' to see which parameter "
+            "names the service honours."
+        )

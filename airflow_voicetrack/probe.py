@@ -1,12 +1,13 @@
 r"""
 Check this provider's assumptions about Routee's voice tracking API against the real service.
 
-Where Routee's documentation is silent this provider made decisions (see ``README.md``, "Limits and
-known API uncertainties"), and the emulator encodes the same decisions, so the test suite cannot
-catch a wrong one. The probe asks the real service, with read-only searches only
-(``POST /voice/tracking``, plus one token request), a bounded number of them (``--max-requests``,
-default :data:`DEFAULT_MAX_REQUESTS`), and prints one row per assumption: what it assumes, how it
-was tested, the result (``holds``, ``does not hold`` or ``could not tell``) and the evidence::
+Where Routee's documentation is silent this provider made decisions (see the documentation's
+"Limits and API assumptions", ``docs/reference/limits.md``), and the emulator encodes the same
+decisions, so the test suite cannot catch a wrong one. The probe asks the real service, with
+read-only searches only (``POST /voice/tracking``, plus one token request), a bounded number of
+them (``--max-requests``, default :data:`DEFAULT_MAX_REQUESTS`), and prints one row per
+assumption: what it assumes, how it was tested, the result (``holds``, ``does not hold`` or
+``could not tell``) and the evidence::
 
     python -m airflow_voicetrack.probe --conn-id voicetrack_default
     VOICETRACK_APP_SECRET=... python -m airflow_voicetrack.probe \\
@@ -20,10 +21,18 @@ How each assumption is tested (all dates UTC; "now" is the start of the run, to 
 
 * **range limits**: searches ``[now - N days, now)`` for N in :data:`RANGE_LADDER_DAYS`, one message
   each, until one is refused; the counts tell whether messages older than 7 days come back.
+* **date filter honoured**: a one-day window :data:`PAST_WINDOW_DAYS` days ago must be empty while
+  the widest range with messages is not, and the narrowest range must hold fewer messages than the
+  widest. A service that does not know the parameters' names ignores them, with no error, and
+  returns the whole history to every search: the provider would then write it into every object.
+* **parameter names**: only when the date filter is not honoured (or our names are refused), the
+  same two searches with the other spelling (:data:`~airflow_voicetrack.constants.OTHER_DATE_PARAMS`)
+  tell which names the service honours.
+* **campaign filter honoured**: a random campaign tracking id (``trackingId``) must match nothing.
 * **page size**: a page of 2000, then of 2001, over the longest accepted range.
 * **sort**: ``messageId,asc`` and ``messageId,desc`` (``status.date`` if ``messageId`` is refused).
-* **dateEnd boundary**: a message's creation time is not in the payload, so it is found by
-  bisection of ``dateStart`` with an ``id`` filter (the largest start that still finds the message,
+* **end boundary**: a message's creation time is not in the payload, so it is found by
+  bisection of ``from`` with an ``id`` filter (the largest start that still finds the message,
   to the second, then to the millisecond), then the range ending exactly at it, and 1 ms after.
 * **two filters**: ``id is A`` with ``id is B`` (AND: nothing, OR: both), and ``id is A`` with
   ``status.status is_not <A's status>``.
@@ -39,6 +48,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -47,7 +57,13 @@ from typing import Any
 import requests
 
 from airflow_voicetrack import transport
-from airflow_voicetrack.constants import MAX_PAGE_SIZE
+from airflow_voicetrack.constants import (
+    CAMPAIGN_TRACKING_ID_PARAM,
+    DATE_END_PARAM,
+    DATE_START_PARAM,
+    MAX_PAGE_SIZE,
+    OTHER_DATE_PARAMS,
+)
 from airflow_voicetrack.exceptions import VoiceTrackError, VoiceTrackTransientError
 from airflow_voicetrack.protocol import (
     RETRYABLE_STATUSES,
@@ -73,6 +89,10 @@ RANGE_LADDER_DAYS: tuple[int, ...] = (1, 7, 31, 92, 366, 1096)
 SMS_TWIN_DAYS = 7
 #: How many ``Unknown`` messages are re-read, one search each.
 UNKNOWN_REREADS = 3
+#: How many days ago the window that must be empty starts (a one-day window, ten years back).
+PAST_WINDOW_DAYS = 3653
+#: Our names of the search's date range, and the other spelling the probe tries when they are ignored.
+OUR_DATE_PARAMS: tuple[str, str] = (DATE_START_PARAM, DATE_END_PARAM)
 #: Retries of a 429 or 5xx during the probe, and the cap on one wait.
 PROBE_RETRIES = 3
 PROBE_MAX_WAIT = 30.0
@@ -188,8 +208,14 @@ class ProbeClient:
         size: int = 1,
         sort: str | None = None,
         tagged: bool | None = None,
+        campaign_tracking_id: str | None = None,
+        date_params: tuple[str, str] = OUR_DATE_PARAMS,
     ) -> Page:
-        """One page (page 0) of a search, retried on 429/5xx; an error is returned as a :class:`Page`."""
+        """
+        One page (page 0) of a search, retried on 429/5xx; an error is returned as a :class:`Page`.
+
+        :param date_params: the names the range is sent under (the hook's, unless trying another).
+        """
         request = build_search_request(
             self.settings.base_url,
             date_start=None,
@@ -197,11 +223,12 @@ class ProbeClient:
             filters=[dict(f) for f in filters],
             page=0,
             size=size,
+            campaign_tracking_id=campaign_tracking_id,
             sort=sort,
             tagged=tagged,
         )
         # The hook sends whole seconds; the boundary check needs milliseconds.
-        dates = {"dateStart": start_ms, "dateEnd": end_ms}
+        dates = dict(zip(date_params, (start_ms, end_ms), strict=True))
         params = {name: iso_ms(ms) for name, ms in dates.items() if ms is not None}
         request = replace(request, params={**request.params, **params})
         refreshed = False
@@ -248,6 +275,8 @@ class Context:
     data_range: tuple[int, Page] | None = None
     #: a few messages of the data range
     sample: list[dict[str, Any]] = field(default_factory=list)
+    #: the date range was found not applied: checks that rely on it cannot tell
+    dates_ignored: bool = False
 
     def range_start(self) -> int:
         """Return the start of the data range, in epoch milliseconds."""
@@ -281,7 +310,7 @@ def check_range_limits(client: ProbeClient, ctx: Context) -> list[Finding]:
     findings.append(
         Finding(
             "Dates are sent in UTC with Z, to the second",
-            f"every search; the first: dateStart={iso_ms(ctx.now_ms - _DAY_MS)}",
+            f"every search; the first: {DATE_START_PARAM}={iso_ms(ctx.now_ms - _DAY_MS)}",
             HOLDS if accepted else UNCLEAR,
             "accepted" if accepted else f"every search refused: {first.error}",
         )
@@ -327,6 +356,143 @@ def check_reach(client: ProbeClient, ctx: Context, counts: str, accepted: list[i
         return Finding(assumption, how, FAILS, f"{counts}; that window: {old.error}")
     evidence = f"{counts}; that window: {old.total} messages"
     return Finding(assumption, how, HOLDS if old.total else UNCLEAR, evidence)
+
+
+DATE_FILTER = "The date filter is honoured"
+PARAMETER_NAMES = f"The date range's parameters are named {DATE_START_PARAM}, {DATE_END_PARAM}"
+CAMPAIGN_FILTER = "The campaign filter is honoured"
+HALF_OPEN = f"The range is half-open: [{DATE_START_PARAM}, {DATE_END_PARAM})"
+
+
+@dataclass(frozen=True)
+class _DateTest:
+    """The two searches that tell whether a spelling of the date range is honoured."""
+
+    past: Page
+    narrow: Page
+    wide: Page
+    narrow_days: int
+
+    @property
+    def refused(self) -> bool:
+        return not (self.past.ok and self.narrow.ok)
+
+    @property
+    def honoured(self) -> bool:
+        """A window years back is empty (or refused: the dates are read) and a narrow range holds fewer."""
+        past_empty = not self.past.ok or self.past.total == 0
+        return self.narrow.ok and past_empty and self.narrow.total < self.wide.total
+
+    def evidence(self, names: tuple[str, str]) -> str:
+        return (
+            f"with {names[0]}/{names[1]}: {PAST_WINDOW_DAYS} days ago: {_count(self.past)}; "
+            f"last {self.narrow_days} d: {_count(self.narrow)}; widest: {_count(self.wide)}"
+        )
+
+
+def _date_test(client: ProbeClient, ctx: Context, wide: Page, names: tuple[str, str]) -> _DateTest:
+    """Search a one-day window years back, and the narrowest ladder range, with ``names``."""
+    past_end = ctx.now_ms - (PAST_WINDOW_DAYS - 1) * _DAY_MS
+    past = client.search(past_end - _DAY_MS, past_end, date_params=names)
+    days = RANGE_LADDER_DAYS[0]
+    narrow = ctx.ladder.get(days) if names == OUR_DATE_PARAMS else None
+    if narrow is None:
+        narrow = client.search(ctx.now_ms - days * _DAY_MS, ctx.now_ms, date_params=names)
+    return _DateTest(past, narrow, wide, days)
+
+
+def check_date_filter(client: ProbeClient, ctx: Context) -> list[Finding]:
+    """
+    Check that the date range is applied; if it is not, which spelling the service reads.
+
+    Applied: a window years back is empty while the widest range is not, and the narrowest range
+    holds fewer messages than the widest.
+    """
+    how = (
+        f"[now - {PAST_WINDOW_DAYS} d, +1 d) must be empty and [now - {RANGE_LADDER_DAYS[0]} d, now) must "
+        "hold fewer messages than the widest range with messages"
+    )
+    names_how = (
+        f"only when {DATE_START_PARAM}/{DATE_END_PARAM} are not honoured: the same searches with "
+        + "/".join(OTHER_DATE_PARAMS)
+    )
+    wide = ctx.data_range[1] if ctx.data_range is not None else None
+    if wide is None and any(page.ok for page in ctx.ladder.values()):
+        evidence = "no messages found in any range"
+        return [
+            Finding(DATE_FILTER, how, UNCLEAR, evidence),
+            Finding(PARAMETER_NAMES, names_how, UNCLEAR, evidence),
+        ]
+    if wide is None:  # every search with our names refused: do the other names work?
+        refused = ctx.ladder[RANGE_LADDER_DAYS[0]]
+        wide = client.search(
+            ctx.now_ms - RANGE_LADDER_DAYS[-1] * _DAY_MS, ctx.now_ms, date_params=OTHER_DATE_PARAMS
+        )
+        if not wide.ok or not wide.total:
+            evidence = (
+                f"our names refused ({refused.error}); with {'/'.join(OTHER_DATE_PARAMS)}: {_count(wide)}"
+            )
+            return [
+                Finding(DATE_FILTER, how, UNCLEAR, f"every search refused: {refused.error}"),
+                Finding(PARAMETER_NAMES, names_how, UNCLEAR, evidence),
+            ]
+        other = _date_test(client, ctx, wide, OTHER_DATE_PARAMS)
+        return [
+            Finding(DATE_FILTER, how, UNCLEAR, f"every search refused: {refused.error}"),
+            _names_finding(names_how, f"our names refused ({refused.error})", other),
+        ]
+    ours = _date_test(client, ctx, wide, OUR_DATE_PARAMS)
+    evidence = ours.evidence(OUR_DATE_PARAMS)
+    if ours.honoured:
+        return [
+            Finding(DATE_FILTER, how, HOLDS, evidence),
+            Finding(PARAMETER_NAMES, names_how, HOLDS, f"{DATE_START_PARAM}/{DATE_END_PARAM} are honoured"),
+        ]
+    if ours.refused:
+        return [
+            Finding(DATE_FILTER, how, UNCLEAR, evidence),
+            Finding(PARAMETER_NAMES, names_how, UNCLEAR, "a search of the date test was refused"),
+        ]
+    evidence += (
+        ": the date range is not applied, so every search returns the account's whole history (the "
+        "provider's date check fails such a search)"
+    )
+    ctx.dates_ignored = True
+    other = _date_test(client, ctx, wide, OTHER_DATE_PARAMS)
+    return [
+        Finding(DATE_FILTER, how, FAILS, evidence),
+        _names_finding(names_how, f"{DATE_START_PARAM}/{DATE_END_PARAM} are ignored", other),
+    ]
+
+
+def _names_finding(how: str, ours: str, other: _DateTest) -> Finding:
+    """Return the parameter names row once ours failed: does the other spelling work."""
+    evidence = f"{ours}; {other.evidence(OTHER_DATE_PARAMS)}"
+    if other.honoured:
+        names = "/".join(OTHER_DATE_PARAMS)
+        evidence += f": the service honours {names}, the provider sends {DATE_START_PARAM}/{DATE_END_PARAM}"
+    else:
+        evidence += ": neither spelling is honoured"
+    return Finding(PARAMETER_NAMES, how, FAILS, evidence)
+
+
+def check_campaign_filter(client: ProbeClient, ctx: Context) -> list[Finding]:
+    """A random campaign tracking id matches nothing."""
+    tracking_id = str(uuid.uuid4())
+    how = f"{CAMPAIGN_TRACKING_ID_PARAM}=<a random id> over the widest range with messages must match nothing"
+    if ctx.data_range is None:
+        return [Finding(CAMPAIGN_FILTER, how, UNCLEAR, "no messages found in any range")]
+    days, wide = ctx.data_range
+    page = client.search(ctx.now_ms - days * _DAY_MS, ctx.now_ms, campaign_tracking_id=tracking_id)
+    evidence = (
+        f"{CAMPAIGN_TRACKING_ID_PARAM}={tracking_id}: {_count(page)}; without it: {wide.total} messages"
+    )
+    if not page.ok:
+        return [Finding(CAMPAIGN_FILTER, how, UNCLEAR, evidence)]
+    if page.total:
+        evidence += f": the campaign filter is not applied ({CAMPAIGN_TRACKING_ID_PARAM} ignored)"
+        return [Finding(CAMPAIGN_FILTER, how, FAILS, evidence)]
+    return [Finding(CAMPAIGN_FILTER, how, HOLDS, evidence)]
 
 
 def check_page_size(client: ProbeClient, ctx: Context) -> list[Finding]:
@@ -419,13 +585,15 @@ def _status_date(message: Mapping[str, Any]) -> str:
 
 def check_date_end_boundary(client: ProbeClient, ctx: Context) -> list[Finding]:
     """Find a message's creation time by bisection, then search ranges ending at it and 1 ms after."""
-    assumption = "The range is half-open: [dateStart, dateEnd)"
+    assumption = HALF_OPEN
     how = (
-        "creation time of one message found by bisecting dateStart with an id filter; then "
+        f"creation time of one message found by bisecting {DATE_START_PARAM} with an id filter; then "
         "[t - 1 h, t) and [t - 1 h, t + 1 ms)"
     )
     if ctx.data_range is None or not ctx.sample:
         return [Finding(assumption, how, UNCLEAR, "no messages found in any range")]
+    if ctx.dates_ignored:
+        return [Finding(assumption, how, UNCLEAR, "the date filter is not honoured (see above)")]
     message = ctx.sample[0]
     found = [{"fieldName": "id", "searchOperator": "is", "searchTerm": message["messageId"]}]
 
@@ -474,7 +642,9 @@ def check_date_end_boundary(client: ProbeClient, ctx: Context) -> list[Finding]:
     if not at and after:
         return [Finding(assumption, how, HOLDS, evidence)]
     if at:
-        evidence += "; an inclusive dateEnd puts a message created on a boundary in both adjacent windows"
+        evidence += (
+            f"; an inclusive {DATE_END_PARAM} puts a message created on a boundary in both adjacent windows"
+        )
     return [Finding(assumption, how, FAILS, evidence)]
 
 
@@ -614,9 +784,11 @@ def run(
     client.token()
     checks: list[tuple[str, Callable[[], list[Finding]]]] = [
         ("Range limits", lambda: check_range_limits(client, ctx)),
+        (DATE_FILTER, lambda: check_date_filter(client, ctx)),
+        (CAMPAIGN_FILTER, lambda: check_campaign_filter(client, ctx)),
         ("Page size", lambda: check_page_size(client, ctx)),
         ("Sort syntax", lambda: check_sort(client, ctx)),
-        ("The range is half-open: [dateStart, dateEnd)", lambda: check_date_end_boundary(client, ctx)),
+        (HALF_OPEN, lambda: check_date_end_boundary(client, ctx)),
         ("Several filters combine with AND", lambda: check_filters(client, ctx)),
         ("The boolean parameter is tagged", lambda: check_tagged(client, ctx)),
         ("Unknown is final", lambda: check_unknown(client, ctx, unknown_wait)),

@@ -23,8 +23,8 @@ import ast
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import timedelta
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_voicetrack.constants import ALL_STATUSES, DEFAULT_TERMINAL_STATUSES, STATUS_PROGRESSION
@@ -39,6 +39,7 @@ from airflow_voicetrack.protocol import (
     messages_flow,
     normalize_filters,
     parse_range,
+    validate_campaign_tracking_id,
 )
 from airflow_voicetrack.protocol.decisions import Log
 
@@ -186,15 +187,28 @@ class SearchTarget:
     :param date_start: inclusive start, formatted for the API, or ``None`` for unbounded.
     :param date_end: exclusive end, formatted for the API, or ``None`` for unbounded.
     :param filters: normalized user filters, AND-combined with the ones a poke adds.
-    :param campaign_id: campaign tracking id or ``None``.
+    :param campaign_tracking_id: the campaign's tracking id (the API's ``trackingId``) or ``None``.
     :param tagged: the API's boolean search parameter, or ``None`` to not send it.
     """
 
     date_start: str | None
     date_end: str | None
     filters: list[dict[str, Any]]
-    campaign_id: str | None
+    campaign_tracking_id: str | None
     tagged: bool | None = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> SearchTarget:
+        """
+        Rebuild a target from :func:`to_kwargs`.
+
+        Also as serialized before ``campaign_id`` became ``campaign_tracking_id``: a trigger
+        deferred before an upgrade still runs.
+        """
+        values = dict(kwargs)
+        if "campaign_id" in values:
+            values["campaign_tracking_id"] = values.pop("campaign_id")
+        return cls(**values)
 
     @classmethod
     def build(
@@ -203,7 +217,7 @@ class SearchTarget:
         date_start: Any = None,
         date_end: Any = None,
         filters: Sequence[Any] | None = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         tagged: bool | None = None,
     ) -> SearchTarget:
         """
@@ -212,13 +226,11 @@ class SearchTarget:
         :raises ValueError: naming the bad parameter.
         """
         start, end = parse_range(date_start, date_end)
-        if campaign_id is not None and (not isinstance(campaign_id, str) or not campaign_id.strip()):
-            raise ValueError(f"campaign_id must be a non-empty string, got {campaign_id!r}.")
         return cls(
             date_start=format_datetime(start) if start is not None else None,
             date_end=format_datetime(end) if end is not None else None,
             filters=normalize_filters(filters),
-            campaign_id=campaign_id.strip() if campaign_id is not None else None,
+            campaign_tracking_id=validate_campaign_tracking_id(campaign_tracking_id),
             tagged=tagged,
         )
 
@@ -228,7 +240,7 @@ class SearchTarget:
             "date_start": self.date_start,
             "date_end": self.date_end,
             "filters": filters,
-            "campaign_id": self.campaign_id,
+            "campaign_tracking_id": self.campaign_tracking_id,
             "tagged": self.tagged,
         }
 
@@ -245,7 +257,7 @@ class SearchTarget:
             self.date_start,
             self.date_end,
             filters=filters,
-            campaign_id=self.campaign_id,
+            campaign_tracking_id=self.campaign_tracking_id,
             tagged=self.tagged,
             page_size=page_size,
             require_range=False,
@@ -456,7 +468,7 @@ def to_kwargs(value: StatusCriteria | SearchTarget) -> dict[str, Any]:
     """
     Return a criteria or target dataclass as plain keyword arguments (sets as sorted lists).
 
-    What a trigger serializes: ``type(value)(**to_kwargs(value))`` is ``value`` again for a target,
+    What a trigger serializes: ``SearchTarget.from_kwargs(to_kwargs(value))`` is ``value`` again for a target,
     and ``StatusCriteria.build(**to_kwargs(value))`` for criteria.
     """
     return {
@@ -508,3 +520,64 @@ def poke_flow(
         query = target.query(target.status_filters(status), page_size=FAILED_IDS_CAP)
         failed_ids[status] = yield from first_ids_flow(settings, query, log)
     return evaluate_counts(criteria, pending=pending, counts=counted, failed_ids=failed_ids)
+
+
+def settled_flow(
+    settings: Settings, criteria: StatusCriteria, target: SearchTarget, log: Log | None = None
+) -> Flow[dict[str, Any] | None]:
+    """
+    Whether none of the target's messages is pending any more, and then its counts.
+
+    Requests: one (the pending count) while a message is pending; then one more (the total) when
+    nothing matches, or that and one per terminal status.
+
+    :return: ``None`` while a message is pending, else ``{"count": n, "by_status": {...}}`` with
+        every terminal status.
+    """
+    pending = yield from count_flow(
+        settings, target.query(target.pending_filters(criteria.terminal_statuses)), log
+    )
+    if pending:
+        return None
+    total = yield from count_flow(settings, target.query(target.filters), log)
+    counts = {}
+    for status in sorted(criteria.terminal_statuses) if total else ():
+        counts[status] = yield from count_flow(settings, target.query(target.status_filters(status)), log)
+    summary = evaluate_counts(criteria, pending=0, counts=counts).summary
+    return {"count": summary["total"], "by_status": summary["by_status"]}
+
+
+def settled_windows_flow(
+    settings: Settings,
+    criteria: StatusCriteria,
+    target: SearchTarget,
+    *,
+    cursor: datetime,
+    until: datetime,
+    window: timedelta,
+    limit: int,
+    log: Log | None = None,
+) -> Flow[list[dict[str, Any]]]:
+    """
+    Check the creation windows ``[cursor, cursor + window)``, ``[cursor + window, ...)`` in order.
+
+    A window qualifies once it ended by ``until`` and none of its messages is pending (see
+    :func:`settled_flow` for its requests); the flow stops at the first that does not, since
+    windows are announced in order: a later settled window waits for an earlier one.
+
+    :param target: the search without a date range (filters, campaign, tagged).
+    :param limit: check at most this many settled windows (a catch-up spreads over several polls).
+    :return: for each settled window, oldest first: ``window_start``, ``window_end`` (API format),
+        ``count`` and ``by_status``.
+    """
+    settled: list[dict[str, Any]] = []
+    start = cursor
+    while len(settled) < limit and start + window <= until:
+        end = start + window
+        bounded = replace(target, date_start=format_datetime(start), date_end=format_datetime(end))
+        counts = yield from settled_flow(settings, criteria, bounded, log)
+        if counts is None:
+            break
+        settled.append({"window_start": bounded.date_start, "window_end": bounded.date_end, **counts})
+        start = end
+    return settled

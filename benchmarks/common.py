@@ -36,7 +36,7 @@ from typing import Any
 import psutil
 import requests
 
-from airflow_voicetrack.constants import MAX_PAGE_SIZE, SEARCH_PATH
+from airflow_voicetrack.constants import DATE_END_PARAM, DATE_START_PARAM, MAX_PAGE_SIZE, SEARCH_PATH
 
 RESULT_PREFIX = "BENCH_RESULT "
 
@@ -116,7 +116,7 @@ def search_url(args: argparse.Namespace, page: int) -> str:
     :param page: The 0-based page number.
     """
     return (
-        f"{args.url}{SEARCH_PATH}?dateStart={args.date_start}&dateEnd={args.date_end}"
+        f"{args.url}{SEARCH_PATH}?{DATE_START_PARAM}={args.date_start}&{DATE_END_PARAM}={args.date_end}"
         f"&page={page}&size={args.page_size}"
     )
 

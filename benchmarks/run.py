@@ -39,7 +39,7 @@ import msgspec
 import psutil
 import requests
 
-from airflow_voicetrack.constants import MAX_PAGE_SIZE, SEARCH_PATH
+from airflow_voicetrack.constants import DATE_END_PARAM, DATE_START_PARAM, MAX_PAGE_SIZE, SEARCH_PATH
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from benchmarks.common import RESULT_PREFIX
 
@@ -274,7 +274,7 @@ def expected_total(emu: EmulatorProcess, date_start: str, date_end: str) -> int:
         ).json()["access_token"]
         response = session.post(
             f"{emu.url}{SEARCH_PATH}",
-            params={"dateStart": date_start, "dateEnd": date_end, "page": 0, "size": 1},
+            params={DATE_START_PARAM: date_start, DATE_END_PARAM: date_end, "page": 0, "size": 1},
             json=[],
             headers={"Authorization": f"Bearer {token}"},
             timeout=60,

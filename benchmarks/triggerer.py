@@ -78,7 +78,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             date_start=START,
             date_end=END,
             filters=[],
-            campaign_id=None,
+            campaign_tracking_id=None,
             terminal_statuses=sorted(DEFAULT_TERMINAL_STATUSES),
             failure_statuses=[],
             failure_threshold=None,

@@ -30,6 +30,7 @@ from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from dlt.sources.rest_api import rest_api_source
 
+from airflow_voicetrack.constants import DATE_END_PARAM, DATE_START_PARAM
 from benchmarks.common import run_variant, variant_parser
 from benchmarks.dlt_common import dlt_rows_and_timings, make_pipeline
 
@@ -70,8 +71,8 @@ def source(args: argparse.Namespace) -> Any:
                         "path": "voice/tracking",
                         "method": "POST",
                         "params": {
-                            "dateStart": args.date_start,
-                            "dateEnd": args.date_end,
+                            DATE_START_PARAM: args.date_start,
+                            DATE_END_PARAM: args.date_end,
                             "size": args.page_size,
                         },
                         # WORKAROUND: no "json": [] (rejected); see the module docstring.

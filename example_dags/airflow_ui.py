@@ -12,7 +12,9 @@ Starts, all on 127.0.0.1 and stopped again on Ctrl-C or SIGTERM:
 Then it triggers what makes the UI worth a look: a backfill of the daily extraction over the
 previous days (the scheduler runs the latest day itself), one run of the gate DAG on a campaign's
 calls of the last hour (its sensor waits deferred in the triggerer until they have finished), and
-one run of the backfill fan-out over the whole range (one mapped task per window). It prints the
+one run of the backfill fan-out over the whole range (one mapped task per window). The event-driven
+DAG needs no trigger: its Asset watcher announces each 5-minute window of the last hour whose calls
+have all finished, and then each new one, and the scheduler starts a run for them. It prints the
 URL and the login every time, then one line as each of these reaches the UI, with the seconds
 since start.
 """
@@ -47,12 +49,13 @@ HOME = REPO / ".airflow" / "ui-home"
 OUTPUT = REPO / ".airflow" / "ui-output"
 DEFAULT_PORT = 8080
 USER = "admin"
-EXTRACT, GATE, BACKFILL = (
+EXTRACT, GATE, BACKFILL, ON_CALLS = (
     "example_voicetrack_extract",
     "example_voicetrack_gate",
     "example_voicetrack_backfill",
+    "example_voicetrack_on_calls_finished",
 )
-DAG_IDS = (EXTRACT, GATE, BACKFILL)
+DAG_IDS = (EXTRACT, GATE, BACKFILL, ON_CALLS)
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: Emulator: calls per day of history, new calls per second, and the seconds after its creation
 #: within which a call finishes (so the past is final and the last minutes are in progress).
@@ -62,6 +65,10 @@ SETTLE_LAG = (60.0, 240.0)
 #: The gate DAG waits for one campaign's calls of this last stretch before start.
 GATE_LOOKBACK = timedelta(hours=1)
 BACKFILL_WINDOW_HOURS = 12
+#: The event-driven DAG's watcher: 5-minute creation windows, polled every 30 s, from an hour back
+#: (so the first runs appear at once; then one every 5 minutes, once a window's calls have finished).
+WATCH_WINDOW = timedelta(minutes=5)
+WATCH_POLL_SECONDS = 30
 STARTUP_TIMEOUT_S = 300
 API_ATTEMPTS = 5
 T = TypeVar("T")
@@ -143,6 +150,8 @@ class AirflowUI:
         self.url = f"http://127.0.0.1:{self.port}"
         self.days = days
         self.started = time.monotonic()
+        #: where the event-driven DAG's watcher starts (set with the emulator's range in start())
+        self.watch_start = datetime.now(timezone.utc)
         self.emulator: EmulatorProcess | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
@@ -180,6 +189,9 @@ class AirflowUI:
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
             AIRFLOW_CONN_VOICETRACK_DEFAULT=emulator.connection_json(),
             VOICETRACK_OUTPUT_BASE=self.output.as_uri(),
+            VOICETRACK_WATCH_WINDOW_SECONDS=str(int(WATCH_WINDOW.total_seconds())),
+            VOICETRACK_WATCH_POLL_INTERVAL=str(WATCH_POLL_SECONDS),
+            VOICETRACK_WATCH_START=_z(self.watch_start),
         )
         return env
 
@@ -193,6 +205,10 @@ class AirflowUI:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         first_day = (now - timedelta(days=self.days)).replace(hour=0, minute=0, second=0)
         hours = (now - first_day).total_seconds() / 3600
+        step = int(WATCH_WINDOW.total_seconds())
+        self.watch_start = datetime.fromtimestamp(
+            int((now - GATE_LOOKBACK).timestamp()) // step * step, timezone.utc
+        )
         self.emulator = EmulatorProcess(
             messages=int(CALLS_PER_DAY * hours / 24),
             settle_lag=SETTLE_LAG,
@@ -312,13 +328,17 @@ class AirflowUI:
         )
         every_campaign = Counter(call["campaign"] for call in calls if call["campaign"])
         campaign_name = (in_progress or every_campaign).most_common(1)[0][0]
-        campaign_id = next(c.tracking_id for c in CAMPAIGNS if c.name == campaign_name)
+        campaign_tracking_id = next(c.tracking_id for c in CAMPAIGNS if c.name == campaign_name)
         self.api(
             "POST",
             f"/dags/{GATE}/dagRuns",
             json={
                 "logical_date": None,
-                "conf": {"campaign_id": campaign_id, "date_start": _z(gate_start), "date_end": _z(gate_end)},
+                "conf": {
+                    "campaign_tracking_id": campaign_tracking_id,
+                    "date_start": _z(gate_start),
+                    "date_end": _z(gate_end),
+                },
             },
         )
         pending = in_progress[campaign_name]

@@ -6,8 +6,8 @@ Backfill a long range in parallel: one mapped extraction task per window.
 so with a distributed executor (Celery, Kubernetes) the windows run on many workers at once.
 Each window keeps at most 2 requests in flight (``max_concurrency=2``) and so takes 2 slots of the
 pool named by ``$VOICETRACK_API_POOL`` (default ``default_pool``): a pool such as ``routee_api``
-with N slots caps the requests in flight across every worker at N (see the README's "Shared API
-budget"). Each window writes its own
+with N slots caps the requests in flight across every worker at N (see the guide "Pools as an API budget",
+docs/guides/pools.md). Each window writes its own
 object, ``<base>/voicetrack/backfill/voicetrack_<start>_<end>.jsonl`` (see
 ``example_voicetrack_extract`` for the base), and ``total_records`` sums what they wrote.
 

@@ -6,7 +6,10 @@ The schedule is ``CronDataIntervalTimetable``: the run for 2026-11-02 has the da
 ``"@daily"``, ``CronTriggerTimetable``, gives zero-width intervals, which the operator refuses.)
 
 Each run writes ``<base>/voicetrack/daily/voicetrack_<start>_<end>.jsonl``; a rerun replaces the
-object of its interval.
+object of its interval. The name comes from the interval itself. To put a date in a path yourself,
+use the interval's own, ``{{ data_interval_start | ds }}``, not ``{{ ds }}``: that is the run's logical
+date, which for a run started by hand (``airflow dags test example_voicetrack_extract 2026-11-03``)
+is the moment given, the day after the one extracted.
 
 The extraction keeps the operator's default ``wait_for_terminal=True``: a run starts right after
 midnight, when the day's last calls are still queued, ringing or in progress, and nothing would ever

@@ -11,7 +11,7 @@ Gate on a campaign's calls: wait until they have all finished, extract them, rep
    of messages per status.
 
 Trigger it with a config to choose the campaign and the range, e.g.
-``airflow dags trigger example_voicetrack_gate -c '{"campaign_id": "<tracking id>"}'``; the
+``airflow dags trigger example_voicetrack_gate -c '{"campaign_tracking_id": "<tracking id>"}'``; the
 defaults match the local emulator's data (campaign "Black Friday 2026", 2026-11-02).
 """
 
@@ -34,7 +34,7 @@ OUTPUT_BASE = os.environ.get(
 ).rstrip("/")
 OUTPUT_CONN_ID = os.environ.get("VOICETRACK_OUTPUT_CONN_ID") or None
 #: Tracking id of the emulator's "Black Friday 2026" campaign.
-DEMO_CAMPAIGN_ID = "456a29f3-8d99-53bc-aea6-33373cc58bac"
+DEMO_CAMPAIGN_TRACKING_ID = "456a29f3-8d99-53bc-aea6-33373cc58bac"
 
 
 @task
@@ -57,7 +57,9 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
     params={
-        "campaign_id": Param(DEMO_CAMPAIGN_ID, type="string", description="Campaign tracking id"),
+        "campaign_tracking_id": Param(
+            DEMO_CAMPAIGN_TRACKING_ID, type="string", description="The campaign's tracking id (not its name)"
+        ),
         "date_start": Param("2026-11-02T00:00:00Z", type="string", description="Range start (inclusive)"),
         "date_end": Param("2026-11-03T00:00:00Z", type="string", description="Range end (exclusive)"),
     },
@@ -66,7 +68,7 @@ with DAG(
 ):
     wait_for_calls = VoiceMessageStatusSensor(
         task_id="wait_for_calls",
-        campaign_id="{{ params.campaign_id }}",
+        campaign_tracking_id="{{ params.campaign_tracking_id }}",
         date_start="{{ params.date_start }}",
         date_end="{{ params.date_end }}",
         deferrable=True,
@@ -75,10 +77,10 @@ with DAG(
     )
     extract_campaign = VoiceTrackingOperator(
         task_id="extract_campaign",
-        campaign_id="{{ params.campaign_id }}",
+        campaign_tracking_id="{{ params.campaign_tracking_id }}",
         date_start="{{ params.date_start }}",
         date_end="{{ params.date_end }}",
-        output_path=OUTPUT_BASE + "/voicetrack/campaigns/{{ params.campaign_id }}/",
+        output_path=OUTPUT_BASE + "/voicetrack/campaigns/{{ params.campaign_tracking_id }}/",
         output_conn_id=OUTPUT_CONN_ID,
     )
     wait_for_calls >> extract_campaign

@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--arrival-rate", type=float, default=defaults.arrival_rate, help="new messages per second"
     )
     parser.add_argument(
+        "--lenient-params",
+        action="store_true",
+        help="ignore query parameters an endpoint does not have (as a typical Spring service does) "
+        "instead of answering 400 Validation Error naming them",
+    )
+    parser.add_argument(
+        "--date-params",
+        metavar="START,END",
+        default=",".join(defaults.date_params),
+        help="the names under which the search reads its date range (default: %(default)s, the published "
+        "names); e.g. dateStart,dateEnd plays a service with the other spelling",
+    )
+    parser.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -89,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
             const=1 if f.metadata["switch"] else None,
         )
     return parser
+
+
+def parse_date_params(value: str) -> tuple[str, str]:
+    """Read ``--date-params``: two distinct, non-empty names separated by a comma.
+
+    :raises ValueError: naming the flag and the expected form.
+    """
+    names = [name.strip() for name in value.split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise ValueError(
+            f"--date-params must be two names separated by a comma, e.g. dateStart,dateEnd; got {value!r}"
+        )
+    return names[0], names[1]
 
 
 def serving_line(url: str, config: EmulatorConfig) -> str:
@@ -146,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             arrival_rate=args.arrival_rate,
             settle_lag=None if args.settle_lag is None else parse_settle_lag(args.settle_lag),
             faults=faults,
+            lenient_params=args.lenient_params,
+            date_params=parse_date_params(args.date_params),
         )
         app, _ = create_app(config)
     except ValueError as exc:

@@ -15,6 +15,14 @@ resource-server shape ``{"error": "invalid_token" | "access_denied", "error_desc
 Unknown conversation or campaign ids give an empty page (they are searches), an unknown messageId
 a 404 with code ``404013001``.
 
+Query parameters: each endpoint has its own (:data:`~airflow_voicetrack.constants.SEARCH_PARAMS`,
+:data:`~airflow_voicetrack.constants.LISTING_PARAMS`, none for one message). Any other gets a 400
+Validation Error naming it, so a client that sends a wrong name fails in every test. With
+``lenient_params`` they are ignored silently instead, as a typical Spring service does, and
+``date_params`` renames the search's date range (``dateStart,dateEnd``): together they play a service
+whose names differ from ours, which the client's date check and the probe must notice. The admin
+truth endpoint always takes our names.
+
 Records inserted while a client pages (``insert_during_paging = N``): when page 0 of a
 ``POST /voice/tracking`` search that has more than one page has been computed, N new messages are
 inserted: copies (new ``messageId`` and ``conversationTrackingId``) of the first N matches, created
@@ -55,17 +63,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from airflow_voicetrack.constants import CAMPAIGN_PATH, CONVERSATION_PATH, MESSAGE_PATH, SEARCH_PATH
+from airflow_voicetrack.constants import (
+    CAMPAIGN_PATH,
+    CONVERSATION_PATH,
+    DATE_END_PARAM,
+    DATE_START_PARAM,
+    LISTING_PARAMS,
+    MESSAGE_PATH,
+    SEARCH_PARAMS,
+    SEARCH_PATH,
+)
 from airflow_voicetrack.emulator.faults import FaultMiddleware, FaultSchedule, FaultSettings, InFlight
 from airflow_voicetrack.emulator.query import (
     SearchQuery,
     ValidationError,
+    check_known_params,
     matches_all,
     page_envelope,
     parse_datetime_ms,
     parse_paging,
     parse_search,
     parse_sort,
+    search_params,
     sort_items,
 )
 from airflow_voicetrack.emulator.store import Entry, Store
@@ -90,6 +109,8 @@ class EmulatorConfig:
     :param settle_lag: ``(min, max)`` seconds after its creation at which each message is final;
         excludes ``settle_seconds``.
     :param faults: initial fault settings.
+    :param lenient_params: ignore query parameters an endpoint does not have, instead of a 400.
+    :param date_params: the names of the search's date range (start, end).
     """
 
     seed: int = 1
@@ -102,6 +123,8 @@ class EmulatorConfig:
     arrival_rate: float = 0.0
     settle_lag: tuple[float, float] | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
+    lenient_params: bool = False
+    date_params: tuple[str, str] = (DATE_START_PARAM, DATE_END_PARAM)
 
 
 def route_template(method: str, path: str) -> str:
@@ -275,6 +298,12 @@ class Emulator:
         body = b'{"content":[' + b",".join(content) + b"]," + _encode(envelope)[1:]
         return Response(body, media_type="application/json")
 
+    def _check_params(
+        self, params: dict[str, list[str]], known: tuple[str, ...], errors: dict[str, str]
+    ) -> None:
+        if not self.config.lenient_params:
+            check_known_params(params, known, errors)
+
     # -- API -----------------------------------------------------------------------------------
 
     async def token(self, request: Request) -> Response:
@@ -324,6 +353,8 @@ class Emulator:
                 await request.body(),
                 max_size=deviations.max_page_size,
                 max_range_ms=max_range_ms,
+                date_params=self.config.date_params,
+                known=None if self.config.lenient_params else search_params(self.config.date_params),
             )
         except ValidationError as exc:
             return _validation_error(exc.properties)
@@ -354,6 +385,10 @@ class Emulator:
         denied = self._check_token(request)
         if denied:
             return denied
+        errors: dict[str, str] = {}
+        self._check_params(_params(request), (), errors)
+        if errors:
+            return _validation_error(errors)
         message_id = request.path_params["message_id"]
         now = self._now()
         entry = self.store.find(message_id)
@@ -367,6 +402,7 @@ class Emulator:
             return denied
         errors: dict[str, str] = {}
         params = _params(request)
+        self._check_params(params, LISTING_PARAMS, errors)
         page, size = parse_paging(params, errors)
         sort = parse_sort(params.get("sort") or (), errors)
         if errors:
@@ -400,10 +436,12 @@ class Emulator:
         """
         ``POST /_emulator/truth``: every message matching a search, in messageId order.
 
-        With ``?idsOnly=true`` only their ``messageIds`` (for checking millions of messages).
+        With ``?idsOnly=true`` only their ``messageIds`` (for checking millions of messages). Always our
+        parameter names, strictly, whatever ``lenient_params`` and ``date_params`` say: the truth is
+        what our client's search should find.
         """
         try:
-            query = parse_search(_params(request), await request.body())
+            query = parse_search(_params(request), await request.body(), known=(*SEARCH_PARAMS, "idsOnly"))
         except ValidationError as exc:
             return _validation_error(exc.properties)
         now = self._now()

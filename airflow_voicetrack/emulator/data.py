@@ -22,7 +22,7 @@ class Campaign:
     """
     A voice campaign.
 
-    ``tracking_id`` is what ``campaignId`` and the campaign endpoint take, ``name`` is what a
+    ``tracking_id`` is what the search's ``trackingId`` and the campaign endpoint take, ``name`` is what a
     message's ``campaign`` field shows.
     """
 

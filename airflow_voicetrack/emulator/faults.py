@@ -80,10 +80,12 @@ class FaultSettings:
     delete_during_paging: int = _fault(0, "messages deleted from the range after page 0 of a search")
     # Deviations: the emulator behaves as an API that breaks one of our assumptions (see
     # ``airflow_voicetrack.probe``), so that the probe can be shown to notice.
-    inclusive_date_end: int = _fault(0, "1: dateEnd is inclusive, [dateStart, dateEnd] instead of half-open")
+    inclusive_date_end: int = _fault(
+        0, "1: the range's end (to) is inclusive, [from, to] instead of half-open"
+    )
     filters_combine: str = _fault("and", "how several filters combine: and, or")
     max_page_size: int = _fault(MAX_PAGE_SIZE, "largest page size accepted; larger gets a 400")
-    max_range_days: float = _fault(0.0, "longest dateStart..dateEnd range accepted, in days (0 = any)")
+    max_range_days: float = _fault(0.0, "longest from..to range accepted, in days (0 = any)")
 
     def validate(self) -> None:
         """Check every value's range.

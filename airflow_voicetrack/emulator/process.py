@@ -48,6 +48,10 @@ class EmulatorProcess:
     :param end: ISO end, exclusive (``None``: the CLI default).
     :param client_id: application id the emulator accepts.
     :param client_secret: application secret the emulator accepts.
+    :param lenient_params: ignore query parameters an endpoint does not have (``--lenient-params``)
+        instead of a 400 naming them.
+    :param date_params: the names of the search's date range (``--date-params``), e.g.
+        ``("dateStart", "dateEnd")`` to play a service with the other spelling; ``None``: ours.
     :param extra_args: further CLI arguments, e.g. ``["--latency-ms", "5"]``.
     :param startup_timeout: seconds to wait for the "serving on" line.
     :param log_level: the emulator's log level.
@@ -65,6 +69,8 @@ class EmulatorProcess:
         end: str | None = None,
         client_id: str = "demo-app-id",
         client_secret: str = "demo-app-secret",
+        lenient_params: bool = False,
+        date_params: tuple[str, str] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 15.0,
         log_level: str = "warning",
@@ -92,6 +98,8 @@ class EmulatorProcess:
             *(["--settle-lag", f"{settle_lag[0]}:{settle_lag[1]}"] if settle_lag else []),
             *(["--start", start] if start else []),
             *(["--end", end] if end else []),
+            *(["--lenient-params"] if lenient_params else []),
+            *(["--date-params", ",".join(date_params)] if date_params else []),
             *extra_args,
         ]
         self.url = ""
@@ -237,7 +245,7 @@ class EmulatorProcess:
         date_start: datetime | str | None = None,
         date_end: datetime | str | None = None,
         filters: Sequence[dict[str, Any]] | None = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         tagged: bool | None = None,
     ) -> list[dict]:
         """Every message a search matches right now, in messageId order.
@@ -245,13 +253,15 @@ class EmulatorProcess:
         :param date_start: inclusive start (aware datetime or ISO string).
         :param date_end: exclusive end.
         :param filters: filter dicts as the API takes them.
-        :param campaign_id: campaign tracking id.
+        :param campaign_tracking_id: the campaign's tracking id.
         :param tagged: only messages with (``True``) or without (``False``) a campaign.
         """
+        # The search's own parameter names (see airflow_voicetrack.constants.SEARCH_PARAMS), which the
+        # truth endpoint always takes.
         query = {
-            "dateStart": _iso(date_start) if date_start is not None else None,
-            "dateEnd": _iso(date_end) if date_end is not None else None,
-            "campaignId": campaign_id,
+            "from": _iso(date_start) if date_start is not None else None,
+            "to": _iso(date_end) if date_end is not None else None,
+            "trackingId": campaign_tracking_id,
             "tagged": None if tagged is None else str(tagged).lower(),
         }
         return self._admin("POST", "truth", list(filters or []), query)["content"]
@@ -270,8 +280,8 @@ class EmulatorProcess:
         :param date_end: exclusive end.
         """
         query = {
-            "dateStart": _iso(date_start) if date_start is not None else None,
-            "dateEnd": _iso(date_end) if date_end is not None else None,
+            "from": _iso(date_start) if date_start is not None else None,
+            "to": _iso(date_end) if date_end is not None else None,
             "idsOnly": "true",
         }
         return self._admin("POST", "truth", [], query)["messageIds"]

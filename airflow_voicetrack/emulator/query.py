@@ -10,7 +10,14 @@ Semantics chosen where Routee's docs are silent:
 * ``sort`` is Spring's ``field[,field...][,asc|desc]`` (repeatable); ties keep the default order,
   creation time then messageId;
 * a validation problem is reported in ``properties`` under the parameter's name (``page``, ``size``,
-  ``sort``, ``dateStart``, ``dateEnd``, ``tagged``, ``body``, ``filters[i].fieldName`` ...).
+  ``sort``, ``from``, ``to``, ``tagged``, ``body``, ``filters[i].fieldName`` ...);
+* a query parameter the endpoint does not have is a validation problem too (``"unknown parameter"``),
+  so a client that sends a wrong name fails loudly; a lenient emulator ignores it instead, as a
+  typical Spring service does.
+
+The search's parameters are named as in the published reference of Routee's native API (see
+:data:`~airflow_voicetrack.constants.SEARCH_PARAMS`); ``date_params`` renames the date range, to play
+a service with the other spelling.
 """
 
 from __future__ import annotations
@@ -24,11 +31,15 @@ from typing import Any, TypeVar
 import msgspec
 
 from airflow_voicetrack.constants import (
+    CAMPAIGN_TRACKING_ID_PARAM,
+    DATE_END_PARAM,
+    DATE_START_PARAM,
     DEFAULT_PAGE_SIZE_API,
     DEFAULT_SEARCH_OPERATOR,
     FILTER_FIELDS,
     MAX_PAGE_SIZE,
     SEARCH_OPERATORS,
+    SEARCH_PARAMS,
 )
 
 #: Fields ``sort`` accepts.
@@ -85,7 +96,7 @@ class SearchQuery:
     :param page: 0-based page number.
     :param size: page size.
     :param sort: ``(field, descending)`` pairs, most significant first; empty = default order.
-    :param campaign_id: only messages of this campaign tracking id.
+    :param campaign_id: only messages of the campaign with this tracking id (``trackingId``).
     :param tagged: ``True`` only messages with a campaign, ``False`` only without, ``None`` all.
     :param filters: AND-combined filters.
     """
@@ -103,6 +114,28 @@ class SearchQuery:
 def _first(params: Params, name: str) -> str | None:
     values = params.get(name)
     return values[0] if values else None
+
+
+def check_known_params(params: Params, known: Sequence[str], errors: dict[str, str]) -> None:
+    """Report each query parameter not in ``known`` as a validation problem under its name.
+
+    :param params: query parameters.
+    :param known: the parameters the endpoint has.
+    :param errors: collects validation problems.
+    """
+    for name in params:
+        if name not in known:
+            takes = ", ".join(known) if known else "no query parameters"
+            errors[name] = f"unknown parameter; this endpoint takes: {takes}"
+
+
+def search_params(date_params: tuple[str, str]) -> tuple[str, ...]:
+    """The search's parameters, its date range named ``date_params``.
+
+    :param date_params: the names of the range's start and end.
+    """
+    names = {DATE_START_PARAM: date_params[0], DATE_END_PARAM: date_params[1]}
+    return tuple(names.get(name, name) for name in SEARCH_PARAMS)
 
 
 def parse_datetime_ms(value: str) -> int:
@@ -216,7 +249,13 @@ def parse_filters(body: bytes, errors: dict[str, str]) -> list[Filter]:
 
 
 def parse_search(
-    params: Params, body: bytes, *, max_size: int = MAX_PAGE_SIZE, max_range_ms: int | None = None
+    params: Params,
+    body: bytes,
+    *,
+    max_size: int = MAX_PAGE_SIZE,
+    max_range_ms: int | None = None,
+    date_params: tuple[str, str] = (DATE_START_PARAM, DATE_END_PARAM),
+    known: Sequence[str] | None = None,
 ) -> SearchQuery:
     """Validate a ``POST /voice/tracking`` request.
 
@@ -224,11 +263,17 @@ def parse_search(
     :param body: raw JSON body (the filter array).
     :param max_size: the largest page size accepted.
     :param max_range_ms: the longest range accepted when both dates are given (``None``: any).
+    :param date_params: the names under which the range's start and end are read.
+    :param known: every parameter accepted; any other is a validation problem. ``None``: unknown
+        parameters are ignored.
     :raises ValidationError: listing every problem found.
     """
     errors: dict[str, str] = {}
+    if known is not None:
+        check_known_params(params, known, errors)
     query = SearchQuery()
-    for name in ("dateStart", "dateEnd"):
+    start_name, end_name = date_params
+    for name in date_params:
         raw = _first(params, name)
         if raw is None or raw == "":
             continue
@@ -237,18 +282,18 @@ def parse_search(
         except ValueError:
             errors[name] = "must be an ISO-8601 date-time, e.g. 2026-11-25T00:00:00Z"
             continue
-        if name == "dateStart":
+        if name == start_name:
             query.start_ms = ms
         else:
             query.end_ms = ms
     if query.start_ms is not None and query.end_ms is not None:
         if query.end_ms <= query.start_ms:
-            errors["dateEnd"] = "must be after dateStart"
+            errors[end_name] = f"must be after {start_name}"
         elif max_range_ms is not None and query.end_ms - query.start_ms > max_range_ms:
-            errors["dateEnd"] = f"the range must not be longer than {max_range_ms / 86_400_000:g} days"
+            errors[end_name] = f"the range must not be longer than {max_range_ms / 86_400_000:g} days"
     query.page, query.size = parse_paging(params, errors, max_size)
     query.sort = parse_sort(params.get("sort") or (), errors)
-    query.campaign_id = _first(params, "campaignId") or None
+    query.campaign_id = _first(params, CAMPAIGN_TRACKING_ID_PARAM) or None
     tagged = _first(params, "tagged")
     if tagged is not None:
         if tagged.lower() not in ("true", "false"):

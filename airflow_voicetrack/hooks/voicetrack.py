@@ -44,7 +44,7 @@ from airflow_voicetrack.protocol import (
     Limiter,
     Limits,
     PageFetch,
-    PageRequest,
+    PageSource,
     Response,
     RetryBudget,
     SearchFilter,
@@ -66,6 +66,7 @@ from airflow_voicetrack.protocol import (
     messages_flow,
     parse_message,
     request_flow,
+    resolve_campaign_tracking_id,
     token_flow,
     unknown_extras,
     validate_limit,
@@ -168,7 +169,7 @@ class _VoiceTrackHookBase(BaseHook, Generic[S]):
     def _search_run(
         self,
         settings: Settings,
-        sources: list[tuple[str, PageRequest]],
+        sources: list[PageSource],
         size: int,
         limit: int | None = None,
         raw: bool = False,
@@ -179,17 +180,17 @@ class _VoiceTrackHookBase(BaseHook, Generic[S]):
         )
 
     @staticmethod
-    def _search_sources(settings: Settings, query: SearchQuery) -> list[tuple[str, PageRequest]]:
-        """:return: ``(label, page request builder)`` for each window of ``query``."""
-        sources: list[tuple[str, PageRequest]] = []
+    def _search_sources(settings: Settings, query: SearchQuery) -> list[PageSource]:
+        """:return: ``(label, page request builder, start)`` for each window of ``query``."""
+        sources: list[PageSource] = []
         for bounds in query.windows(settings.window):
             label = "window [{}, {})".format(*(format_datetime(b) if b else "-" for b in bounds))
-            sources.append((label, partial(query.page_request, settings.base_url, bounds)))
+            sources.append((label, partial(query.page_request, settings.base_url, bounds), bounds[0]))
         return sources
 
     @staticmethod
-    def _listing_source(label: str, build: Any, settings: Settings, name: str, **kw: Any) -> Any:
-        return [(label, lambda page, size: build(settings.base_url, name, page=page, size=size, **kw))]
+    def _listing_source(label: str, build: Any, settings: Settings, name: str, **kw: Any) -> list[PageSource]:
+        return [(label, lambda page, size: build(settings.base_url, name, page=page, size=size, **kw), None)]
 
     def search_messages(
         self,
@@ -197,12 +198,13 @@ class _VoiceTrackHookBase(BaseHook, Generic[S]):
         date_end: DateLike | None,
         *,
         filters: Filters = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         sort: str | None = None,
         page_size: int | None = None,
         tagged: bool | None = None,
         limit: int | None = None,
         raw: bool = False,
+        campaign_id: str | None = None,
     ) -> S:
         """
         Every message created in ``[date_start, date_end)`` that matches, each exactly once, lazily.
@@ -214,8 +216,8 @@ class _VoiceTrackHookBase(BaseHook, Generic[S]):
         Arguments are validated when this is called, before any request.
 
         Either bound may be ``None``: the range is then open on that side, the parameter
-        (``dateStart``/``dateEnd``) is not sent, and the search is not split into windows (it is
-        read as one window), e.g. ``search_messages(None, None, campaign_id="...")``. Routee's
+        (``from``/``to``) is not sent, and the search is not split into windows (it is
+        read as one window), e.g. ``search_messages(None, None, campaign_tracking_id="...")``. Routee's
         documentation does not say whether the real API accepts a search without both bounds (the
         emulator does); :class:`~airflow_voicetrack.operators.voicetrack.VoiceTrackingOperator`
         therefore keeps requiring both. Pass ``None`` explicitly: no bound is the whole account.
@@ -230,7 +232,10 @@ class _VoiceTrackHookBase(BaseHook, Generic[S]):
         :param date_end: same (exclusive), or ``None`` for no upper bound; must be after
             ``date_start`` when both are set.
         :param filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or :class:`SearchFilter`.
-        :param campaign_id: only messages of this campaign (tracking id).
+        :param campaign_tracking_id: only messages of the campaign with this tracking id (sent as
+            ``trackingId``): the id Routee returns when the campaign is created and shows in its
+            console, not the campaign *name* that messages carry in ``campaign`` (to match a name,
+            filter on ``{"fieldName": "campaign", "searchTerm": name}``).
         :param sort: ``field,asc|desc``, passed to the API; default: the API's own order.
         :param page_size: messages per page (default: the hook's).
         :param tagged: the API's boolean filter; sent only when set.
@@ -241,8 +246,18 @@ class _VoiceTrackHookBase(BaseHook, Generic[S]):
         :param raw: yield :class:`~airflow_voicetrack.protocol.RawMessage` objects (each message's
             bytes as the API sent them, its id and status) instead of dicts: what the operator
             writes to JSON Lines without decoding and re-encoding every message.
+        :param campaign_id: deprecated name of ``campaign_tracking_id`` (a ``DeprecationWarning``;
+            removed in the next minor version).
+        :raises VoiceTrackDateFilterError: while iterating, when a message is dated before its
+            window's start: the service ignored the date range (see
+            :class:`~airflow_voicetrack.protocol.WindowStartCheck`).
         """
-        search = {"filters": filters, "campaign_id": campaign_id, "sort": sort, "tagged": tagged}
+        search = {
+            "filters": filters,
+            "campaign_tracking_id": resolve_campaign_tracking_id(campaign_tracking_id, campaign_id),
+            "sort": sort,
+            "tagged": tagged,
+        }
         query = self._query(date_start, date_end, 1 if page_size is None else page_size, **search)
         return self._search(query, page_size, validate_limit(limit), raw)
 
@@ -266,11 +281,22 @@ def _count_messages(
     date_end: DateLike | None = None,
     *,
     filters: Filters = None,
-    campaign_id: str | None = None,
+    campaign_tracking_id: str | None = None,
     tagged: bool | None = None,
+    campaign_id: str | None = None,
 ) -> Flow[int]:
-    """Return the API's ``totalElements`` for the search, with one request (a page of one)."""
-    query = hook._query(date_start, date_end, 1, filters=filters, campaign_id=campaign_id, tagged=tagged)
+    """
+    Return the API's ``totalElements`` for the search, with one request (a page of one).
+
+    The arguments are those of ``search_messages``; ``campaign_id`` is the deprecated name of
+    ``campaign_tracking_id``.
+
+    :raises VoiceTrackDateFilterError: when the one message read is dated before ``date_start``.
+    """
+    tracking_id = resolve_campaign_tracking_id(campaign_tracking_id, campaign_id, stacklevel=4)
+    query = hook._query(
+        date_start, date_end, 1, filters=filters, campaign_tracking_id=tracking_id, tagged=tagged
+    )
     return count_flow(settings, query, hook.log)
 
 
@@ -470,19 +496,31 @@ class VoiceTrackHook(_VoiceTrackHookBase[Iterator[Any]]):
         return self._collect(self._search_run(settings, sources, settings.page_size))
 
     def get_campaign_messages(
-        self, campaign_id: str, *, sort: str | None = None, page_size: int | None = None
+        self,
+        campaign_tracking_id: str | None = None,
+        *,
+        sort: str | None = None,
+        page_size: int | None = None,
+        campaign_id: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """
         Return the messages of one campaign, lazily, each once.
 
+        :param campaign_tracking_id: the campaign's tracking id, as Routee returns it when the
+            campaign is created and shows it in its console (not the campaign *name* that messages
+            carry in ``campaign``).
         :param sort: ``field,asc|desc``, passed to the API.
         :param page_size: messages per page (default: the hook's).
+        :param campaign_id: deprecated name of ``campaign_tracking_id`` (a ``DeprecationWarning``).
         """
+        tracking_id = resolve_campaign_tracking_id(campaign_tracking_id, campaign_id)
+        if tracking_id is None:
+            raise ValueError("get_campaign_messages needs campaign_tracking_id, the campaign's tracking id")
         settings = self.settings
         size = settings.page_size if page_size is None else page_size
-        build_campaign_request(settings.base_url, campaign_id, page=0, size=size, sort=validate_sort(sort))
+        build_campaign_request(settings.base_url, tracking_id, page=0, size=size, sort=validate_sort(sort))
         sources = self._listing_source(
-            f"campaign {campaign_id}", build_campaign_request, settings, campaign_id, sort=sort
+            f"campaign {tracking_id}", build_campaign_request, settings, tracking_id, sort=sort
         )
         return self._collect(self._search_run(settings, sources, size))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import time
+import warnings
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath, Variable, conf
+from airflow.sdk.definitions.timetables.simple import NullTimetable, OnceTimetable
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.log import mask_secret
 
@@ -27,6 +29,7 @@ from airflow_voicetrack.protocol import (
     normalize_filters,
     parse_datetime,
     parse_range,
+    resolve_campaign_tracking_id,
     split_windows,
     validate_page_size,
     validate_sort,
@@ -44,7 +47,7 @@ from airflow_voicetrack.writers import FORMATS, WriteResult, column_types, objec
 
 if TYPE_CHECKING:
     import pendulum
-    from airflow.sdk import Context
+    from airflow.sdk import DAG, Context
 
 #: Default ``date_start`` / ``date_end``: the run's data interval. Runs without a logical date have no
 #: ``data_interval_*`` in their context; ``default(None)`` lets ``empty_interval`` handle them.
@@ -70,6 +73,17 @@ EMPTY_INTERVAL_HELP = (
     "pass date_start and date_end, or set empty_interval='skip', or empty_interval='lookback' with "
     "lookback=timedelta(...)."
 )
+
+
+def fixed_path_message(output_path: str | ObjectStoragePath, why: str) -> str:
+    """The error for an ``output_path`` that names the same object in every run; it names the fixes."""
+    return (
+        f"output_path {str(output_path)!r} names one object with no interval in it, and {why}, so each "
+        "run would silently replace the object another interval wrote. End output_path with '/' (one "
+        "object per interval, named voicetrack_<start>_<end>.<format>), or put the interval in it, "
+        "e.g. 's3://bucket/voicetrack/{{ data_interval_start | ds }}.jsonl'; or pass "
+        "overwrite_each_run=True if one object that every run replaces is really what you want."
+    )
 
 
 @contextmanager
@@ -121,11 +135,21 @@ class VoiceTrackingOperator(BaseOperator):
     place, and the task waits and extracts again within ``settle_timeout``. So the object holds only
     terminal statuses unless ``wait_for_terminal=False`` (a snapshot) or ``on_unsettled="write"``.
 
+    **One object per interval**: in a DAG with a schedule (anything but ``None`` and ``"@once"``) or in
+    a mapped task, an ``output_path`` that names one object and has no template in it would be
+    replaced by every run, each interval overwriting the last. Such a task fails before any request:
+    when the DAG is parsed if its schedule is known then, else when the task starts. End the path with
+    ``/``, template the interval into it (``{{ data_interval_start | ds }}``), or pass
+    ``overwrite_each_run=True`` to keep one object that every run replaces.
+
     The output is declared as an Airflow :class:`~airflow.sdk.Asset` outlet, whose URI is the static
-    part of ``output_path``: the object itself when ``output_path`` has no template and names a file,
-    else the directory before the first template or the trailing ``/``. Every successful run emits an
-    asset event whose ``extra`` holds the summary, so a downstream DAG scheduled on the asset finds the
-    object's path in ``triggering_asset_events``.
+    part of ``output_path`` **without a trailing** ``/``: the object itself when ``output_path`` has no
+    template and names a file, else the directory before the first template or the trailing ``/``
+    (``s3://bucket/voicetrack/`` gives ``Asset("s3://bucket/voicetrack")``, the URI Airflow itself
+    shows for either spelling). Airflow matches a downstream DAG's asset by name and URI, so schedule
+    it on that exact string, without the ``/``. Every successful run emits an asset event whose
+    ``extra`` holds the summary, so a downstream DAG scheduled on the asset finds the object's path in
+    ``triggering_asset_events``. A mapped task (``partial()``) declares the same outlet.
 
     **XCom** (``output_path`` None): the task returns the list of messages, but fails when there are
     more than ``xcom_max_records`` (counted with one request first, and checked again while reading).
@@ -142,13 +166,20 @@ class VoiceTrackingOperator(BaseOperator):
     :param filters: Search filters: dicts ``{"fieldName", "searchOperator", "searchTerm"}`` or
         :class:`~airflow_voicetrack.protocol.SearchFilter` objects, or a JSON string of such a list;
         combined with AND. (templated)
-    :param campaign_id: Only messages of the campaign with this tracking id. (templated)
+    :param campaign_tracking_id: Only messages of the campaign with this tracking id (the API's
+        ``trackingId``): the id Routee returns when the campaign is created and shows in its
+        console, not the campaign *name* that messages carry in ``campaign`` (match a name with a
+        ``{"fieldName": "campaign", ...}`` filter). (templated)
+    :param campaign_id: Deprecated name of ``campaign_tracking_id`` (a ``DeprecationWarning``;
+        removed in the next minor version).
     :param sort: ``field``, ``field,asc`` or ``field,desc``. (templated)
     :param tagged: The API's unnamed boolean search parameter; sent only when set.
     :param output_path: Where to write: a URI (``file://``, ``s3://`` or any scheme
         :class:`~airflow.sdk.ObjectStoragePath` knows), ending with ``/`` for a directory, or an
         ``ObjectStoragePath`` of the file. None returns the messages to XCom. (templated)
     :param output_conn_id: Connection of the object store, e.g. ``aws_default`` for S3.
+    :param overwrite_each_run: Allow an ``output_path`` that names one object, with no template, in a
+        scheduled DAG or a mapped task: every run replaces it. Default ``False``: such a path fails.
     :param output_format: ``jsonl`` (default), ``csv``, ``parquet`` (needs the ``[parquet]`` extra),
         or ``jsonl.gz`` / ``csv.gz`` for gzip-compressed output.
     :param compression: ``"gzip"`` to compress ``jsonl`` or ``csv``; the same as the ``.gz`` formats.
@@ -199,7 +230,7 @@ class VoiceTrackingOperator(BaseOperator):
         "date_start",
         "date_end",
         "filters",
-        "campaign_id",
+        "campaign_tracking_id",
         "sort",
         "output_path",
     )
@@ -213,11 +244,12 @@ class VoiceTrackingOperator(BaseOperator):
         date_start: str | datetime | None = DEFAULT_DATE_START,
         date_end: str | datetime | None = DEFAULT_DATE_END,
         filters: list[dict[str, str]] | list[Any] | str | None = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         sort: str | None = None,
         tagged: bool | None = None,
         output_path: str | ObjectStoragePath | None = None,
         output_conn_id: str | None = None,
+        overwrite_each_run: bool = False,
         output_format: str = "jsonl",
         compression: Literal["gzip"] | None = None,
         page_size: int | None = None,
@@ -236,8 +268,11 @@ class VoiceTrackingOperator(BaseOperator):
         settle_timeout: float | timedelta = timedelta(hours=1),
         on_unsettled: Literal["fail", "write"] = "fail",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        campaign_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        # stacklevel 4: Airflow wraps __init__ (apply_defaults), the DAG file is one frame further.
+        campaign_tracking_id = resolve_campaign_tracking_id(campaign_tracking_id, campaign_id, stacklevel=4)
         if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         kwargs.setdefault("pool_slots", default_pool_slots(max_concurrency))
@@ -246,11 +281,17 @@ class VoiceTrackingOperator(BaseOperator):
         self.date_start = date_start
         self.date_end = date_end
         self.filters = filters
-        self.campaign_id = campaign_id
+        self.campaign_tracking_id = campaign_tracking_id
         self.sort = sort
         self.tagged = tagged
         self.output_path = output_path
         self.output_conn_id = output_conn_id
+        self.overwrite_each_run = bool(overwrite_each_run)
+        #: ``output_path`` as given names one object for every run (checked against the schedule).
+        self._one_object = output_path is not None and names_one_object(output_path)
+        # Known at parse time inside ``with DAG(...)``; else execute() checks, before any request.
+        if self.has_dag() and (error := self._one_object_error(self.dag)):
+            raise ValueError(error)
         self.output_format = resolve_format(output_format, compression)
         self.page_size = None if page_size is None else validate_page_size(page_size)
         self.max_concurrency = max_concurrency
@@ -284,8 +325,10 @@ class VoiceTrackingOperator(BaseOperator):
         self.on_unsettled = on_unsettled
         self.deferrable = deferrable
         self.output_asset = None if output_path is None else output_asset(output_path)
-        if self.output_asset is not None and self.output_asset not in self.outlets:
-            self.outlets.append(self.output_asset)
+        if self.output_asset is not None:
+            _warn_other_spelling(self.outlets, self.output_asset)
+            if self.output_asset not in self.outlets:
+                self.outlets.append(self.output_asset)
         #: what ``execute`` wrote, for the OpenLineage COMPLETE event
         self._written: WriteResult | None = None
         self._rendered_interval: tuple[pendulum.DateTime, pendulum.DateTime] | None = None
@@ -298,6 +341,19 @@ class VoiceTrackingOperator(BaseOperator):
         The scheduler reads a mapped task's slots from ``partial()``, before any ``__init__`` runs.
         """
         max_concurrency = kwargs.get("max_concurrency")
+        output_path = kwargs.get("output_path")
+        asset = output_asset(output_path) if isinstance(output_path, (str, ObjectStoragePath)) else None
+        if (
+            isinstance(output_path, (str, ObjectStoragePath))
+            and names_one_object(output_path)
+            and not kwargs.get("overwrite_each_run")
+        ):
+            raise ValueError(fixed_path_message(output_path, "every mapped task instance writes it"))
+        if asset is not None:
+            # A mapped task's outlets are read from partial(), before any __init__ runs.
+            outlets = list(kwargs.get("outlets") or [])
+            _warn_other_spelling(outlets, asset)
+            kwargs["outlets"] = outlets if asset in outlets else [*outlets, asset]
         if "pool_slots" not in kwargs and "pool_slots" not in (kwargs.get("default_args") or {}):
             kwargs["pool_slots"] = default_pool_slots(
                 max_concurrency if isinstance(max_concurrency, int) else None
@@ -326,6 +382,8 @@ class VoiceTrackingOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         """Extract the interval's messages; return the summary (or the messages, for XCom)."""
+        if error := self._one_object_error(context["dag"]):
+            raise AirflowFailException(error)
         start, end = self._interval(context)
         # Rendered values and the hash key are validated here, before any request.
         _filters(self.filters)
@@ -457,7 +515,7 @@ class VoiceTrackingOperator(BaseOperator):
             date_start=start,
             date_end=end,
             filters=_filters(self.filters),
-            campaign_id=self.campaign_id or None,
+            campaign_tracking_id=self.campaign_tracking_id or None,
             tagged=self.tagged,
         )
 
@@ -476,7 +534,7 @@ class VoiceTrackingOperator(BaseOperator):
         waited_seconds = 0.0 if waited is None else round(time.time() - waited, 3)
         search: dict[str, Any] = {
             "filters": _filters(self.filters),
-            "campaign_id": self.campaign_id or None,
+            "campaign_tracking_id": self.campaign_tracking_id or None,
             "tagged": self.tagged,
         }
         sort = validate_sort(self.sort or None)
@@ -560,6 +618,18 @@ class VoiceTrackingOperator(BaseOperator):
         if self.output_asset is not None:
             context["outlet_events"][self.output_asset].extra = summary
         return summary
+
+    def _one_object_error(self, dag: DAG) -> str | None:
+        """The error when ``output_path`` names one object and ``dag``'s runs would each replace it."""
+        if not self._one_object or self.overwrite_each_run:
+            return None
+        assert self.output_path is not None
+        timetable = dag.timetable
+        if not getattr(timetable, "can_be_scheduled", True) or isinstance(
+            timetable, (NullTimetable, OnceTimetable)
+        ):
+            return None
+        return fixed_path_message(self.output_path, f"DAG {dag.dag_id!r} has a schedule")
 
     def _interval(self, context: Context) -> tuple[pendulum.DateTime, pendulum.DateTime]:
         """Validate the rendered interval and apply ``empty_interval`` to a zero-width or missing one."""
@@ -822,7 +892,38 @@ def output_asset(output_path: str | ObjectStoragePath) -> Asset | None:
     host = parts.netloc.rpartition("@")[2]
     if not parts.scheme or not (host or parts.path.strip("/")):
         return None
-    return Asset(urlunsplit(parts._replace(netloc=host)))
+    # Without the trailing "/": Airflow strips it from the URI but keeps it in the name, and matches
+    # a downstream DAG's asset by both, so Asset("s3://b/voice/") and Asset("s3://b/voice") differ.
+    # The slash-free spelling is the one Airflow's UI shows as the URI, and what people write.
+    return Asset(urlunsplit(parts._replace(netloc=host, path=parts.path.rstrip("/"))))
+
+
+def names_one_object(output_path: str | ObjectStoragePath) -> bool:
+    """
+    Whether ``output_path`` names the same object in every run.
+
+    True for an ``ObjectStoragePath`` and for a URI string with no template that does not end with
+    ``/``; False for a directory (one object per interval) or a templated path.
+    """
+    if isinstance(output_path, ObjectStoragePath):
+        text = f"{output_path.protocol}://{output_path.path}"
+    else:
+        text = output_path
+    return not text.endswith("/") and "{{" not in text and "{%" not in text
+
+
+def _warn_other_spelling(outlets: Iterable[Any], asset: Asset) -> None:
+    """Warn, at parse time, about an outlet that spells the output's asset with a trailing ``/``."""
+    for outlet in outlets:
+        if isinstance(outlet, Asset) and outlet.uri == asset.uri and outlet.name != asset.name:
+            warnings.warn(
+                f"outlets has {outlet.name!r}, but this operator's output asset is {asset.name!r}: "
+                f"Airflow treats the two as different assets. Use Asset({asset.name!r}) here and in the "
+                "schedule of downstream DAGs (no trailing '/'), or leave outlets out: the operator "
+                "declares it.",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def split_interval(
@@ -839,8 +940,8 @@ def split_interval(
         )
 
     With a directory ``output_path`` (ending with ``/``) every window writes its own object. A mapped
-    task's outlets come from ``partial()``, so pass ``outlets=[Asset("s3://bucket/voicetrack/")]`` there
-    for downstream DAGs to be scheduled on the windows' asset events.
+    task's outlets come from ``partial()``, which declares ``Asset("s3://bucket/voicetrack")`` from
+    ``output_path`` there, so downstream DAGs scheduled on it get every window's asset event.
 
     :param date_start: Start, inclusive: an aware datetime or ISO-8601 string.
     :param date_end: End, exclusive.

@@ -12,7 +12,7 @@ the two cannot drift apart, in one module per concern:
 - :mod:`~.limits`: how fast a connection may send in this process (:class:`Limiter`: adaptive
   concurrency, rate-limit pauses, a fixed rate) and the retry budget of a hook;
 - :mod:`~.paging`: the accounting of a search (:class:`SearchRun`: windows, page plan, limit,
-  de-duplication, totals, progress).
+  de-duplication, totals, progress, the check that the date range was applied).
 
 Every name stays importable from ``airflow_voicetrack.protocol``, as before the split.
 """
@@ -64,14 +64,17 @@ from airflow_voicetrack.protocol.limits import (
     connection_key,
 )
 from airflow_voicetrack.protocol.paging import (
+    DATE_FILTER_TOLERANCE,
     PROGRESS_EVERY_PAGES,
     Budget,
     IdSet,
     PageFetch,
     PagePlan,
     PageRequest,
+    PageSource,
     SearchRun,
     SearchStats,
+    WindowStartCheck,
     WindowTally,
     count_flow,
     first_ids_flow,
@@ -92,7 +95,9 @@ from airflow_voicetrack.protocol.query import (
     normalize_filters,
     parse_datetime,
     parse_range,
+    resolve_campaign_tracking_id,
     split_windows,
+    validate_campaign_tracking_id,
     validate_limit,
     validate_page_size,
     validate_sort,
@@ -105,6 +110,7 @@ from airflow_voicetrack.protocol.settings import (
 
 __all__ = [
     "BACKOFF_BASE",
+    "DATE_FILTER_TOLERANCE",
     "DEFAULT_MAX_CONCURRENCY",
     "KNOWN_EXTRAS",
     "PROGRESS_EVERY_PAGES",
@@ -125,6 +131,7 @@ __all__ = [
     "PageFetch",
     "PagePlan",
     "PageRequest",
+    "PageSource",
     "Permit",
     "RawMessage",
     "RefreshToken",
@@ -146,6 +153,7 @@ __all__ = [
     "TokenCache",
     "TransportErrorKind",
     "TransportFailure",
+    "WindowStartCheck",
     "WindowTally",
     "allow_missing",
     "basic_credentials",
@@ -169,9 +177,11 @@ __all__ = [
     "parse_retry_after",
     "parse_token",
     "request_flow",
+    "resolve_campaign_tracking_id",
     "split_windows",
     "token_flow",
     "unknown_extras",
+    "validate_campaign_tracking_id",
     "validate_limit",
     "validate_page_size",
     "validate_sort",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +15,10 @@ import pendulum
 from airflow_voicetrack.constants import (
     ALL_STATUSES,
     CAMPAIGN_PATH,
+    CAMPAIGN_TRACKING_ID_PARAM,
     CONVERSATION_PATH,
+    DATE_END_PARAM,
+    DATE_START_PARAM,
     DEFAULT_SEARCH_OPERATOR,
     FILTER_FIELDS,
     MAX_PAGE_SIZE,
@@ -243,18 +247,25 @@ def build_search_request(
     filters: list[dict[str, str]],
     page: int,
     size: int,
-    campaign_id: str | None = None,
+    campaign_tracking_id: str | None = None,
     sort: str | None = None,
     tagged: bool | None = None,
 ) -> Request:
-    """Build the ``POST /voice/tracking`` request for one page; ``tagged`` is sent only when set."""
+    """
+    Build the ``POST /voice/tracking`` request for one page; ``tagged`` is sent only when set.
+
+    The query parameters are named as in the published reference of Routee's native API, built from
+    the official page ``docs.routee.net/reference/calltracking`` (the seed page lost the names):
+    ``from``, ``to``, ``page``, ``size``, ``sort``, ``trackingId``, ``tagged``. ``dateStart`` and
+    ``dateEnd`` are the SMS search's names, not the voice search's; see routee-voice-api.md, section 2.
+    """
     params = {"page": str(page), "size": str(size)}
     if date_start is not None:
-        params["dateStart"] = format_datetime(date_start)
+        params[DATE_START_PARAM] = format_datetime(date_start)
     if date_end is not None:
-        params["dateEnd"] = format_datetime(date_end)
-    if campaign_id is not None:
-        params["campaignId"] = campaign_id
+        params[DATE_END_PARAM] = format_datetime(date_end)
+    if campaign_tracking_id is not None:
+        params[CAMPAIGN_TRACKING_ID_PARAM] = campaign_tracking_id
     if sort is not None:
         params["sort"] = sort
     if tagged is not None:
@@ -278,13 +289,13 @@ def build_conversation_request(
 
 
 def build_campaign_request(
-    base_url: str, campaign_id: str, *, page: int, size: int, sort: str | None = None
+    base_url: str, campaign_tracking_id: str, *, page: int, size: int, sort: str | None = None
 ) -> Request:
-    """:return: the request for one page of a campaign's messages."""
+    """:return: the request for one page of the messages of the campaign with this tracking id."""
     params = {"page": str(page), "size": str(size)}
     if sort is not None:
         params["sort"] = sort
-    path = CAMPAIGN_PATH.format(campaign_id=_path_id(campaign_id, "campaign_id"))
+    path = CAMPAIGN_PATH.format(campaign_id=_path_id(campaign_tracking_id, "campaign_tracking_id"))
     return Request("GET", base_url + path, params=params)
 
 
@@ -324,6 +335,49 @@ def validate_page_size(page_size: int) -> int:
     return page_size
 
 
+def validate_campaign_tracking_id(campaign_tracking_id: str | None) -> str | None:
+    """
+    Validate a ``campaign_tracking_id`` argument.
+
+    :return: ``campaign_tracking_id`` without surrounding blanks, or ``None``.
+    :raises ValueError: unless it is ``None`` or a non-empty string.
+    """
+    if campaign_tracking_id is None:
+        return None
+    if not isinstance(campaign_tracking_id, str) or not campaign_tracking_id.strip():
+        raise ValueError(
+            f"campaign_tracking_id must be a non-empty string or None, got {campaign_tracking_id!r}; it is "
+            "the campaign's tracking id (returned when the campaign is created, shown in Routee's "
+            "console), not the campaign name that messages carry in 'campaign'"
+        )
+    return campaign_tracking_id.strip()
+
+
+def resolve_campaign_tracking_id(
+    campaign_tracking_id: str | None, campaign_id: str | None, *, stacklevel: int = 3
+) -> str | None:
+    """
+    Accept the argument's earlier name, ``campaign_id``, with a :class:`DeprecationWarning`.
+
+    :param stacklevel: the caller's frame that passed ``campaign_id``, for the warning.
+    :return: the campaign tracking id given under either name.
+    :raises ValueError: when both names are given.
+    """
+    if campaign_id is None:
+        return campaign_tracking_id
+    if campaign_tracking_id is not None:
+        raise ValueError(
+            "give campaign_tracking_id only: campaign_id is its deprecated name, and both were given"
+        )
+    warnings.warn(
+        "campaign_id is deprecated and will be removed in the next minor version; pass "
+        "campaign_tracking_id (the campaign's tracking id, the API's trackingId) instead",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return campaign_id
+
+
 def validate_limit(limit: int | None) -> int | None:
     """
     Validate a ``limit`` argument.
@@ -350,7 +404,7 @@ class SearchQuery:
     date_end: pendulum.DateTime | None
     filters: list[dict[str, str]]
     page_size: int
-    campaign_id: str | None = None
+    campaign_tracking_id: str | None = None
     sort: str | None = None
     tagged: bool | None = None
 
@@ -361,7 +415,7 @@ class SearchQuery:
         date_end: datetime | str | None,
         *,
         filters: Iterable[Mapping[str, Any] | SearchFilter] | None = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         sort: str | None = None,
         tagged: bool | None = None,
         page_size: int = MAX_PAGE_SIZE,
@@ -376,8 +430,7 @@ class SearchQuery:
         start, end = parse_range(date_start, date_end)
         if require_range and (start is None or end is None):
             raise ValueError("date_start and date_end are both required for a search")
-        if campaign_id is not None and (not isinstance(campaign_id, str) or not campaign_id.strip()):
-            raise ValueError(f"campaign_id must be a non-empty string or None, got {campaign_id!r}")
+        campaign_tracking_id = validate_campaign_tracking_id(campaign_tracking_id)
         if tagged is not None and not isinstance(tagged, bool):
             raise ValueError(f"tagged must be True, False or None (not sent), got {tagged!r}")
         return cls(
@@ -385,7 +438,7 @@ class SearchQuery:
             date_end=end,
             filters=normalize_filters(filters),
             page_size=validate_page_size(page_size),
-            campaign_id=campaign_id,
+            campaign_tracking_id=campaign_tracking_id,
             sort=validate_sort(sort),
             tagged=tagged,
         )
@@ -413,7 +466,7 @@ class SearchQuery:
             filters=self.filters,
             page=page,
             size=size,
-            campaign_id=self.campaign_id,
+            campaign_tracking_id=self.campaign_tracking_id,
             sort=self.sort,
             tagged=self.tagged,
         )

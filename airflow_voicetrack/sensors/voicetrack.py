@@ -11,6 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+from airflow_voicetrack.protocol import resolve_campaign_tracking_id
 from airflow_voicetrack.status import IdsTracker, SearchTarget, StatusCriteria, poke_flow, resolve_message_ids
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 
@@ -33,8 +34,8 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
     """
     Wait until every targeted voice message has a terminal status; push a summary to XCom.
 
-    Target either explicit ``message_ids`` or a search (``campaign_id`` and/or a date range and/or
-    ``filters``), not both.
+    Target either explicit ``message_ids`` or a search (``campaign_tracking_id`` and/or a date range
+    and/or ``filters``), not both.
 
     Each poke is cheap. In search mode it costs a constant number of requests whatever the number
     of messages: one one-item search counts the messages that are not terminal (the user's filters
@@ -60,7 +61,9 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
     :param message_ids: ids to wait for (templated). A list, or a string: a JSON list (what an XCom
         pull renders to unless the DAG sets ``render_template_as_native_obj``) or else one id.
         Duplicates are ignored. An empty list succeeds at once with a zero summary.
-    :param campaign_id: search mode: only messages of this campaign tracking id (templated).
+    :param campaign_tracking_id: search mode: only messages of the campaign with this tracking id
+        (the API's ``trackingId``; templated): the id Routee returns when the campaign is created and
+        shows in its console, not the campaign *name* that messages carry in ``campaign``.
     :param date_start: search mode: start of the creation-time range, inclusive (templated);
         aware datetime or ISO-8601 string with an offset.
     :param date_end: search mode: end of the range, exclusive (templated).
@@ -81,13 +84,21 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
     :param wait_for_messages: search mode: while the search matches no message, keep waiting
         (``True``) or succeed with a zero summary (``False``, default: "every message of an empty
         set is terminal", e.g. a day without calls).
+    :param campaign_id: deprecated name of ``campaign_tracking_id`` (a ``DeprecationWarning``;
+        removed in the next minor version).
     :param deferrable: wait in the triggerer with
         :class:`~airflow_voicetrack.triggers.voicetrack.VoiceMessageStatusTrigger`; ``execute``
         defers at once, without a request on the worker. ``timeout`` still applies and ends the
         wait with ``AirflowSensorTimeout``.
     """
 
-    template_fields: Sequence[str] = ("message_ids", "campaign_id", "date_start", "date_end", "filters")
+    template_fields: Sequence[str] = (
+        "message_ids",
+        "campaign_tracking_id",
+        "date_start",
+        "date_end",
+        "filters",
+    )
     template_fields_renderers = {"message_ids": "json", "filters": "json"}
     ui_color = "#f4e6fb"
 
@@ -96,7 +107,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         *,
         voicetrack_conn_id: str = VoiceTrackHook.default_conn_name,
         message_ids: Collection[str] | str | None = None,
-        campaign_id: str | None = None,
+        campaign_tracking_id: str | None = None,
         date_start: datetime | str | None = None,
         date_end: datetime | str | None = None,
         filters: Sequence[Any] | None = None,
@@ -106,14 +117,17 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         missing: str = "fail",
         wait_for_messages: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        campaign_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        searching = any(value is not None for value in (campaign_id, date_start, date_end, filters))
+        # stacklevel 4: Airflow wraps __init__ (apply_defaults), the DAG file is one frame further.
+        campaign_tracking_id = resolve_campaign_tracking_id(campaign_tracking_id, campaign_id, stacklevel=4)
+        searching = any(value is not None for value in (campaign_tracking_id, date_start, date_end, filters))
         if (message_ids is None) == (not searching):
             raise ValueError(
-                "Give either message_ids or a search (campaign_id, date_start, date_end and/or filters), "
-                + ("not both." if searching else "not neither.")
+                "Give either message_ids or a search (campaign_tracking_id, date_start, date_end and/or "
+                "filters), " + ("not both." if searching else "not neither.")
             )
         if message_ids is not None and not isinstance(message_ids, (list, tuple, str)):
             raise ValueError(
@@ -132,7 +146,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         )
         self.voicetrack_conn_id = voicetrack_conn_id
         self.message_ids = message_ids
-        self.campaign_id = campaign_id
+        self.campaign_tracking_id = campaign_tracking_id
         self.date_start = date_start
         self.date_end = date_end
         self.filters = filters
@@ -157,7 +171,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
             date_start=self.date_start,
             date_end=self.date_end,
             filters=self.filters,
-            campaign_id=self.campaign_id,
+            campaign_tracking_id=self.campaign_tracking_id,
         )
 
     def execute(self, context: Context) -> Any:

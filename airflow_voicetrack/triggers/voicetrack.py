@@ -1,25 +1,44 @@
-"""Trigger that waits, in the triggerer, until voice messages reach a terminal status."""
+"""
+Triggers on Routee's voice tracking API, run in the triggerer.
+
+- :class:`VoiceMessageStatusTrigger`: a deferred sensor's wait until voice messages are terminal.
+- :class:`VoiceTrackEventTrigger`: an Asset watcher that announces settled creation windows, or a
+  finished campaign, so that a DAG scheduled on the Asset runs when calls finish.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import random
 import time
-from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+import pendulum
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_voicetrack.exceptions import VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
-from airflow_voicetrack.status import IdsTracker, SearchTarget, StatusCriteria, poke_flow, to_kwargs
+from airflow_voicetrack.protocol import format_datetime, parse_datetime
+from airflow_voicetrack.status import (
+    IdsTracker,
+    SearchTarget,
+    StatusCriteria,
+    poke_flow,
+    settled_flow,
+    settled_windows_flow,
+    to_kwargs,
+)
 
 if TYPE_CHECKING:
     from airflow_voicetrack.status import Evaluation
 
 #: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
-#: ``criteria``.
+#: ``criteria`` (``campaign_id`` is ``campaign_tracking_id`` since; see ``SearchTarget.from_kwargs``).
 _LEGACY_TARGET = frozenset({"date_start", "date_end", "filters", "campaign_id", "tagged"})
 _LEGACY_CRITERIA = frozenset(
     {
@@ -67,7 +86,8 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     :param voicetrack_conn_id: connection id.
     :param message_ids: ids to wait for (ids mode), or ``None`` for search mode.
     :param target: search mode: the validated search (a :class:`SearchTarget` or its keyword
-        arguments, see :func:`~airflow_voicetrack.status.to_kwargs`); ``None`` in ids mode.
+        arguments, see :func:`~airflow_voicetrack.status.to_kwargs`; as serialized before
+        ``campaign_id`` became ``campaign_tracking_id`` too); ``None`` in ids mode.
     :param criteria: what done and failed mean (a :class:`StatusCriteria` or its keyword arguments).
     :param poke_interval: seconds between evaluations.
     :param timeout_at: when to stop waiting with a ``timeout`` event; ``None`` waits forever.
@@ -102,7 +122,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             criteria = {name: legacy[name] for name in _LEGACY_CRITERIA if name in legacy}
         self.voicetrack_conn_id = voicetrack_conn_id
         self.message_ids = message_ids
-        self.target = SearchTarget(**target) if isinstance(target, dict) else target
+        self.target = SearchTarget.from_kwargs(target) if isinstance(target, dict) else target
         self.criteria = (
             criteria if isinstance(criteria, StatusCriteria) else StatusCriteria.build(**(criteria or {}))
         )
@@ -207,3 +227,410 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             "message": f"Timed out at {self.timeout_at} waiting for voice messages: {detail}",
             "summary": evaluation.summary if evaluation is not None else None,
         }
+
+
+#: ``VoiceTrackEventTrigger`` modes: announce each settled creation window, or a finished campaign.
+WINDOWS_SETTLED = "windows_settled"
+CAMPAIGN_FINISHED = "campaign_finished"
+EVENT_MODES = (WINDOWS_SETTLED, CAMPAIGN_FINISHED)
+#: Settled windows one poll checks at most, so a watcher started far in the past catches up over
+#: several polls instead of one burst of requests.
+MAX_WINDOWS_PER_POLL = 24
+#: Seconds a shared poll waits for its first subscriber's cursor before it polls.
+_CURSOR_WAIT = 0.05
+
+
+def _seconds(value: float | timedelta, name: str, *, minimum: float) -> float:
+    """Read a duration given in seconds or as a ``timedelta``; refuse one below ``minimum``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= minimum:
+        raise ValueError(
+            f"{name} must be a number of seconds (or a timedelta) of at least {minimum}, got {value!r}."
+        )
+    return float(seconds)
+
+
+@dataclass
+class _Progress:
+    """
+    What one watcher announced so far (its asset's state, or memory without a state store).
+
+    :param watermark: windows mode: the start of the next window to announce.
+    :param finished: campaign mode: the campaign was announced.
+    """
+
+    watermark: pendulum.DateTime | None = None
+    finished: bool = False
+
+
+class VoiceTrackEventTrigger(BaseEventTrigger):
+    """
+    Asset watcher: announce when voice calls have finished, so a DAG scheduled on the Asset runs.
+
+    Two modes, each firing on an edge (the moment something becomes final), never on a level:
+
+    - ``windows_settled``: every ``poll_interval`` it announces, oldest first, the next creation
+      windows ``[start, end)`` of length ``window`` (on a grid of ``window`` since the Unix epoch)
+      whose end is ``lateness`` in the past and none of whose calls (matching ``filters``,
+      ``campaign_tracking_id`` and ``tagged``) is still pending; each window once, and windows
+      without any call only with ``announce_empty``. Payload::
+
+          {"mode": "windows_settled", "window_start": "2026-11-25T10:00:00Z",
+           "window_end": "2026-11-25T11:00:00Z", "count": 412,
+           "by_status": {"Completed": 300, "NoAnswer": 100, ...},
+           "campaign_tracking_id": null, "watermark": "2026-11-25T11:00:00Z"}
+
+      ``watermark`` is where the next window starts. The first window starts at ``start`` or, without
+      it, at the window the watcher first ran in.
+    - ``campaign_finished``: fires once when every message of ``campaign_tracking_id`` is final (and
+      it has at least one), and never again for that campaign. Payload::
+
+          {"mode": "campaign_finished", "campaign_tracking_id": "...", "count": 120,
+           "by_status": {...}, "observed_at": "2026-11-25T10:07:31Z"}
+
+    Delivery is at least once: progress is saved after an event is handed to Airflow, so a triggerer
+    that dies in between announces that window (or campaign) again. Keep consumers idempotent.
+
+    **State.** On Airflow 3.3+ the watermark and the announced campaign live in the watched asset's
+    state store (they survive triggerer restarts); the keys hash the search, so watchers of different
+    searches on one asset keep apart. On older Airflow they live in memory (a warning says so once):
+    a restarted triggerer announces again from ``start`` (or skips to the current window without
+    ``start``), and announces a finished campaign again.
+
+    **Shared polls.** On Airflow 3.3+ watchers with the same search, connection and cadence (every
+    argument but ``asset_name``) share one poll in a triggerer; each still keeps its own progress.
+    Watchers of different searches share the connection's token, not the poll.
+
+    **Failures.** A failed poll (after the hook's own retries within the connection's caps) is
+    logged and tried again at the next poll, no sooner than a ``Retry-After`` the server sent. It
+    never fires an event and never ends the watcher.
+
+    :param asset_name: name of the Asset this watcher is attached to. It makes the trigger's row
+        unique to the asset (Airflow shares one trigger row between watchers with equal arguments)
+        and selects the asset's state store.
+    :param mode: ``"windows_settled"`` (default) or ``"campaign_finished"``.
+    :param voicetrack_conn_id: connection id.
+    :param campaign_tracking_id: the campaign's tracking id; required for ``campaign_finished``,
+        a filter for ``windows_settled``.
+    :param filters: API search filters (AND-combined), as for ``VoiceTrackingOperator``.
+    :param tagged: only calls with (``True``) or without (``False``) a campaign; ``None``: all.
+    :param terminal_statuses: statuses that count as final (default: the six final ones and
+        ``Unknown``).
+    :param window: windows mode: window length, whole seconds or a ``timedelta`` (default 1 hour).
+    :param start: windows mode: start of the first window (aware datetime or ISO-8601), on the
+        window grid; default: the window the watcher first ran in.
+    :param lateness: windows mode: seconds a window's end must lie in the past before it is
+        checked, for calls the API shows late (default 0).
+    :param announce_empty: windows mode: announce windows without any call too (default False).
+    :param poll_interval: seconds between polls (default 60).
+    """
+
+    #: watchers' progress by shared-stream key, for the shared poll (one triggerer, one loop)
+    _subscribers: ClassVar[dict[Hashable, dict[int, _Progress]]] = {}
+
+    def __init__(
+        self,
+        *,
+        asset_name: str,
+        mode: str = WINDOWS_SETTLED,
+        voicetrack_conn_id: str = VoiceTrackAsyncHook.default_conn_name,
+        campaign_tracking_id: str | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        tagged: bool | None = None,
+        terminal_statuses: list[str] | None = None,
+        window: float | timedelta = 3600,
+        start: str | datetime | None = None,
+        lateness: float | timedelta = 0,
+        announce_empty: bool = False,
+        poll_interval: float | timedelta = 60,
+    ) -> None:
+        super().__init__()
+        if not isinstance(asset_name, str) or not asset_name.strip():
+            raise ValueError(
+                f"asset_name must be the name of the Asset this watcher is attached to, got {asset_name!r}."
+            )
+        if mode not in EVENT_MODES:
+            raise ValueError(f"mode must be one of {list(EVENT_MODES)}, got {mode!r}.")
+        if mode == CAMPAIGN_FINISHED and campaign_tracking_id is None:
+            raise ValueError("mode='campaign_finished' needs campaign_tracking_id, the campaign to watch.")
+        if not isinstance(voicetrack_conn_id, str) or not voicetrack_conn_id:
+            raise ValueError(f"voicetrack_conn_id must be a connection id, got {voicetrack_conn_id!r}.")
+        if tagged is not None and not isinstance(tagged, bool):
+            raise ValueError(f"tagged must be True, False or None, got {tagged!r}.")
+        if not isinstance(announce_empty, bool):
+            raise ValueError(f"announce_empty must be True or False, got {announce_empty!r}.")
+        self.asset_name = asset_name
+        self.mode = mode
+        self.voicetrack_conn_id = voicetrack_conn_id
+        self.target = SearchTarget.build(
+            filters=filters, campaign_tracking_id=campaign_tracking_id, tagged=tagged
+        )
+        self.campaign_tracking_id = self.target.campaign_tracking_id
+        self.criteria = StatusCriteria.build(terminal_statuses=terminal_statuses)
+        self.poll_interval = _seconds(poll_interval, "poll_interval", minimum=1)
+        window_s = _seconds(window, "window", minimum=1)
+        if window_s != int(window_s):
+            raise ValueError(f"window must be whole seconds (the API's dates are), got {window!r}.")
+        self.window = int(window_s)
+        self.lateness = _seconds(lateness, "lateness", minimum=0)
+        self.announce_empty = announce_empty
+        self.start = None if start is None else parse_datetime(start, "start").set(microsecond=0)
+        if mode == CAMPAIGN_FINISHED and (start is not None or announce_empty):
+            raise ValueError("start and announce_empty apply to mode='windows_settled' only; remove them.")
+        if self.start is not None and self._floor(self.start) != self.start:
+            raise ValueError(
+                f"start = {format_datetime(self.start)} is not on the grid of window={self.window} s "
+                f"(multiples of the window since 1970-01-01T00:00:00Z); e.g. "
+                f"{format_datetime(self._floor(self.start))}."
+            )
+        self._warned: set[str] = set()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath and the normalized constructor arguments."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"asset_name": self.asset_name, **self._search_kwargs()},
+        )
+
+    def _search_kwargs(self) -> dict[str, Any]:
+        """Every argument but ``asset_name``: what makes two watchers one search."""
+        return {
+            "mode": self.mode,
+            "voicetrack_conn_id": self.voicetrack_conn_id,
+            "campaign_tracking_id": self.campaign_tracking_id,
+            "filters": self.target.filters,
+            "tagged": self.target.tagged,
+            "terminal_statuses": sorted(self.criteria.terminal_statuses),
+            "window": self.window,
+            "start": None if self.start is None else format_datetime(self.start),
+            "lateness": self.lateness,
+            "announce_empty": self.announce_empty,
+            "poll_interval": self.poll_interval,
+        }
+
+    # -- shared polls (Airflow 3.3+) ---------------------------------------------------------
+
+    def shared_stream_key(self) -> Hashable:
+        """Watchers of the same search, connection and cadence share one poll."""
+        return (type(self).__qualname__, json.dumps(self._search_kwargs(), sort_keys=True))
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """The one poll of a group: what it finds, for every watcher's :meth:`filter_shared_stream`."""
+        poller = cls(**kwargs)
+        key = poller.shared_stream_key()
+        async for observation in poller._observe(lambda: list(cls._subscribers.get(key, {}).values())):
+            yield observation
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """This watcher's announcements from the group's poll, after its own progress."""
+        progress = await self._load_progress()
+        key = self.shared_stream_key()
+        group = self._subscribers.setdefault(key, {})
+        group[id(self)] = progress
+        try:
+            async for event in self._announce(shared_stream, progress):
+                yield event
+        finally:
+            group.pop(id(self), None)
+            if not group and self._subscribers.get(key) is group:
+                del self._subscribers[key]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll alone (Airflow < 3.3, or outside a triggerer) and announce."""
+        progress = await self._load_progress()
+        async for event in self._announce(self._observe(lambda: [progress]), progress):
+            yield event
+
+    # -- polling -------------------------------------------------------------------------------
+
+    async def _observe(self, progresses: Callable[[], list[_Progress]]) -> AsyncIterator[dict[str, Any]]:
+        """
+        Poll every ``poll_interval`` for as long as someone listens; yield what each poll found.
+
+        :param progresses: the progress of every watcher this poll serves, read at each poll.
+        """
+        hook = VoiceTrackAsyncHook(self.voicetrack_conn_id)
+        try:
+            while True:
+                watching = progresses()
+                if not watching or (self.mode == WINDOWS_SETTLED and not any(p.watermark for p in watching)):
+                    await asyncio.sleep(_CURSOR_WAIT)  # a shared poll whose watchers are still loading
+                    continue
+                floor = 0.0
+                try:
+                    observation = await self._poll(hook, watching)
+                except Exception as err:
+                    # Never fatal: the hook already retried within the connection's caps; the
+                    # next poll tries again, no sooner than the server asked.
+                    floor = getattr(err, "retry_after", None) or 0.0
+                    self.log.warning(
+                        "Voice tracking poll failed (%s: %s); the watcher polls again in about %.0f s",
+                        type(err).__name__,
+                        err,
+                        max(self.poll_interval, floor),
+                    )
+                else:
+                    if observation is not None:
+                        yield observation
+                delay = self.poll_interval * random.uniform(1 - JITTER, 1 + JITTER)
+                await asyncio.sleep(max(delay, floor))
+        finally:
+            await hook.close()
+
+    async def _poll(self, hook: VoiceTrackAsyncHook, watching: list[_Progress]) -> dict[str, Any] | None:
+        """One poll: the settled windows from the oldest watermark, or the campaign's verdict."""
+        now = pendulum.now("UTC")
+        if self.mode == CAMPAIGN_FINISHED:
+            if all(progress.finished for progress in watching):
+                return None  # announced: no request any more
+            counts = await hook.run_flow(
+                settled_flow(await hook.get_settings(), self.criteria, self.target, log=self.log)
+            )
+            if not counts or not counts["count"]:
+                self.log.info("Campaign %s: not finished (or no call yet)", self.campaign_tracking_id)
+                return None
+            self.log.info("Campaign %s finished: %s", self.campaign_tracking_id, counts)
+            return {"finished": counts, "observed_at": format_datetime(now)}
+        cursor = min(progress.watermark for progress in watching if progress.watermark is not None)
+        windows = await hook.run_flow(
+            settled_windows_flow(
+                await hook.get_settings(),
+                self.criteria,
+                self.target,
+                cursor=cursor,
+                until=now - timedelta(seconds=self.lateness),
+                window=timedelta(seconds=self.window),
+                limit=MAX_WINDOWS_PER_POLL,
+                log=self.log,
+            )
+        )
+        return {"windows": windows} if windows else None
+
+    async def _announce(
+        self, observations: AsyncIterator[dict[str, Any]], progress: _Progress
+    ) -> AsyncIterator[TriggerEvent]:
+        """
+        Turn observations into this watcher's events, each at most once per saved progress.
+
+        Progress is saved after the event is handed over (the triggerer persists it later): a crash
+        in between repeats the event rather than losing it.
+        """
+        async for observation in observations:
+            if self.mode == CAMPAIGN_FINISHED:
+                if progress.finished:
+                    continue
+                yield TriggerEvent(
+                    {
+                        "mode": CAMPAIGN_FINISHED,
+                        "campaign_tracking_id": self.campaign_tracking_id,
+                        **observation["finished"],
+                        "observed_at": observation["observed_at"],
+                    }
+                )
+                progress.finished = True
+                await self._save(True)
+                continue
+            for window in observation["windows"]:
+                window_start = parse_datetime(window["window_start"], "window_start")
+                if progress.watermark is None or window_start != progress.watermark:
+                    continue  # announced already, or after a gap the next poll fills
+                if window["count"] or self.announce_empty:
+                    yield TriggerEvent(
+                        {
+                            "mode": WINDOWS_SETTLED,
+                            **window,
+                            "campaign_tracking_id": self.campaign_tracking_id,
+                            "watermark": window["window_end"],
+                        }
+                    )
+                progress.watermark = parse_datetime(window["window_end"], "window_end")
+                await self._save(window["window_end"])
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _floor(self, moment: datetime) -> pendulum.DateTime:
+        """The start of the window (on the grid since the epoch) that holds ``moment``."""
+        seconds = int(moment.timestamp()) // self.window * self.window
+        return pendulum.from_timestamp(seconds, tz="UTC")
+
+    @property
+    def _state_key(self) -> str:
+        """This search's key in the asset state store (the cadence and ``start`` do not change it)."""
+        identity = {
+            name: value
+            for name, value in self._search_kwargs().items()
+            if name not in ("start", "lateness", "poll_interval", "announce_empty")
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        return f"voicetrack.{self.mode}.{digest}"
+
+    def _warn_once(self, message: str, *args: Any) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.log.warning(message, *args)
+
+    def _accessor(self) -> Any:
+        """The watched asset's state store, or ``None`` (in-memory progress, warned once)."""
+        store = getattr(self, "asset_state_store", None)
+        if store is None:
+            self._warn_once(
+                "No asset state store (it needs Airflow 3.3+ and a watched asset): the watcher keeps "
+                "its progress in memory, so a triggerer restart announces again what it announced."
+            )
+            return None
+        from airflow.sdk import Asset
+
+        try:
+            return store[Asset(name=self.asset_name)]
+        except KeyError:
+            self._warn_once(
+                "asset_name=%r is not the asset this watcher is attached to: set it to that Asset's "
+                "name. Until then the watcher keeps its progress in memory.",
+                self.asset_name,
+            )
+            return None
+
+    async def _load_progress(self) -> _Progress:
+        """Read the saved progress; retry at each poll while the store cannot be read."""
+        while True:
+            try:
+                accessor = self._accessor()
+                stored = None if accessor is None else await _store_call(accessor, "get", self._state_key)
+                break
+            except Exception as err:
+                self.log.warning(
+                    "Cannot read the asset state store (%s); retrying in %.0f s", err, self.poll_interval
+                )
+                await asyncio.sleep(self.poll_interval)
+        if self.mode == CAMPAIGN_FINISHED:
+            if stored:
+                self.log.info(
+                    "Campaign %s was announced already; not polling it again", self.campaign_tracking_id
+                )
+            return _Progress(finished=bool(stored))
+        if isinstance(stored, str):
+            return _Progress(watermark=parse_datetime(stored, "watermark"))
+        first = self.start or self._floor(pendulum.now("UTC"))
+        if self.start is None:  # a restart must not move the first window
+            await self._save(format_datetime(first))
+        return _Progress(watermark=first)
+
+    async def _save(self, value: str | bool) -> None:
+        accessor = self._accessor()
+        if accessor is None:
+            return
+        try:
+            await _store_call(accessor, "set", self._state_key, value)
+        except Exception as err:
+            self.log.warning(
+                "Cannot save the watcher's progress (%s): a triggerer restart may announce it again", err
+            )
+
+
+async def _store_call(accessor: Any, name: str, *args: Any) -> Any:
+    """Call the state store's async method, or its blocking one in a thread (Airflow 3.3.0/3.3.1)."""
+    method = getattr(accessor, f"a{name}", None)
+    if method is not None:
+        return await method(*args)
+    return await asyncio.to_thread(getattr(accessor, name), *args)

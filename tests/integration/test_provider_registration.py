@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 
 import pytest
 
@@ -32,7 +33,7 @@ def cli_output() -> dict[str, list[dict]]:
 
 def test_providers_list_shows_the_package(cli_output: dict[str, list[dict]]) -> None:
     packages = {row["package_name"]: row for row in cli_output["list"]}
-    assert packages["airflow-provider-voicetrack"]["version"] == "0.1.0"
+    assert packages["airflow-provider-voicetrack"]["version"] == version("airflow-provider-voicetrack")
 
 
 def test_providers_hooks_imports_the_hook(cli_output: dict[str, list[dict]]) -> None:

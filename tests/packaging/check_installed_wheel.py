@@ -6,9 +6,11 @@ directory that holds a copy of ``example_dags/`` (and this script), so that ``ai
 can only come from the wheel. It checks that:
 
 1. ``airflow_voicetrack`` is imported from that virtualenv's site-packages;
-2. Airflow's own CLI registers the provider: the package and version, the hook, the connection form;
-3. ``python -m airflow_voicetrack.emulator --help`` shows the demo credentials;
-4. the daily extraction example DAG runs against the emulator (``example_dags.demo``: ``airflow dags
+2. ``airflow_voicetrack.__version__`` is the installed version, and the description the package
+   index shows holds no image and no host address (the project has none yet);
+3. Airflow's own CLI registers the provider: the package and version, the hook, the connection form;
+4. ``python -m airflow_voicetrack.emulator --help`` shows the demo credentials;
+5. the daily extraction example DAG runs against the emulator (``example_dags.demo``: ``airflow dags
    test``, output compared with the emulator's own count).
 
 Exit status 0 when all hold; the first failure is printed and gives 1.
@@ -21,7 +23,7 @@ import os
 import subprocess
 import sys
 import sysconfig
-from importlib.metadata import version
+from importlib.metadata import metadata, version
 from pathlib import Path
 
 PACKAGE = "airflow-provider-voicetrack"
@@ -48,6 +50,14 @@ def main() -> int:
     if site not in where.parents:
         raise SystemExit(f"airflow_voicetrack comes from {where}, not from the wheel in {site}")
     print(f"package-check: airflow_voicetrack {version(PACKAGE)} imported from {where.parent}", flush=True)
+    if airflow_voicetrack.__version__ != version(PACKAGE):
+        raise SystemExit(f"__version__ is {airflow_voicetrack.__version__}, the wheel {version(PACKAGE)}")
+    description = metadata(PACKAGE)["Description"] or ""
+    for unwanted in ("![", "<img", "github.com", "githubusercontent"):
+        if unwanted in description:
+            raise SystemExit(f"the package index description holds {unwanted!r}")
+    if "Your first DAG" not in description or metadata(PACKAGE).get_all("Project-URL"):
+        raise SystemExit("the description lacks the README's first DAG, or the metadata names project URLs")
 
     providers = {
         row["package_name"]: row

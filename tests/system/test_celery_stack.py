@@ -331,7 +331,7 @@ def test_the_gate_extraction_runs_on_a_celery_worker(
     assert extract["state"] == "success"
     assert extract["hostname"] in stack.workers
     summary = xcom(stack, gate["run_path"], "extract_campaign")
-    truth = emulator.truth(date_start=GATE_DAY[0], date_end=GATE_DAY[1], campaign_id=GATE_CAMPAIGN)
+    truth = emulator.truth(date_start=GATE_DAY[0], date_end=GATE_DAY[1], campaign_tracking_id=GATE_CAMPAIGN)
     key = summary["path"].removeprefix(f"s3://{S3_BUCKET}/")
     assert sorted(message_ids(bucket.read(key))) == [message["messageId"] for message in truth]
 

@@ -175,7 +175,7 @@ def extract_run(
 
 
 def campaign_truth(emulator: EmulatorProcess) -> list[dict[str, Any]]:
-    return emulator.truth(date_start=DAY_START, date_end=DAY_END, campaign_id=CAMPAIGN_ID)
+    return emulator.truth(date_start=DAY_START, date_end=DAY_END, campaign_tracking_id=CAMPAIGN_ID)
 
 
 def xcom(airflow: AirflowDeployment, run_path: str, task_id: str) -> Any:

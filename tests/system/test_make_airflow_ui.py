@@ -246,7 +246,7 @@ def _truth(emulator_url: str, start: str, end: str) -> list[dict[str, Any]]:
 
     response = httpx.post(
         f"{emulator_url}/_emulator/truth",
-        params={"dateStart": iso(start), "dateEnd": iso(end)},
+        params={"from": iso(start), "to": iso(end)},
         json=[],
         timeout=60,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import tomllib
@@ -25,7 +27,8 @@ def test_classifiers_keywords_and_urls() -> None:
     assert any(c.startswith("Development Status :: ") for c in classifiers)
     assert {f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12)} <= classifiers
     assert "airflow" in PROJECT["keywords"]
-    assert set(PROJECT["urls"]) == {"Documentation", "Changelog", "Issues", "Source"}
+    # The project has no public repository or documentation host yet: no URL may name one.
+    assert "urls" not in PROJECT
 
 
 def test_imported_third_party_packages_are_declared() -> None:
@@ -38,14 +41,57 @@ def test_imported_third_party_packages_are_declared() -> None:
     assert emulator == {"starlette", "uvicorn", "msgspec"}
 
 
-def test_readme_links_work_from_the_package_index() -> None:
-    # The index renders README.md without the repository: relative links would point nowhere.
-    links = re.findall(r"\]\(([^)]+)\)", (REPO / "README.md").read_text())
-    assert links
-    assert [link for link in links if not link.startswith(("https://", "http://", "#"))] == []
+def readme_links() -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", (REPO / "README.md").read_text())
 
 
-def test_readme_has_an_install_section_for_package_index_users() -> None:
+def test_readme_links_and_images_are_relative_and_resolve_in_a_clone() -> None:
+    links = readme_links()
+    relative = [link for link in links if not link.startswith(("https://", "http://", "#"))]
+    assert any(link.endswith(".png") for link in relative), "the README shows one picture"
+    assert "docs/index.md" in relative, "the README links the documentation"
+    missing = [link for link in relative if not (REPO / link.split("#")[0]).exists()]
+    assert missing == []
+
+
+def test_no_host_address_the_project_does_not_have() -> None:
+    texts = [REPO / "README.md", REPO / "CHANGELOG.md", REPO / "pyproject.toml", REPO / "mkdocs.yml"]
+    texts += sorted((REPO / "docs").rglob("*.md"))
+    for path in texts:
+        for host in ("github.com", "githubusercontent.com", "gitlab.com", "readthedocs.io"):
+            assert host not in path.read_text(), f"{path.relative_to(REPO)} names {host}"
+
+
+def test_readme_has_an_install_section_and_a_first_dag() -> None:
     readme = (REPO / "README.md").read_text()
-    assert "## Install from the package index" in readme
+    assert "## Install and connect" in readme
     assert "pip install airflow-provider-voicetrack" in readme
+    assert "<!-- first-dag -->" in readme
+    assert len(readme.split()) < 1200
+
+
+def test_the_package_index_description_is_the_readme_without_its_picture() -> None:
+    """Built as the wheel's metadata is, by hatch-fancy-pypi-readme from the fragments in pyproject."""
+    description = subprocess.run(
+        [sys.executable, "-m", "hatch_fancy_pypi_readme", str(REPO / "pyproject.toml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "## Your first DAG" in description
+    assert "## License" in description
+    assert "![" not in description
+    assert ".png" not in description
+
+
+def test_the_version_is_set_in_pyproject_only() -> None:
+    import airflow_voicetrack
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", PROJECT["version"])
+    # The package reads its installed metadata; no second copy of the number to forget.
+    assert PROJECT["version"] not in (REPO / "airflow_voicetrack" / "__init__.py").read_text()
+    assert airflow_voicetrack.__version__ == PROJECT["version"]
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert f"## [{PROJECT['version']}] - " in changelog
+    assert "## [Unreleased]" in changelog

@@ -8,6 +8,7 @@ import itertools
 import re
 import threading
 import time
+import urllib.error
 from typing import Any
 
 import httpx
@@ -161,8 +162,8 @@ def test_date_range_is_half_open(api: Any, emu: EmulatorProcess) -> None:
     everything = api.search(size=2000).json()["content"]
     truth = emu.truth()
     assert len(truth) == len(everything) == 2000
-    first_half = api.all_pages(size=2000, dateStart=START, dateEnd="2026-11-01T12:00:00Z")
-    second_half = api.all_pages(size=2000, dateStart="2026-11-01T12:00:00Z", dateEnd=END)
+    first_half = api.all_pages(size=2000, **{"from": START, "to": "2026-11-01T12:00:00Z"})
+    second_half = api.all_pages(size=2000, **{"from": "2026-11-01T12:00:00Z", "to": END})
     assert first_half and second_half
     assert set(ids(first_half)).isdisjoint(ids(second_half))
     assert len(first_half) + len(second_half) == 2000
@@ -170,14 +171,14 @@ def test_date_range_is_half_open(api: Any, emu: EmulatorProcess) -> None:
 
 
 def test_missing_date_bound_means_unbounded(api: Any) -> None:
-    assert api.search(size=1, dateStart=START).json()["totalElements"] == 2000
-    assert api.search(size=1, dateEnd=END).json()["totalElements"] == 2000
-    assert api.search(size=1, dateStart=END).json()["totalElements"] == 0
+    assert api.search(size=1, **{"from": START}).json()["totalElements"] == 2000
+    assert api.search(size=1, to=END).json()["totalElements"] == 2000
+    assert api.search(size=1, **{"from": END}).json()["totalElements"] == 0
 
 
 def test_date_without_seconds_and_with_offset_are_accepted(api: Any) -> None:
-    a = api.search(size=1, dateStart="2026-11-01T06:00Z", dateEnd="2026-11-01T12:00Z").json()
-    b = api.search(size=1, dateStart="2026-11-01T08:00:00+02:00", dateEnd="2026-11-01T14:00:00+02:00").json()
+    a = api.search(size=1, **{"from": "2026-11-01T06:00Z", "to": "2026-11-01T12:00Z"}).json()
+    b = api.search(size=1, **{"from": "2026-11-01T08:00:00+02:00", "to": "2026-11-01T14:00:00+02:00"}).json()
     assert a["totalElements"] == b["totalElements"] > 0
 
 
@@ -291,14 +292,14 @@ def test_sort_ties_keep_default_order(api: Any) -> None:
                 assert position[a["messageId"]] < position[b["messageId"]]
 
 
-def test_campaign_id_and_tagged_restrict_the_search(api: Any, emu: EmulatorProcess) -> None:
+def test_tracking_id_and_tagged_restrict_the_search(api: Any, emu: EmulatorProcess) -> None:
     campaign = CAMPAIGNS[0]
     everything = emu.truth()
-    in_campaign = api.all_pages(size=2000, campaignId=campaign.tracking_id)
+    in_campaign = api.all_pages(size=2000, trackingId=campaign.tracking_id)
     assert in_campaign and sorted(ids(in_campaign)) == sorted(
         m["messageId"] for m in everything if m["campaign"] == campaign.name
     )
-    assert ids(emu.truth(campaign_id=campaign.tracking_id)) == sorted(ids(in_campaign))
+    assert ids(emu.truth(campaign_tracking_id=campaign.tracking_id)) == sorted(ids(in_campaign))
     tagged = api.all_pages(size=2000, tagged="true")
     untagged = api.all_pages(size=2000, tagged="false")
     assert tagged and untagged and len(tagged) + len(untagged) == 2000
@@ -365,10 +366,10 @@ def test_campaign_endpoint_pages_and_sorts_its_messages(api: Any, emu: EmulatorP
         ({"size": 0}, [], "size"),
         ({"size": "ten"}, [], "size"),
         ({"page": -1}, [], "page"),
-        ({"dateStart": "yesterday"}, [], "dateStart"),
-        ({"dateEnd": "2026-13-01T00:00:00Z"}, [], "dateEnd"),
-        ({"dateStart": END, "dateEnd": END}, [], "dateEnd"),
-        ({"dateStart": END, "dateEnd": START}, [], "dateEnd"),
+        ({"from": "yesterday"}, [], "from"),
+        ({"to": "2026-13-01T00:00:00Z"}, [], "to"),
+        ({"from": END, "to": END}, [], "to"),
+        ({"from": END, "to": START}, [], "to"),
         ({"sort": "nope,asc"}, [], "sort"),
         ({"tagged": "maybe"}, [], "tagged"),
         ({}, [{"fieldName": "nope", "searchTerm": "x"}], "filters[0].fieldName"),
@@ -390,6 +391,49 @@ def test_invalid_search_is_400_with_validation_error_body(api: Any, params: dict
     assert {k: payload[k] for k in VALIDATION} == VALIDATION
     assert list(payload["properties"]) == [bad]
     assert payload["properties"][bad]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "known"),
+    [
+        (
+            "POST",
+            "/voice/tracking",
+            {"dateStart": START, "dateEnd": END},
+            "from, to, page, size, sort, trackingId",
+        ),
+        ("POST", "/voice/tracking", {"campaignId": "c"}, "trackingId, tagged"),
+        (
+            "GET",
+            f"/voice/tracking/campaign/{CAMPAIGNS[0].tracking_id}",
+            {"trackingId": "c"},
+            "page, size, sort",
+        ),
+        ("GET", "/voice/tracking/conversation/x", {"from": START}, "page, size, sort"),
+        ("GET", "/voice/tracking/some-id", {"size": "1"}, "no query parameters"),
+    ],
+    ids=["search, SMS date names", "search, campaignId", "campaign", "conversation", "message"],
+)
+def test_an_unknown_query_parameter_is_400_naming_it(
+    api: Any, method: str, path: str, params: dict, known: str
+) -> None:
+    response = api.http.request(
+        method, path, params=params, json=[] if method == "POST" else None, headers=api.headers
+    )
+    assert response.status_code == 400
+    payload = response.json()
+    assert {k: payload[k] for k in VALIDATION} == VALIDATION
+    assert list(payload["properties"]) == list(params)
+    for problem in payload["properties"].values():
+        assert problem.startswith("unknown parameter; this endpoint takes: ") and known in problem
+
+
+def test_the_truth_endpoint_takes_our_names_and_ids_only(emu: EmulatorProcess) -> None:
+    half = emu.truth_ids("2026-11-01T00:00:00Z", "2026-11-01T12:00:00Z")
+    assert 0 < len(half) < len(emu.truth_ids())
+    with pytest.raises(urllib.error.HTTPError) as info:
+        emu._admin("POST", "truth", [], {"dateStart": START})
+    assert info.value.code == 400
 
 
 def test_malformed_json_body_is_400(api: Any) -> None:
@@ -473,7 +517,7 @@ def test_stats_report_the_most_searches_in_flight_and_their_spans(api: Any, emu:
 def test_admin_add_messages_are_searchable_and_reset_drops_them(api: Any, emu: EmulatorProcess) -> None:
     added = emu.add_messages(3, created_at="2026-11-01T10:00:00Z")
     assert len(added) == 3
-    window = {"dateStart": "2026-11-01T10:00:00Z", "dateEnd": "2026-11-01T10:00:01Z"}
+    window = {"from": "2026-11-01T10:00:00Z", "to": "2026-11-01T10:00:01Z"}
     assert set(added) <= set(ids(api.search(size=100, **window).json()["content"]))
     assert api.search(size=1).json()["totalElements"] == 2003
     emu.reset()

@@ -211,7 +211,7 @@ def test_token_lifetime_sets_expires_in(api: Any, emu: EmulatorProcess) -> None:
 
 
 def test_insert_during_paging_shifts_pages_but_loses_nothing(api: Any, emu: EmulatorProcess) -> None:
-    window = {"dateStart": "2026-11-01T00:00:00Z", "dateEnd": "2026-11-01T12:00:00Z"}
+    window = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-01T12:00:00Z"}
     filters = [{"fieldName": "country", "searchOperator": "is_not", "searchTerm": "US"}]
     before = {m["messageId"] for m in emu.truth("2026-11-01T00:00:00Z", "2026-11-01T12:00:00Z", filters)}
     emu.set_faults(insert_during_paging=7)
@@ -238,8 +238,8 @@ def test_insert_during_paging_shifts_pages_but_loses_nothing(api: Any, emu: Emul
 def test_delete_during_paging_shrinks_later_pages_each_consistent_with_itself(
     api: Any, emu: EmulatorProcess
 ) -> None:
-    window = {"dateStart": "2026-11-01T00:00:00Z", "dateEnd": "2026-11-01T12:00:00Z"}
-    before = emu.truth(window["dateStart"], window["dateEnd"])
+    window = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-01T12:00:00Z"}
+    before = emu.truth(window["from"], window["to"])
     emu.set_faults(delete_during_paging=7)
     pages = []
     while not pages or not pages[-1]["last"]:
@@ -255,12 +255,12 @@ def test_delete_during_paging_shrinks_later_pages_each_consistent_with_itself(
     in_order = [m["messageId"] for m in api.all_pages(size=2000, **window)]
     assert pages[0]["content"][0]["messageId"] not in in_order
     seen = [m["messageId"] for page in pages for m in page["content"]]
-    after = emu.truth(window["dateStart"], window["dateEnd"])
+    after = emu.truth(window["from"], window["to"])
     assert len(after) == n - 7
     assert len(seen) == len(set(seen)) == n - 7
     assert {m["messageId"] for m in after} - set(seen) == set(in_order[193:200])
     emu.reset()
-    assert emu.truth(window["dateStart"], window["dateEnd"]) == before
+    assert emu.truth(window["from"], window["to"]) == before
 
 
 def test_faults_from_cli_flags() -> None:

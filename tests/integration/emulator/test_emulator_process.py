@@ -150,7 +150,7 @@ def test_messages_keep_arriving_at_the_arrival_rate() -> None:
         emu.reset()  # arrivals (20 per second) count from here, however long the start-up took
         time.sleep(1.0)
         params: dict[str, Any] = {
-            "dateStart": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began - 5)),
+            "from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began - 5)),
             "size": 2000,
         }
         body = httpx.post(emu.url + "/voice/tracking", params=params, json=[], headers=headers).json()

@@ -12,7 +12,13 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[3] / "example_dags"
-DAG_IDS = {"example_voicetrack_extract", "example_voicetrack_gate", "example_voicetrack_backfill"}
+DAG_IDS = {
+    "example_voicetrack_extract",
+    "example_voicetrack_gate",
+    "example_voicetrack_backfill",
+    "example_voicetrack_on_calls_finished",
+    "example_voicetrack_on_campaign_finished",
+}
 
 
 def test_airflow_dags_list_import_errors_is_empty_for_example_dags() -> None:
@@ -28,7 +34,7 @@ def test_airflow_dags_list_import_errors_is_empty_for_example_dags() -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-def test_example_dags_folder_holds_the_three_dags_and_nothing_else() -> None:
+def test_example_dags_folder_holds_the_example_dags_and_nothing_else() -> None:
     dagbag = DagBag(dag_folder=EXAMPLE_DAGS)
 
     assert dagbag.import_errors == {}

@@ -76,13 +76,13 @@ def test_gate_dag_waits_for_the_calls_then_counts_the_extracted_messages_per_sta
 ) -> None:
     dag = load_example_dag("example_voicetrack_gate")
     progressing.reset()  # the calls start now, right before the run
-    before = progressing.truth(date_start=DAY_START, date_end=DAY_END, campaign_id=CAMPAIGN_ID)
+    before = progressing.truth(date_start=DAY_START, date_end=DAY_END, campaign_tracking_id=CAMPAIGN_ID)
     assert any(message["status"]["status"] not in DEFAULT_TERMINAL_STATUSES for message in before)
 
     dag_run = dag.test()
 
     assert dag_run.state == "success"
-    truth = progressing.truth(date_start=DAY_START, date_end=DAY_END, campaign_id=CAMPAIGN_ID)
+    truth = progressing.truth(date_start=DAY_START, date_end=DAY_END, campaign_tracking_id=CAMPAIGN_ID)
     expected_counts = dict(sorted(Counter(message["status"]["status"] for message in truth).items()))
     assert set(expected_counts) <= DEFAULT_TERMINAL_STATUSES
     results = task_results(dag_run)

@@ -233,15 +233,36 @@ def test_async_authorization_does_not_follow_a_redirect_to_another_host(emu, red
 
 
 def test_async_campaign_only_search_with_an_open_range_matches_the_truth(emu):
-    campaign_id = CAMPAIGNS[0].tracking_id
+    campaign_tracking_id = CAMPAIGNS[0].tracking_id
 
     async def search(hook):
-        ids = await collect(hook, None, None, campaign_id=campaign_id)
+        ids = await collect(hook, None, None, campaign_tracking_id=campaign_tracking_id)
         return ids, hook.last_search_stats
 
     ids, stats = run(search, page_size=500)
-    assert_exact(ids, truth_ids(emu, date_start=None, date_end=None, campaign_id=campaign_id))
+    assert_exact(
+        ids, truth_ids(emu, date_start=None, date_end=None, campaign_tracking_id=campaign_tracking_id)
+    )
     assert stats["windows"] == 1
+
+
+def test_async_campaign_id_still_works_with_a_deprecation_warning(emu):
+    tracking_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, campaign_tracking_id=tracking_id)
+
+    async def search(hook):
+        with pytest.warns(DeprecationWarning, match="campaign_tracking_id") as record:
+            messages = hook.search_messages(START, END, campaign_id=tracking_id)
+        assert record[0].filename == __file__
+        ids = [m["messageId"] async for m in messages]
+        with pytest.warns(DeprecationWarning) as record:
+            count = await hook.count_messages(START, END, campaign_id=tracking_id)
+        assert record[0].filename == __file__
+        return ids, count
+
+    ids, count = run(search, page_size=500)
+    assert_exact(ids, expected)
+    assert count == len(expected)
 
 
 def test_async_search_returns_an_async_generator(emu):

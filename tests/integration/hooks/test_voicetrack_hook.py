@@ -85,10 +85,46 @@ def test_search_with_operators_matches_the_truth(emu):
 
 
 def test_search_by_campaign_matches_the_truth(emu):
-    campaign_id = CAMPAIGNS[0].tracking_id
-    expected = truth_ids(emu, campaign_id=campaign_id)
+    campaign_tracking_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, campaign_tracking_id=campaign_tracking_id)
     assert expected
-    assert_exact(search_ids(VoiceTrackHook(page_size=100), campaign_id=campaign_id), expected)
+    assert_exact(
+        search_ids(VoiceTrackHook(page_size=100), campaign_tracking_id=campaign_tracking_id), expected
+    )
+
+
+def test_campaign_id_still_works_with_a_deprecation_warning(emu):
+    tracking_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, campaign_tracking_id=tracking_id)
+    hook = VoiceTrackHook(page_size=500)
+    with pytest.warns(DeprecationWarning, match="campaign_tracking_id") as record:
+        messages = hook.search_messages(START, END, campaign_id=tracking_id)
+    assert record[0].filename == __file__
+    assert_exact([m["messageId"] for m in messages], expected)
+    with pytest.warns(DeprecationWarning) as record:
+        assert hook.count_messages(START, END, campaign_id=tracking_id) == len(expected)
+    assert record[0].filename == __file__
+    with pytest.warns(DeprecationWarning):
+        listed = [m["messageId"] for m in hook.get_campaign_messages(campaign_id=tracking_id)]
+    assert_exact(listed, truth_ids(emu, date_start=None, date_end=None, campaign_tracking_id=tracking_id))
+
+
+def test_campaign_id_and_campaign_tracking_id_together_are_refused_before_any_request(emu):
+    hook = VoiceTrackHook()
+    with pytest.raises(ValueError, match="give campaign_tracking_id only"):
+        hook.search_messages(START, END, campaign_id="a", campaign_tracking_id="a")
+    with pytest.raises(ValueError, match="give campaign_tracking_id only"):
+        hook.count_messages(START, END, campaign_id="a", campaign_tracking_id="b")
+    with pytest.raises(ValueError, match="needs campaign_tracking_id"):
+        hook.get_campaign_messages()
+    assert api_requests(emu) == 0
+
+
+def test_a_campaign_name_is_not_a_tracking_id(emu):
+    # Records carry the campaign's name; the filter takes its tracking id: a name matches nothing.
+    name = CAMPAIGNS[0].name
+    assert truth_ids(emu, filters=[{"fieldName": "campaign", "searchTerm": name}])
+    assert VoiceTrackHook().count_messages(START, END, campaign_tracking_id=name) == 0
 
 
 @pytest.mark.parametrize("tagged", [True, False])
@@ -175,9 +211,11 @@ def test_get_conversation_returns_its_dial_parts(emu):
 
 
 def test_get_campaign_messages_returns_the_campaign(emu):
-    campaign_id = CAMPAIGNS[1].tracking_id
-    ids = [m["messageId"] for m in VoiceTrackHook().get_campaign_messages(campaign_id, page_size=200)]
-    assert_exact(ids, {m["messageId"] for m in emu.truth(campaign_id=campaign_id)})
+    campaign_tracking_id = CAMPAIGNS[1].tracking_id
+    ids = [
+        m["messageId"] for m in VoiceTrackHook().get_campaign_messages(campaign_tracking_id, page_size=200)
+    ]
+    assert_exact(ids, {m["messageId"] for m in emu.truth(campaign_tracking_id=campaign_tracking_id)})
 
 
 # --- test_connection --------------------------------------------------------------------------------
@@ -235,11 +273,11 @@ MID = "2026-11-04T12:00:00Z"
 
 
 def test_campaign_only_search_with_an_open_range_matches_the_truth(emu):
-    campaign_id = CAMPAIGNS[0].tracking_id
-    expected = truth_ids(emu, date_start=None, date_end=None, campaign_id=campaign_id)
+    campaign_tracking_id = CAMPAIGNS[0].tracking_id
+    expected = truth_ids(emu, date_start=None, date_end=None, campaign_tracking_id=campaign_tracking_id)
     assert expected
     hook = VoiceTrackHook(page_size=500)
-    assert_exact(search_ids(hook, None, None, campaign_id=campaign_id), expected)
+    assert_exact(search_ids(hook, None, None, campaign_tracking_id=campaign_tracking_id), expected)
     assert hook.last_search_stats["windows"] == 1
 
 

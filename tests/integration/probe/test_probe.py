@@ -1,5 +1,6 @@
 """The API probe against the emulator: every assumption holds there, and each emulator deviation
-(an API that breaks one assumption) is reported as not holding, within the request budget."""
+(an API that breaks one assumption) is reported as not holding, within the request budget; a service
+that ignores our parameter names (``--lenient-params --date-params dateStart,dateEnd``) is named."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ ROWS = (
     "Dates are sent in UTC",
     "One search accepts a range of a day or more",
     "Searches reach back further than 7 days",
+    "The date filter is honoured",
+    "The date range's parameters are named from, to",
+    "The campaign filter is honoured",
     "Pages hold up to 2000 messages",
     "Sort syntax",
     "The range is half-open",
@@ -35,15 +39,28 @@ ROWS = (
 
 @pytest.fixture(scope="module")
 def recent_emulator() -> Iterator[EmulatorProcess]:
+    """3,000 messages over the 20 days before now, as a service with our parameter names."""
+    with recent() as emu:
+        yield emu
+
+
+def recent(**kwargs: Any) -> EmulatorProcess:
     """3,000 messages over the 20 days before now: the probe searches back from now."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    with EmulatorProcess(
+    return EmulatorProcess(
         messages=3000,
         seed=19,
         start=(now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         end=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         client_secret=SECRET,
-    ) as emu:
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def mismatched_emulator() -> Iterator[EmulatorProcess]:
+    """The same data, served by a service that reads dateStart/dateEnd and ignores unknown parameters."""
+    with recent(lenient_params=True, date_params=("dateStart", "dateEnd")) as emu:
         yield emu
 
 
@@ -53,16 +70,20 @@ def emu(recent_emulator: EmulatorProcess) -> EmulatorProcess:
     return recent_emulator
 
 
-def settings(emu: EmulatorProcess) -> Settings:
+def settings_of(url: str, token_url: str) -> Settings:
     return Settings.from_connection(
         conn_id="test",
-        host=emu.url,
+        host=url,
         port=None,
-        login=emu.client_id,
+        login="demo-app-id",
         password=SECRET,
-        extra={"auth_url": emu.token_url},
+        extra={"auth_url": token_url},
         overrides={},
     )
+
+
+def settings(emu: EmulatorProcess) -> Settings:
+    return settings_of(emu.url, emu.token_url)
 
 
 def run_probe(emu: EmulatorProcess) -> dict[str, Finding]:
@@ -99,6 +120,53 @@ def test_every_assumption_holds_against_the_emulator(emu: EmulatorProcess) -> No
     assert "ending at it: not found; ending 1 ms later: found" in boundary
     assert any(m["messageId"] in boundary for m in truth)
     assert f"all: {len(truth)}" in findings["The boolean parameter is tagged"].evidence
+    dates = findings["The date filter is honoured"].evidence
+    assert "3653 days ago: 0 messages" in dates and f"widest: {len(truth)} messages" in dates
+    assert findings["The date range's parameters are named from, to"].evidence == ("from/to are honoured")
+    assert f"without it: {len(truth)} messages" in findings["The campaign filter is honoured"].evidence
+
+
+def test_a_service_that_ignores_our_date_names_is_named(mismatched_emulator: EmulatorProcess) -> None:
+    mismatched_emulator.reset()
+    findings = run_probe(mismatched_emulator)
+    dates = findings["The date filter is honoured"]
+    names = findings["The date range's parameters are named from, to"]
+    assert (dates.result, names.result) == (FAILS, FAILS), findings
+    assert "3653 days ago: 3000 messages" in dates.evidence and "whole history" in dates.evidence
+    assert "the service honours dateStart/dateEnd, the provider sends from/to" in names.evidence
+    assert "with dateStart/dateEnd: 3653 days ago: 0 messages" in names.evidence
+    # trackingId is the service's own name: the campaign filter still works.
+    assert findings["The campaign filter is honoured"].result == HOLDS
+    # What relies on the date filter cannot tell, rather than report a wrong result.
+    assert findings["The range is half-open"].result == UNCLEAR
+    only_searches_and_a_token_within_the_budget(mismatched_emulator)
+
+
+def test_a_strict_service_with_the_other_names_is_named_too() -> None:
+    # Without --lenient-params our names get a 400: every search of the ladder is refused.
+    with recent(date_params=("dateStart", "dateEnd")) as emu:
+        findings = run_probe(emu)
+        only_searches_and_a_token_within_the_budget(emu)
+    names = findings["The date range's parameters are named from, to"]
+    assert names.result == FAILS
+    assert "unknown parameter" in names.evidence
+    assert "the service honours dateStart/dateEnd, the provider sends from/to" in names.evidence
+    assert findings["The date filter is honoured"].result == UNCLEAR
+
+
+def test_a_service_that_ignores_tracking_id_fails_the_campaign_row() -> None:
+    # The emulator always reads trackingId, so a service that ignores it is played by a client that
+    # answers every search with the same page.
+    class IgnoresTrackingId(ProbeClient):
+        def search(self, *args: Any, **kwargs: Any) -> probe.Page:
+            return probe.Page(200, 3000, [], 1)
+
+    client = IgnoresTrackingId(settings_of("http://127.0.0.1:9", "http://127.0.0.1:9/oauth/token"))
+    ctx = probe.Context(now_ms=0, data_range=(31, probe.Page(200, 3000)))
+    (finding,) = probe.check_campaign_filter(client, ctx)
+    client.close()
+    assert finding.result == FAILS
+    assert "3000 messages; without it: 3000 messages: the campaign filter is not applied" in finding.evidence
 
 
 @pytest.mark.parametrize(
@@ -188,6 +256,19 @@ def test_command_line_with_conn_id_reads_the_airflow_connection_and_exits_1_when
     assert done.returncode == 1, done.stderr
     assert "| **does not hold** |" in done.stdout
     assert SECRET not in done.stdout + done.stderr
+
+
+def test_command_line_exits_1_when_our_names_are_not_honoured(mismatched_emulator: EmulatorProcess) -> None:
+    mismatched_emulator.reset()
+    done = command_line(
+        mismatched_emulator,
+        "--conn-id",
+        "probe_target",
+        env={"AIRFLOW_CONN_PROBE_TARGET": mismatched_emulator.connection_json()},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "| The date filter is honoured | " in done.stdout
+    assert "the service honours dateStart/dateEnd, the provider sends from/to" in done.stdout
 
 
 def test_command_line_refuses_missing_credentials_before_any_request(emu: EmulatorProcess) -> None:

@@ -199,8 +199,8 @@ HOOK_CASES: list[tuple[str, Callable[[VoiceTrackHook], Any], list[str]]] = [
     ),
     (
         "blank_campaign",
-        lambda h: h.search_messages(START, END, campaign_id=" "),
-        ["campaign_id must be a non-empty string"],
+        lambda h: h.search_messages(START, END, campaign_tracking_id=" "),
+        ["campaign_tracking_id must be a non-empty string"],
     ),
     (
         "tagged_text",
@@ -440,7 +440,7 @@ SENSOR_RENDERED_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"filters": [{"fieldName": "colour", "searchTerm": "red"}]},
         ["unknown fieldName 'colour'", "accepted:"],
     ),
-    ("blank_campaign", {"campaign_id": " "}, ["campaign_id must be a non-empty string"]),
+    ("blank_campaign", {"campaign_tracking_id": " "}, ["campaign_tracking_id must be a non-empty string"]),
 ]
 
 

@@ -442,13 +442,16 @@ def test_search_pokes_cost_an_exact_number_of_requests(
 
 
 def test_campaign_only_search_reports_failed_ids(progressing: EmulatorProcess) -> None:
-    campaign_id = CAMPAIGNS[0].tracking_id
+    campaign_tracking_id = CAMPAIGNS[0].tracking_id
     wait_until_settled(progressing)
-    truth = progressing.truth(campaign_id=campaign_id)
+    truth = progressing.truth(campaign_tracking_id=campaign_tracking_id)
     completed = [m["messageId"] for m in truth if m["status"]["status"] == "Completed"]
     assert completed
     sensor = VoiceMessageStatusSensor(
-        task_id="wait", campaign_id=campaign_id, failure_statuses={"Completed"}, failure_threshold=0.99
+        task_id="wait",
+        campaign_tracking_id=campaign_tracking_id,
+        failure_statuses={"Completed"},
+        failure_threshold=0.99,
     )
     result, requests = requests_of_poke(progressing, sensor)
     assert result.is_done

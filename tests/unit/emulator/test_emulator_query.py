@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from airflow_voicetrack.constants import MAX_PAGE_SIZE
+from airflow_voicetrack.emulator.__main__ import parse_date_params
 from airflow_voicetrack.emulator.query import (
     Filter,
     ValidationError,
@@ -14,6 +15,7 @@ from airflow_voicetrack.emulator.query import (
     page_envelope,
     parse_datetime_ms,
     parse_search,
+    search_params,
     sort_items,
 )
 
@@ -90,12 +92,12 @@ def test_parse_search_defaults() -> None:
 def test_parse_search_reads_every_parameter() -> None:
     query = parse_search(
         {
-            "dateStart": ["2026-11-01T00:00:00Z"],
-            "dateEnd": ["2026-11-02T00:00Z"],
+            "from": ["2026-11-01T00:00:00Z"],
+            "to": ["2026-11-02T00:00Z"],
             "page": ["3"],
             "size": [str(MAX_PAGE_SIZE)],
             "sort": ["country,desc", "messageId"],
-            "campaignId": ["c-1"],
+            "trackingId": ["c-1"],
             "tagged": ["TRUE"],
         },
         body([{"fieldName": "country", "searchTerm": "GR"}]),
@@ -109,13 +111,13 @@ def test_parse_search_reads_every_parameter() -> None:
 def test_parse_search_collects_every_problem() -> None:
     with pytest.raises(ValidationError) as info:
         parse_search(
-            {"page": ["-1"], "size": ["0"], "dateStart": ["soon"], "sort": ["x"]},
+            {"page": ["-1"], "size": ["0"], "from": ["soon"], "sort": ["x"]},
             body([{"fieldName": "x", "searchOperator": "like"}]),
         )
     assert set(info.value.properties) == {
         "page",
         "size",
-        "dateStart",
+        "from",
         "sort",
         "filters[0].fieldName",
         "filters[0].searchOperator",
@@ -153,12 +155,12 @@ def test_page_envelope(
 
 
 def test_parse_search_takes_the_deviations_page_size_and_range_limits() -> None:
-    day = {"dateStart": ["2026-11-01T00:00:00Z"], "dateEnd": ["2026-11-02T00:00:00Z"]}
+    day = {"from": ["2026-11-01T00:00:00Z"], "to": ["2026-11-02T00:00:00Z"]}
     with pytest.raises(ValidationError) as err:
         parse_search({**day, "size": ["1001"]}, b"", max_size=1000, max_range_ms=3_600_000)
     assert err.value.properties == {
         "size": "must be between 1 and 1000",
-        "dateEnd": "the range must not be longer than 0.0416667 days",
+        "to": "the range must not be longer than 0.0416667 days",
     }
     assert parse_search({**day, "size": ["1000"]}, b"", max_size=1000, max_range_ms=86_400_000).size == 1000
 
@@ -167,3 +169,34 @@ def test_matches_all_with_or_needs_only_one_filter() -> None:
     one = [Filter("country", "is", DOC["country"]), Filter("from", "ends_with", "no-such-end")]
     assert not matches_all(one, DOC, "")
     assert matches_all(one, DOC, "", combine="or")
+
+
+def test_an_unknown_parameter_is_a_problem_named_after_it_unless_lenient() -> None:
+    params = {"dateStart": ["2026-11-01T00:00:00Z"], "campaignId": ["c"], "size": ["5"]}
+    with pytest.raises(ValidationError) as info:
+        parse_search(params, b"", known=search_params(("from", "to")))
+    assert set(info.value.properties) == {"dateStart", "campaignId"}
+    assert info.value.properties["dateStart"].startswith("unknown parameter")
+    # Lenient (known=None): ignored, as a typical Spring service does, so the range is unbounded.
+    query = parse_search(params, b"")
+    assert (query.start_ms, query.campaign_id, query.size) == (None, None, 5)
+
+
+def test_the_date_range_can_be_read_under_the_other_names() -> None:
+    names = ("dateStart", "dateEnd")
+    assert search_params(names) == ("dateStart", "dateEnd", "page", "size", "sort", "trackingId", "tagged")
+    day = {"dateStart": ["2026-11-01T00:00:00Z"], "dateEnd": ["2026-11-02T00:00:00Z"]}
+    query = parse_search(day, b"", date_params=names, known=search_params(names))
+    assert query.end_ms - query.start_ms == 86_400_000
+    with pytest.raises(ValidationError) as info:
+        parse_search({"dateStart": day["dateEnd"], "dateEnd": day["dateStart"]}, b"", date_params=names)
+    assert info.value.properties == {"dateEnd": "must be after dateStart"}
+    # Our names are then unknown, and ignored when lenient.
+    assert parse_search({"from": day["dateStart"]}, b"", date_params=names).start_ms is None
+
+
+@pytest.mark.parametrize("value", ["dateStart", "a,b,c", ",to", "from,from"])
+def test_date_params_flag_needs_two_distinct_names(value: str) -> None:
+    with pytest.raises(ValueError, match="--date-params must be two names"):
+        parse_date_params(value)
+    assert parse_date_params(" dateStart , dateEnd ") == ("dateStart", "dateEnd")

@@ -27,7 +27,7 @@ def operator(**kwargs: Any) -> VoiceTrackingOperator:
 
 
 def test_interval_search_and_output_arguments_are_templated() -> None:
-    assert {"date_start", "date_end", "filters", "campaign_id", "sort", "output_path"} <= set(
+    assert {"date_start", "date_end", "filters", "campaign_tracking_id", "sort", "output_path"} <= set(
         VoiceTrackingOperator.template_fields
     )
 
@@ -114,11 +114,11 @@ def test_static_output_path_is_the_outlet_asset() -> None:
 
 def test_templated_output_path_declares_its_static_directory_as_the_asset() -> None:
     asset = output_asset("s3://bucket/voicetrack/{{ ds }}/messages.jsonl")
-    assert asset == Asset("s3://bucket/voicetrack/")
+    assert asset == Asset("s3://bucket/voicetrack")
 
 
 def test_directory_output_path_is_the_asset() -> None:
-    assert output_asset("file:///data/voicetrack/") == Asset("file:///data/voicetrack/")
+    assert output_asset("file:///data/voicetrack/") == Asset("file:///data/voicetrack")
 
 
 def test_asset_uri_leaves_out_the_connection_id() -> None:
@@ -128,7 +128,7 @@ def test_asset_uri_leaves_out_the_connection_id() -> None:
 
 
 def test_object_storage_path_output_declares_an_asset() -> None:
-    assert output_asset(ObjectStoragePath("file:///data/{{ ds }}/x.jsonl")) == Asset("file:///data/")
+    assert output_asset(ObjectStoragePath("file:///data/{{ ds }}/x.jsonl")) == Asset("file:///data")
 
 
 @pytest.mark.parametrize(
@@ -175,9 +175,13 @@ def test_mapped_task_pool_slots_default_to_max_concurrency() -> None:
     from airflow.sdk import DAG
 
     with DAG("pool_slots_mapped", schedule=None) as dag:
-        VoiceTrackingOperator.partial(task_id="two", max_concurrency=2).expand_kwargs([{"campaign_id": "a"}])
-        VoiceTrackingOperator.partial(task_id="default").expand_kwargs([{"campaign_id": "a"}])
-        VoiceTrackingOperator.partial(task_id="explicit", pool_slots=1).expand_kwargs([{"campaign_id": "a"}])
+        VoiceTrackingOperator.partial(task_id="two", max_concurrency=2).expand_kwargs(
+            [{"campaign_tracking_id": "a"}]
+        )
+        VoiceTrackingOperator.partial(task_id="default").expand_kwargs([{"campaign_tracking_id": "a"}])
+        VoiceTrackingOperator.partial(task_id="explicit", pool_slots=1).expand_kwargs(
+            [{"campaign_tracking_id": "a"}]
+        )
 
     assert [dag.get_task(t).pool_slots for t in ("two", "default", "explicit")] == [2, 4, 1]
 
@@ -242,3 +246,12 @@ def test_bad_wait_arguments_are_refused_when_the_dag_is_built(kwargs: dict[str, 
     # Raised by the constructor, so before any request (and at DAG parse time).
     with pytest.raises(ValueError, match=error):
         operator(**kwargs)
+
+
+def test_campaign_id_is_a_deprecated_name_of_campaign_tracking_id() -> None:
+    with pytest.warns(DeprecationWarning, match="campaign_tracking_id") as record:
+        task = operator(campaign_id="c-1")
+    assert task.campaign_tracking_id == "c-1"
+    assert record[0].filename == __file__  # the warning points at the DAG file's line
+    with pytest.raises(ValueError, match="campaign_tracking_id only"):
+        operator(campaign_id="c-1", campaign_tracking_id="c-2")

@@ -33,8 +33,8 @@ def test_search_request_carries_range_paging_and_filters():
     assert request.params == {
         "page": "3",
         "size": "500",
-        "dateStart": "2026-11-01T00:00:00Z",
-        "dateEnd": "2026-11-02T00:00:00Z",
+        "from": "2026-11-01T00:00:00Z",
+        "to": "2026-11-02T00:00:00Z",
     }
     assert request.json == [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}]
 
@@ -46,16 +46,20 @@ def test_search_without_filters_sends_an_empty_array():
 
 def test_campaign_sort_and_tagged_are_sent_when_set():
     query = SearchQuery.build(
-        "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", campaign_id="c-1", sort="messageId,desc", tagged=False
+        "2026-11-01T00:00:00Z",
+        "2026-11-02T00:00:00Z",
+        campaign_tracking_id="c-1",
+        sort="messageId,desc",
+        tagged=False,
     )
     params = query.page_request(BASE, (query.date_start, query.date_end), 0, 1).params
-    assert (params["campaignId"], params["sort"], params["tagged"]) == ("c-1", "messageId,desc", "false")
+    assert (params["trackingId"], params["sort"], params["tagged"]) == ("c-1", "messageId,desc", "false")
 
 
 def test_tagged_is_not_sent_by_default():
     query = SearchQuery.build("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z")
     params = query.page_request(BASE, (query.date_start, query.date_end), 0, 1).params
-    assert "tagged" not in params and "sort" not in params and "campaignId" not in params
+    assert "tagged" not in params and "sort" not in params and "trackingId" not in params
 
 
 def test_query_splits_into_windows():
@@ -69,7 +73,7 @@ def test_query_splits_into_windows():
         ({"page_size": 0}, "page_size must be an integer from 1 to 2000, got 0"),
         ({"page_size": 2001}, "page_size must be an integer from 1 to 2000, got 2001"),
         ({"sort": "messageId,,asc"}, "sort must look like 'field', 'field,asc'"),
-        ({"campaign_id": ""}, "campaign_id must be a non-empty string"),
+        ({"campaign_tracking_id": ""}, "campaign_tracking_id must be a non-empty string"),
         ({"tagged": "yes"}, "tagged must be True, False or None"),
     ],
 )
@@ -114,11 +118,11 @@ def test_empty_message_id_is_rejected():
 
 def test_open_range_sends_no_missing_bound_and_is_one_window():
     for start, end in [(None, None), ("2026-11-01T00:00:00Z", None), (None, "2026-11-02T00:00:00Z")]:
-        query = SearchQuery.build(start, end, campaign_id="c-1", require_range=False)
+        query = SearchQuery.build(start, end, campaign_tracking_id="c-1", require_range=False)
         [window] = query.windows(pendulum.duration(hours=1))
         params = query.page_request(BASE, window, 0, 20).params
-        assert ("dateStart" in params, "dateEnd" in params) == (start is not None, end is not None)
-        assert params["campaignId"] == "c-1"
+        assert ("from" in params, "to" in params) == (start is not None, end is not None)
+        assert params["trackingId"] == "c-1"
 
 
 @pytest.mark.parametrize("limit", [None, 0, 1, 5000])

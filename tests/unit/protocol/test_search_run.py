@@ -26,7 +26,9 @@ def listing(window: int, total: int, size: int) -> Callable[[int, int], Page]:
 
 
 def run_of(totals: list[int], size: int = 2, **kw) -> tuple[SearchRun, list[Callable[..., Page]]]:
-    sources = [(f"window {i}", lambda page, size: Request("POST", "http://x")) for i in range(len(totals))]
+    sources = [
+        (f"window {i}", lambda page, size: Request("POST", "http://x"), None) for i in range(len(totals))
+    ]
     servers = [listing(i, total, size) for i, total in enumerate(totals)]
     return SearchRun(sources, SETTINGS, page_size=size, log=logging.getLogger("test"), **kw), servers
 

@@ -154,7 +154,7 @@ def test_waiting_polls_do_not_sample_failed_ids() -> None:
 
 def test_full_range_is_set_only_with_both_ends_of_the_range() -> None:
     assert RANGED.full_range == ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
-    assert SearchTarget.build(campaign_id="c", date_start="2026-11-01T00:00:00Z").full_range is None
+    assert SearchTarget.build(campaign_tracking_id="c", date_start="2026-11-01T00:00:00Z").full_range is None
 
 
 def test_poke_query_is_the_target_and_the_poke_filters_over_the_whole_range() -> None:
@@ -164,13 +164,13 @@ def test_poke_query_is_the_target_and_the_poke_filters_over_the_whole_range() ->
     assert query.filters == extra and query.page_size == 20
     # one page request over the whole range, however long: the poke never splits it into windows
     request = query.page_request("http://h", (query.date_start, query.date_end), 0, 20)
-    assert (request.params["dateStart"], request.params["dateEnd"]) == RANGED.full_range
+    assert (request.params["from"], request.params["to"]) == RANGED.full_range
 
 
 def test_poke_query_of_an_open_range_sends_only_its_bound() -> None:
-    query = SearchTarget.build(campaign_id="c", date_start="2026-11-01T00:00:00Z").query([])
+    query = SearchTarget.build(campaign_tracking_id="c", date_start="2026-11-01T00:00:00Z").query([])
     request = query.page_request("http://h", (query.date_start, query.date_end), 0, 1)
-    assert request.params["campaignId"] == "c" and "dateEnd" not in request.params
+    assert request.params["trackingId"] == "c" and "to" not in request.params
 
 
 def test_failed_ids_are_capped() -> None:

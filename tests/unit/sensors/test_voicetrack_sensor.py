@@ -26,7 +26,7 @@ def sensor(**kwargs: Any) -> VoiceMessageStatusSensor:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"message_ids": ["a"], "campaign_id": "c"}, {"message_ids": ["a"], **RANGE}],
+    [{}, {"message_ids": ["a"], "campaign_tracking_id": "c"}, {"message_ids": ["a"], **RANGE}],
     ids=["neither", "ids-and-campaign", "ids-and-range"],
 )
 def test_exactly_one_target_kind_is_required(kwargs: dict) -> None:
@@ -36,7 +36,7 @@ def test_exactly_one_target_kind_is_required(kwargs: dict) -> None:
 
 def test_invalid_statuses_are_rejected_at_construction() -> None:
     with pytest.raises(ValueError, match="failure_statuses"):
-        sensor(campaign_id="c", failure_statuses={"Ringing"})
+        sensor(campaign_tracking_id="c", failure_statuses={"Ringing"})
 
 
 def test_wait_for_messages_is_rejected_in_ids_mode() -> None:
@@ -52,7 +52,7 @@ def test_message_ids_of_a_wrong_type_are_rejected_at_construction() -> None:
 def test_target_arguments_are_templated() -> None:
     assert set(VoiceMessageStatusSensor.template_fields) == {
         "message_ids",
-        "campaign_id",
+        "campaign_tracking_id",
         "date_start",
         "date_end",
         "filters",
@@ -96,7 +96,7 @@ def test_deferrable_execute_defers_at_once_with_the_validated_search_and_the_tim
             "date_start": "2026-11-01T00:00:00Z",
             "date_end": "2026-11-02T00:00:00Z",
             "filters": [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
-            "campaign_id": None,
+            "campaign_tracking_id": None,
             "tagged": None,
         },
         "criteria": {
@@ -135,7 +135,10 @@ def test_deferrable_ids_mode_passes_the_parsed_ids() -> None:
 
 def test_success_event_returns_the_summary() -> None:
     summary = {"total": 1, "pending": 0, "by_status": {"Completed": 1}, "failed_ids": {}}
-    assert sensor(campaign_id="c").execute_complete({}, {"status": "success", "summary": summary}) == summary
+    assert (
+        sensor(campaign_tracking_id="c").execute_complete({}, {"status": "success", "summary": summary})
+        == summary
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,7 +151,7 @@ def test_success_event_returns_the_summary() -> None:
 )
 def test_non_success_events_raise_with_their_message(event: dict, error: type[Exception]) -> None:
     with pytest.raises(error, match=event["message"]):
-        sensor(campaign_id="c").execute_complete({}, event)
+        sensor(campaign_tracking_id="c").execute_complete({}, event)
 
 
 def test_airflow_trigger_timeout_resumes_a_sensor_with_sensor_timeout() -> None:
@@ -156,12 +159,21 @@ def test_airflow_trigger_timeout_resumes_a_sensor_with_sensor_timeout() -> None:
     from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
 
     with pytest.raises(AirflowSensorTimeout):
-        sensor(campaign_id="c").resume_execution(
+        sensor(campaign_tracking_id="c").resume_execution(
             TRIGGER_FAIL_REPR, {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, {}
         )
 
 
 def test_soft_fail_skips_on_a_failure_event() -> None:
-    task = sensor(campaign_id="c", soft_fail=True)
+    task = sensor(campaign_tracking_id="c", soft_fail=True)
     with pytest.raises(AirflowSkipException):
         task.resume_execution("execute_complete", {"event": {"status": "failure", "message": "x"}}, {})
+
+
+def test_campaign_id_is_a_deprecated_name_of_campaign_tracking_id() -> None:
+    with pytest.warns(DeprecationWarning, match="campaign_tracking_id") as record:
+        task = sensor(campaign_id="c-1")
+    assert task.campaign_tracking_id == "c-1"
+    assert record[0].filename == __file__  # the warning points at the DAG file's line
+    with pytest.raises(ValueError, match="campaign_tracking_id only"):
+        sensor(campaign_id="c-1", campaign_tracking_id="c-1")

@@ -43,7 +43,9 @@ CRITERIA = StatusCriteria.build(
 
 
 def test_serialize_returns_the_classpath_and_exactly_the_constructor_kwargs() -> None:
-    target = SearchTarget.build(campaign_id="c", filters=[{"fieldName": "country", "searchTerm": "GR"}])
+    target = SearchTarget.build(
+        campaign_tracking_id="c", filters=[{"fieldName": "country", "searchTerm": "GR"}]
+    )
     trigger = VoiceMessageStatusTrigger(
         voicetrack_conn_id="conn", target=target, criteria=CRITERIA, poke_interval=2.0, timeout_at=TIMEOUT_AT
     )
@@ -56,7 +58,7 @@ def test_serialize_returns_the_classpath_and_exactly_the_constructor_kwargs() ->
             "date_start": None,
             "date_end": None,
             "filters": [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
-            "campaign_id": "c",
+            "campaign_tracking_id": "c",
             "tagged": None,
         },
         "criteria": {
@@ -112,3 +114,45 @@ def test_trigger_validates_its_criteria() -> None:
             poke_interval=1.0,
             timeout_at=None,
         )
+
+
+def test_the_nested_form_from_before_campaign_tracking_id_still_deserializes() -> None:
+    # Exactly what serialize() wrote before campaign_id was renamed (a trigger deferred before an upgrade).
+    kwargs = {
+        "voicetrack_conn_id": "conn",
+        "message_ids": None,
+        "target": {
+            "date_start": "2026-11-01T00:00:00Z",
+            "date_end": "2026-11-02T00:00:00Z",
+            "filters": [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
+            "campaign_id": "c-7",
+            "tagged": True,
+        },
+        "criteria": {
+            "terminal_statuses": ["Completed", "Failed"],
+            "failure_statuses": ["Failed"],
+            "failure_threshold": 0.5,
+            "missing": "wait",
+            "wait_for_messages": False,
+            "count_only": False,
+        },
+        "poke_interval": 2.0,
+        "timeout_at": TIMEOUT_AT,
+        "first_check_after": 0.0,
+    }
+    trigger = VoiceMessageStatusTrigger(**kwargs)
+    assert trigger.target == SearchTarget(
+        "2026-11-01T00:00:00Z",
+        "2026-11-02T00:00:00Z",
+        [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
+        "c-7",
+        True,
+    )
+    assert trigger.criteria == CRITERIA
+    # The search it sends names the campaign as the API does.
+    params = trigger.target.query([]).page_request("http://x", (None, None), 0, 1).params
+    assert params["trackingId"] == "c-7"
+    # Re-serialized under the new name, which builds the same trigger again.
+    classpath, serialized = trigger.serialize()
+    assert serialized["target"]["campaign_tracking_id"] == "c-7" and "campaign_id" not in serialized["target"]
+    assert import_string(classpath)(**serialized).target == trigger.target
