@@ -120,7 +120,9 @@ class VoiceTrackingOperator(BaseOperator):
 
     The task returns a summary to XCom: ``path`` (URI without the connection id), ``conn_id``,
     ``records``, ``bytes``, ``format``, ``date_start``, ``date_end``, ``pages``, ``seconds``,
-    ``non_terminal`` (written messages whose status is not terminal) and ``waited_seconds``.
+    ``non_terminal`` (written messages whose status is not terminal), ``waited_seconds`` and ``limits``
+    (the search's effective concurrency min/mean/max, seconds paused for rate limits, 429s met,
+    retries; see ``docs/rate-limits.md``).
 
     **Calls still in progress** (``wait_for_terminal=True``, the default): a run right after its
     interval ends finds the interval's last calls still ``Queued``, ``Initiated``, ``Ringing`` or

@@ -141,11 +141,6 @@ class Limiter:
                     limiter.max_requests_per_second = min(rates)
             return limiter
 
-    @property
-    def latency_floor(self) -> float:
-        """The smallest of the recent latencies, in seconds (0 before any)."""
-        return self._floor
-
     def acquire(self, now: float) -> Permit | float:
         """
         Take leave to send now, or learn how long to wait before asking again.
@@ -202,6 +197,7 @@ class Limiter:
             self._latencies.append(latency)
             self._floor = min(self._latencies)
             self._successes.append(now)
+            self._recent_successes(now)  # keeps the last second only
             slow = latency > max(LATENCY_FACTOR * self._floor, self._floor + LATENCY_SLACK)
             if slow and permit.sent_at >= self._last_decrease:
                 self._decrease(now, self.limit * LATENCY_BACKOFF)
