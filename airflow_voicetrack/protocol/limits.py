@@ -49,8 +49,6 @@ LATENCY_SAMPLES = 200
 #: request per round of successes.
 RECOVERY_GROWTH = 0.05
 RECOVERY_SECONDS = 60.0
-#: With no latency known, a limit below one cannot be a rate: it is at least this.
-_NO_FLOOR_LIMIT = 1e-3
 #: How long a refused send waits before asking again when it waits for a free slot, at most.
 MAX_POLL = 0.05
 #: Retry budget (after the AWS SDKs' retry quota): beyond each call's first retry, retries in the
@@ -83,7 +81,8 @@ class Limiter:
       than 0.9 of what the requests that succeeded in the last second needed), down by
       :data:`LATENCY_BACKOFF` when a response takes well above the latency floor. At most one
       decrease per round: a response to a request sent before the last decrease does not decrease
-      again. At most ``ceil(limit)`` requests are in flight, and sends are paced at
+      again, nor one when nothing succeeded since the last (an outage says nothing about the
+      service's rate). At most ``ceil(limit)`` requests are in flight, and sends are paced at
       ``limit / latency floor`` per second, so a limit of 1.4 means 1.4 requests in flight on
       average, and a limit below 1 is a rate. After a throttle, and while below 1, the limit grows
       by :data:`RECOVERY_GROWTH` a second instead: a rate limit's window answers in seconds.
@@ -117,6 +116,7 @@ class Limiter:
         self._successes: deque[float] = deque()
         #: whether a send was held back since the last permit
         self._held = False
+        self._succeeded_since_decrease = True
         self._served: weakref.WeakSet[Token] = weakref.WeakSet()
         #: requests in flight per token
         self._carrying: Counter[Token] = Counter()
@@ -185,19 +185,23 @@ class Limiter:
             if status is None:
                 return
             if status in THROTTLE_STATUSES:
-                if permit.sent_at >= self._last_decrease:
+                # Once per round, and only when something succeeded since the last cut: during an
+                # outage nothing says what the service can take, and the retries back off anyway.
+                if permit.sent_at >= self._last_decrease and self._succeeded_since_decrease:
                     limit = self.limit * THROTTLE_BACKOFF
                     recent = self._recent_successes(now)
                     if recent >= GOODPUT_SAMPLES and self._floor:
                         limit = min(limit, GOODPUT_SHARE * recent * self._floor)
                     self._decrease(now, limit)
                     self._throttled_at = now
+                    self._succeeded_since_decrease = False
                 return
             latency = now - permit.sent_at
             self._latencies.append(latency)
             self._floor = min(self._latencies)
             self._successes.append(now)
             self._recent_successes(now)  # keeps the last second only
+            self._succeeded_since_decrease = True
             slow = latency > max(LATENCY_FACTOR * self._floor, self._floor + LATENCY_SLACK)
             if slow and permit.sent_at >= self._last_decrease:
                 self._decrease(now, self.limit * LATENCY_BACKOFF)
@@ -249,7 +253,8 @@ class Limiter:
         return len(self._successes)
 
     def _decrease(self, now: float, limit: float) -> None:
-        self.limit = max(MIN_RATE * self._floor or _NO_FLOOR_LIMIT, limit)
+        # Below one request in flight the limit is a rate of the latency floor: none without one.
+        self.limit = max(MIN_RATE * self._floor if self._floor else 1.0, limit)
         self._last_decrease = now
         self._last_growth = now
 

@@ -106,8 +106,27 @@ def test_the_limit_never_stands_for_less_than_a_tenth_of_a_request_per_second():
     limiter = Limiter(16)
     ok(limiter, grant(limiter, 0.0), 0.05)
     for now in range(20, 800, 20):  # 20 s apart: the pacing lets each through
-        limiter.release(grant(limiter, float(now)), now + 0.05, status=429, headers={})
+        ok(limiter, grant(limiter, float(now)), now + 0.05)
+        limiter.release(grant(limiter, now + 10.0), now + 10.05, status=429, headers={})
     assert limiter.limit == pytest.approx(0.1 * 0.05)
+
+
+def test_an_outage_cuts_the_limit_once_not_once_per_failure():
+    limiter = Limiter(16)
+    limiter.limit = 4.0
+    for now in range(10):  # nothing but 503s, one round after the other
+        limiter.release(grant(limiter, float(now)), now + 0.1, status=503, headers={})
+    assert limiter.limit == pytest.approx(2.8)
+    ok(limiter, grant(limiter, 20.0), 20.05)
+    limiter.release(grant(limiter, 21.0), 21.05, status=503, headers={})
+    assert limiter.limit == pytest.approx(2.8 * 0.7)  # a success since: the next one cuts
+
+
+def test_without_a_latency_floor_the_limit_stays_at_one_request_at_least():
+    limiter = Limiter(16)
+    limiter.limit = 1.2
+    limiter.release(grant(limiter, 0.0), 0.1, status=429, headers={})
+    assert limiter.limit == 1.0
 
 
 def test_a_503_backs_off_like_a_429():
