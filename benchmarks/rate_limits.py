@@ -13,10 +13,10 @@ an emulator on 127.0.0.1 (100,000 messages over one day, pages of 500: 200 pages
 - **multi-day**: seven days of 100,000 messages at 150 ms, ours against a raw sequential
   ``requests`` loop (target: at least 3x).
 
-``baseline`` is the package as it was before the limiter (the parent of the commit that added
-``protocol/limits.py``, or ``--baseline-ref``), exported with ``git archive`` and put first on the
-child's ``PYTHONPATH``. dlt is not run here: see ``benchmarks/peers.py`` for dlt at the same
-latencies without a rate limit.
+``baseline`` is the package as it was before the limiter (the newest commit on the first-parent
+history without ``protocol/limits.py``, or ``--baseline-ref``), exported with ``git archive`` and
+put first on the child's ``PYTHONPATH``; it must speak the emulator's parameter names. dlt is not
+run here: see ``benchmarks/peers.py`` for dlt at the same latencies without a rate limit.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_voicetrack.emulator.process import EmulatorProcess
-from benchmarks.run import REPO, child_env
+if TYPE_CHECKING:
+    from airflow_voicetrack.emulator.process import EmulatorProcess
 
+# The children import the package before the limiter: nothing here may need names added since.
+REPO = Path(__file__).resolve().parent.parent
 PLOT = REPO / "docs" / "benchmarks" / "rate_limits.png"
 DAY = ("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z")
 WEEK = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
@@ -126,18 +128,35 @@ def _raw_loop(args: argparse.Namespace) -> int:
 
 
 def baseline_source(ref: str | None, into: Path) -> str:
-    """Export the package before the limiter into ``into``; return the commit exported."""
+    """
+    Export the package before the limiter into ``into``; return the commit exported.
+
+    :param ref: the commit; default: the newest commit on the first-parent history of ``HEAD``
+        without ``protocol/limits.py`` (on ``main``, the state before the limiter was merged).
+    """
     if ref is None:
-        added = subprocess.run(
-            ["git", "log", "--diff-filter=A", "--format=%H", "--", "airflow_voicetrack/protocol/limits.py"],
+        history = subprocess.run(
+            ["git", "rev-list", "--first-parent", "HEAD"],
             cwd=REPO,
             check=True,
             capture_output=True,
             text=True,
         ).stdout.split()
-        if not added:
-            raise SystemExit("cannot find the commit that added the limiter: pass --baseline-ref")
-        ref = added[-1] + "^"
+        ref = next(
+            (
+                commit
+                for commit in history
+                if subprocess.run(
+                    ["git", "cat-file", "-e", f"{commit}:airflow_voicetrack/protocol/limits.py"],
+                    cwd=REPO,
+                    capture_output=True,
+                    check=False,
+                ).returncode
+            ),
+            None,
+        )
+        if ref is None:
+            raise SystemExit("no commit before the limiter on this history: pass --baseline-ref")
     commit = subprocess.run(
         ["git", "rev-parse", "--short", ref], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -256,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated: rate, plain, multiday")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where the rate-limit plot goes")
     args = parser.parse_args(argv)
+    from airflow_voicetrack.emulator.process import EmulatorProcess
+    from benchmarks.run import child_env
+
     skip = set(filter(None, args.skip.split(",")))
     pages = -(-args.messages // 500)
     with tempfile.TemporaryDirectory() as tmp:
