@@ -62,6 +62,9 @@ def test_rate_limit_benchmark_runs_both_engines_and_draws_its_plot(tmp_path: Pat
             sys.executable,
             *("-m", "benchmarks.rate_limits", "--messages", "2000", "--latencies", "0"),
             *("--skip", "multiday", "--plot", str(plot)),
+            # The harness is under test, not the engines: this commit's package stands in for the one
+            # before the limiter, exported and imported the same way.
+            *("--baseline-ref", "HEAD"),
         ],
         cwd=REPO,
         capture_output=True,
@@ -71,7 +74,7 @@ def test_rate_limit_benchmark_runs_both_engines_and_draws_its_plot(tmp_path: Pat
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     out = completed.stdout
-    # The engine before the limiter ran from its own export, ours from this checkout.
+    # The baseline ran from its own export, ours from this checkout.
     packages = set(re.findall(r"\[(.*)/airflow_voicetrack/__init__.py\]$", out, re.MULTILINE))
     assert str(REPO) in packages and len(packages) == 2, packages
     assert re.search(r"^\| adaptive, max_concurrency=16 \| [\d.]+ \| [\d.]+ \|", out, re.MULTILINE), out
