@@ -507,6 +507,9 @@ def _limited_send(
             limiter.pause(now, min(pause, policy.max_retry_wait))
         if stats is not None:
             stats.count(rate_limited=True)
+    if stats is not None and limiter.paused_until > now:
+        # Counted when it starts: the request that met it may sleep through it on its own.
+        stats.paused(now, limiter.paused_until)
     served = False
     if token is not None and reply.status in (401, 403):
         # Did the token serve any request? Wait (without a slot) until the requests carrying it say.
