@@ -115,9 +115,18 @@ def connection_fields() -> dict[str, Any]:
         "max_concurrency": {
             "label": "Concurrent requests",
             "description": (
-                f"Pages fetched at once within a search window. Default: {_default('max_concurrency')}."
+                "The most requests in flight at once; the limiter adapts below it to the service's "
+                f"rate limit and latency. Default: {_default('max_concurrency')}."
             ),
             "schema": {"type": ["integer", "null"], "minimum": 1},
+        },
+        "max_requests_per_second": {
+            "label": "Requests per second",
+            "description": (
+                "A fixed request rate for this connection in each process (the limit of your contract, "
+                "divided by the processes that share it). Default: none, the limiter adapts."
+            ),
+            "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
         },
         "max_retries": {
             "label": "Retries",

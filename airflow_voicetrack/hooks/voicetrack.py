@@ -39,10 +39,14 @@ from airflow_voicetrack.protocol import (
     Action,
     Flow,
     Gather,
+    GetLimits,
     GetToken,
+    Limiter,
+    Limits,
     PageFetch,
     PageSource,
     Response,
+    RetryBudget,
     SearchFilter,
     SearchQuery,
     SearchRun,
@@ -56,6 +60,7 @@ from airflow_voicetrack.protocol import (
     build_campaign_request,
     build_conversation_request,
     build_message_request,
+    connection_key,
     count_flow,
     format_datetime,
     messages_flow,
@@ -121,6 +126,14 @@ class _VoiceTrackHookBase(BaseHook, Generic[S]):
         }
         #: counters of the last search, set when it finishes (see :class:`SearchStats`)
         self.last_search_stats: dict[str, Any] | None = None
+        #: this hook's retries: its own, so one failing trigger cannot spend another's
+        self.retry_budget = RetryBudget()
+
+    def _limits(self, settings: Settings) -> Limits:
+        """:return: the connection's limiter in this process, with this hook's retry budget."""
+        key = connection_key(self.voicetrack_conn_id, settings.base_url, settings.client_id)
+        limiter = Limiter.of(key, settings.max_concurrency, settings.max_requests_per_second)
+        return Limits(limiter, self.retry_budget)
 
     def _settings_from(self, conn: Any, extra: Mapping[str, Any]) -> Settings:
         """Validate the connection, once per hook: so its warnings come once per task."""
@@ -358,9 +371,10 @@ class _SyncDriver:
     redirect leads to another host.
     """
 
-    def __init__(self, settings: Settings, hook: BaseHook) -> None:
+    def __init__(self, settings: Settings, hook: _VoiceTrackHookBase[Any]) -> None:
         self.settings = settings
         self.log = hook.log
+        self.limits = hook._limits(settings)
         self.session = transport.new_session(settings, pool_size=settings.max_concurrency + 1)
         self._tokens = TokenCache()
         self._token_lock = threading.Lock()
@@ -373,6 +387,8 @@ class _SyncDriver:
                 reply = self._perform(flow.send(reply))
         except StopIteration as done:
             return done.value
+        finally:
+            flow.close()  # a flow stopped half-way gives its limiter slot back
 
     def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
@@ -381,6 +397,8 @@ class _SyncDriver:
             return time.sleep(action.seconds)
         if isinstance(action, GetToken):
             return self.token(action.rejected)
+        if isinstance(action, GetLimits):
+            return self.limits
         with ThreadPoolExecutor(action.limit, thread_name_prefix="voicetrack") as pool:
             return list(pool.map(self.run, action.flows))
 
@@ -635,7 +653,9 @@ class _SharedToken:
         with cls._registry_lock:
             return cls._by_loop.setdefault(loop, {}).setdefault(key, cls())
 
-    async def get(self, settings: Settings, hook: BaseHook, rejected: Token | None = None) -> Token:
+    async def get(
+        self, settings: Settings, hook: _VoiceTrackHookBase[Any], rejected: Token | None = None
+    ) -> Token:
         """
         Return a fresh token, fetched once for every hook waiting for it.
 
@@ -650,7 +670,7 @@ class _SharedToken:
             self.fetch.add_done_callback(lambda task: task.cancelled() or task.exception())
         return await asyncio.shield(self.fetch)
 
-    async def _fetch(self, settings: Settings, hook: BaseHook) -> Token:
+    async def _fetch(self, settings: Settings, hook: _VoiceTrackHookBase[Any]) -> Token:
         try:
             driver = await asyncio.to_thread(_AsyncDriver, settings, hook)
             try:
@@ -667,10 +687,12 @@ class _SharedToken:
 class _AsyncDriver:
     """The async twin of :class:`_SyncDriver`: an ``httpx.AsyncClient`` and asyncio tasks."""
 
-    def __init__(self, settings: Settings, hook: BaseHook) -> None:
+    def __init__(self, settings: Settings, hook: _VoiceTrackHookBase[Any]) -> None:
         self.settings = settings
         self.hook = hook
         self.log = hook.log
+        # Not per event loop, unlike the token: the limit is the connection's in this process.
+        self.limits = hook._limits(settings)
         # httpx drops the Authorization header when a redirect leads to another origin.
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
@@ -687,6 +709,8 @@ class _AsyncDriver:
                 reply = await self._perform(flow.send(reply))
         except StopIteration as done:
             return done.value
+        finally:
+            flow.close()  # a flow cancelled half-way gives its limiter slot back
 
     async def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
@@ -695,6 +719,8 @@ class _AsyncDriver:
             return await asyncio.sleep(action.seconds)
         if isinstance(action, GetToken):
             return await self.token(action.rejected)
+        if isinstance(action, GetLimits):
+            return self.limits
         return await self._gather(action)
 
     async def _gather(self, gather: Gather) -> list[Any]:
@@ -799,6 +825,10 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase[AsyncGenerator[Any, None]]):
     async def run_flow(self, flow: Flow[T]) -> T:
         """Async :meth:`VoiceTrackHook.run_flow`."""
         return await (await self._get_driver()).run(flow)
+
+    async def paused_for(self) -> float:
+        """The seconds the connection's requests in this process must still wait for a rate limit."""
+        return (await self._get_driver()).limits.limiter.paused_for(time.monotonic())
 
     async def close(self) -> None:
         """Close the HTTP client."""

@@ -9,6 +9,8 @@ the two cannot drift apart, in one module per concern:
 - :mod:`~.bodies`: reading tokens, page envelopes and messages;
 - :mod:`~.decisions`: after each response, succeed, refresh the token, retry or fail, as flows
   (:func:`call_flow`) that a sync and an async driver run;
+- :mod:`~.limits`: how fast a connection may send in this process (:class:`Limiter`: adaptive
+  concurrency, rate-limit pauses, a fixed rate) and the retry budget of a hook;
 - :mod:`~.paging`: the accounting of a search (:class:`SearchRun`: windows, page plan, limit,
   de-duplication, totals, progress, the check that the date range was applied).
 
@@ -35,6 +37,7 @@ from airflow_voicetrack.protocol.decisions import (
     Call,
     Flow,
     Gather,
+    GetLimits,
     GetToken,
     RefreshToken,
     Retry,
@@ -51,6 +54,14 @@ from airflow_voicetrack.protocol.decisions import (
     parse_retry_after,
     request_flow,
     token_flow,
+)
+from airflow_voicetrack.protocol.limits import (
+    Limiter,
+    Limits,
+    LimitStats,
+    Permit,
+    RetryBudget,
+    connection_key,
 )
 from airflow_voicetrack.protocol.paging import (
     DATE_FILTER_TOLERANCE,
@@ -110,19 +121,25 @@ __all__ = [
     "Call",
     "Flow",
     "Gather",
+    "GetLimits",
     "GetToken",
     "IdSet",
+    "LimitStats",
+    "Limiter",
+    "Limits",
     "Page",
     "PageFetch",
     "PagePlan",
     "PageRequest",
     "PageSource",
+    "Permit",
     "RawMessage",
     "RefreshToken",
     "Request",
     "Response",
     "ResponseFormatError",
     "Retry",
+    "RetryBudget",
     "RetryPolicy",
     "SearchFilter",
     "SearchQuery",
@@ -146,6 +163,7 @@ __all__ = [
     "build_search_request",
     "build_token_request",
     "call_flow",
+    "connection_key",
     "count_flow",
     "error_from_response",
     "first_ids_flow",

@@ -44,6 +44,7 @@ KNOWN_EXTRAS: tuple[str, ...] = (
     "window_hours",
     "allow_insecure_http",
     "request_deadline",
+    "max_requests_per_second",
 )
 
 
@@ -90,6 +91,8 @@ class Settings:
     max_retry_time: float = DEFAULT_MAX_RETRY_TIME
     window: timedelta = timedelta(hours=DEFAULT_WINDOW_HOURS)
     request_deadline: float = DEFAULT_REQUEST_DEADLINE
+    #: a fixed rate for the connection in this process (see :class:`~.limits.Limiter`), ``None``: none
+    max_requests_per_second: float | None = None
 
     @classmethod
     def from_connection(
@@ -155,6 +158,11 @@ class Settings:
             max_retry_time=_number(values, "max_retry_time", DEFAULT_MAX_RETRY_TIME, minimum=0),
             window=window,
             request_deadline=_number(values, "request_deadline", DEFAULT_REQUEST_DEADLINE, positive=True),
+            max_requests_per_second=(
+                _number(values, "max_requests_per_second", 0, positive=True)
+                if "max_requests_per_second" in values
+                else None
+            ),
         )
 
     @property
