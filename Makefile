@@ -138,9 +138,11 @@ airflow: $(STAMP)
 
 # `make bench`: ours against raw clients and HttpOperator (benchmarks.run), then against dlt with the
 # plots (benchmarks.peers; dlt in its own .venv-dlt). PEERS_ARGS="--write-results" refreshes RESULTS.md.
+# benchmarks.rate_limits: the adaptive limiter under a rate limit, against the engine before it.
 bench: $(STAMP)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.rate_limits $(RATE_ARGS)
 	$(BIN)/python -m benchmarks.peers $(PEERS_ARGS)
 
 bench-peers: $(STAMP)

@@ -72,13 +72,22 @@ STATUS_PROGRESSION: tuple[str, ...] = ("Queued", "Initiated", "Ringing", "InProg
 # connection form read them from.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
-#: Requests one search keeps in flight when neither the connection nor the task says otherwise.
-DEFAULT_MAX_CONCURRENCY = 4
+#: The most requests one search keeps in flight when neither the connection nor the task says
+#: otherwise: a ceiling, since the adaptive limiter starts at one and grows only while responses stay
+#: fast and unthrottled (see docs/rate-limits.md for why 8).
+DEFAULT_MAX_CONCURRENCY = 8
+#: The operator's ``pool_slots`` when neither it nor ``max_concurrency`` is given: the default before
+#: the limiter, kept so that existing pools keep working.
+DEFAULT_POOL_SLOTS = 4
 DEFAULT_MAX_RETRIES = 8
 DEFAULT_MAX_RETRY_WAIT = 60.0
 DEFAULT_MAX_RETRY_TIME = 600.0
 DEFAULT_WINDOW_HOURS = 24.0
 DEFAULT_REQUEST_DEADLINE = 300.0
-#: A request may get a new token and be sent again this many times on 401/403 before it fails
-#: (tokens can be revoked while several pages are in flight, e.g. during a credential rotation).
+#: A request may get a new token and be sent again this many times on a 401/403 of a token that has
+#: served no 2xx before it fails: the credentials or the permissions are wrong.
 MAX_TOKEN_REFRESHES = 3
+#: A 401/403 of a token that has served a 2xx is an expiry or a revocation (tokens can be revoked
+#: while several pages are in flight, e.g. during a credential rotation): it costs no credential
+#: budget, and one request renews its token this many times at most (a guard, never met in practice).
+MAX_TOKEN_RENEWALS = 10

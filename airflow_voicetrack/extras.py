@@ -64,6 +64,8 @@ class Extra:
         :return: the value, or the default when it is not set.
         :raises ValueError: naming the extra and what it accepts.
         """
+        if self.default is None and values.get(self.name) is None:
+            return None  # optional, and not set
         if self.kind == "number":
             return number(values, self.name, self.default, minimum=self.minimum, positive=self.positive)
         if self.kind == "integer":
@@ -135,7 +137,8 @@ EXTRAS: tuple[Extra, ...] = (
         "integer",
         DEFAULT_MAX_CONCURRENCY,
         "Concurrent requests",
-        "Pages fetched at once within a search window.",
+        "The most requests in flight at once; the limiter adapts below it to the service's rate limit "
+        "and latency.",
         minimum=1,
     ),
     Extra(
@@ -168,6 +171,15 @@ EXTRAS: tuple[Extra, ...] = (
         DEFAULT_WINDOW_HOURS,
         "Search window (hours)",
         "A long range is searched in windows of this length.",
+        positive=True,
+    ),
+    Extra(
+        "max_requests_per_second",
+        "number",
+        None,
+        "Requests per second",
+        "A fixed request rate for this connection in each process (the limit of your contract, divided "
+        "by the processes that share it); without it the limiter adapts.",
         positive=True,
     ),
 )

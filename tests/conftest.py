@@ -65,6 +65,14 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
+@pytest.fixture(autouse=True)
+def fresh_limiters() -> None:
+    """Each test starts as a new process would: no connection's limiter has learnt anything yet."""
+    from airflow_voicetrack.protocol.limits import Limiter
+
+    Limiter._registry.clear()
+
+
 @pytest.fixture(scope="session")
 def emulator_session() -> Iterator[EmulatorProcess]:
     """One emulator process for the session: 10,000 messages over 2026-11-01..2026-11-08."""

@@ -31,7 +31,9 @@ from airflow_voicetrack.protocol import (
     Action,
     Flow,
     Gather,
+    GetLimits,
     GetToken,
+    Limits,
     PageFetch,
     Request,
     Response,
@@ -109,12 +111,15 @@ class AsyncDriver:
     :param settings: the validated connection.
     :param log: where flows log (the hook's logger).
     :param conn_id: the connection's id, which names the :class:`SharedToken`.
+    :param limits: the connection's limiter in this process (not per event loop, unlike the token)
+        and the hook's retry budget; ``None`` for a driver that only gets tokens (no API call).
     """
 
-    def __init__(self, settings: Settings, log: Log, conn_id: str) -> None:
+    def __init__(self, settings: Settings, log: Log, conn_id: str, limits: Limits | None) -> None:
         self.settings = settings
         self.log = log
         self.conn_id = conn_id
+        self.limits = limits
         self.client = new_client(settings)
 
     async def run(self, flow: Flow[T]) -> T:
@@ -125,6 +130,8 @@ class AsyncDriver:
                 reply = await self._perform(flow.send(reply))
         except StopIteration as done:
             return done.value
+        finally:
+            flow.close()  # a flow cancelled half-way gives its limiter slot back
 
     async def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
@@ -133,6 +140,8 @@ class AsyncDriver:
             return await asyncio.sleep(action.seconds)
         if isinstance(action, GetToken):
             return await self.token(action.rejected)
+        if isinstance(action, GetLimits):
+            return self.limits
         return await self._gather(action)
 
     async def _gather(self, gather: Gather) -> list[Any]:
@@ -233,7 +242,7 @@ class SharedToken:
 
     async def _fetch(self, settings: Settings, log: Log) -> Token:
         try:
-            driver = await asyncio.to_thread(AsyncDriver, settings, log, self.conn_id)
+            driver = await asyncio.to_thread(AsyncDriver, settings, log, self.conn_id, None)
             try:
                 token = await driver.run(token_flow(settings, log))
             finally:

@@ -28,7 +28,9 @@ from airflow_voicetrack.drivers.errors import deadline_text, error_chain, is_tls
 from airflow_voicetrack.protocol import (
     Action,
     Flow,
+    GetLimits,
     GetToken,
+    Limits,
     PageFetch,
     Request,
     Response,
@@ -200,11 +202,13 @@ class SyncDriver:
 
     :param settings: the validated connection.
     :param log: where flows log (the hook's logger).
+    :param limits: the connection's limiter in this process and the hook's retry budget.
     """
 
-    def __init__(self, settings: Settings, log: Log) -> None:
+    def __init__(self, settings: Settings, log: Log, limits: Limits) -> None:
         self.settings = settings
         self.log = log
+        self.limits = limits
         self.session = new_session(settings, pool_size=settings.max_concurrency + 1)
         self._tokens = TokenCache()
         self._token_lock = threading.Lock()
@@ -217,6 +221,8 @@ class SyncDriver:
                 reply = self._perform(flow.send(reply))
         except StopIteration as done:
             return done.value
+        finally:
+            flow.close()  # a flow stopped half-way gives its limiter slot back
 
     def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
@@ -225,6 +231,8 @@ class SyncDriver:
             return time.sleep(action.seconds)
         if isinstance(action, GetToken):
             return self.token(action.rejected)
+        if isinstance(action, GetLimits):
+            return self.limits
         with ThreadPoolExecutor(action.limit, thread_name_prefix="voicetrack") as pool:
             return list(pool.map(self.run, action.flows))
 

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
             type=kind,
             default=f.default,
             help=f"{f.metadata['help']} (default: {f.default})",
+            # A switch's flag alone turns it on: --rate-limit-headers
+            nargs="?" if f.metadata["switch"] else None,
+            const=1 if f.metadata["switch"] else None,
         )
     return parser
 

@@ -478,12 +478,17 @@ class Emulator:
                 "tokens_issued": self.tokens_issued,
                 "search_in_flight_max": self.in_flight.most,
                 "faults_fired": dict(self.faults.fired),
+                "search_statuses": {str(k): v for k, v in sorted(self.in_flight.statuses.items())},
             }
         )
 
     async def spans(self, request: Request) -> Response:
-        """``GET /_emulator/spans``: each search request's ``[start, end]`` (seconds, monotonic clock)."""
-        return _json({"spans": list(self.in_flight.spans)})
+        """
+        ``GET /_emulator/spans``: each search request's ``[start, end]``, and when each 429 was sent.
+
+        Seconds on the emulator's monotonic clock.
+        """
+        return _json({"spans": list(self.in_flight.spans), "refused_at": list(self.in_flight.refused_at)})
 
     async def requests_log(self, request: Request) -> Response:
         """``GET /_emulator/requests``: the logged exchanges, oldest first (``--request-log N``)."""
@@ -676,6 +681,7 @@ def create_app(config: EmulatorConfig | None = None) -> tuple[ASGIApp, Emulator]
         lambda status: _auth_error_body(status),
         emulator.in_flight,
         SEARCH_PATH,
+        lambda: emulator.tokens.clear(),
     )
     if emulator.request_log is not None:
         return RequestLogMiddleware(middleware, emulator.request_log), emulator

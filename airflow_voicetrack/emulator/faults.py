@@ -38,8 +38,9 @@ RETRY_AFTER_MODES: tuple[str, ...] = ("seconds", "date", "none")
 BURST_STATUSES: tuple[int, ...] = (500, 502, 503, 504)
 
 
-def _fault(default: Any, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
+def _fault(default: Any, help_text: str, *, switch: bool = False) -> Any:
+    """``switch``: a 0/1 setting whose CLI flag alone means 1 (``--rate-limit-headers``)."""
+    return field(default=default, metadata={"help": help_text, "switch": switch})
 
 
 @dataclass
@@ -58,6 +59,15 @@ class FaultSettings:
     rate_limit_rate: float = _fault(0.0, "fraction of API calls answered 429")
     retry_after_mode: str = _fault("seconds", "Retry-After of a 429: seconds, date (HTTP date) or none")
     retry_after: int = _fault(1, "the wait a 429 asks for, in seconds")
+    rate_limit: float = _fault(
+        0.0,
+        "API calls accepted per second (a token bucket holding one second's calls); past it a 429 whose "
+        "Retry-After (per retry_after_mode) is the whole seconds until the next call is accepted (0 = off)",
+    )
+    rate_limit_headers: int = _fault(
+        0, "1: API responses carry RateLimit-Limit, -Remaining and -Reset (with rate_limit)", switch=True
+    )
+    revoke_every: int = _fault(0, "revoke every token issued so far at every this many-th API call (0 = off)")
     error_burst: int = _fault(0, "consecutive API calls failing with a 5xx in each burst (0 = off)")
     error_every: int = _fault(0, "a burst starts every this many API calls (0 = one burst, right away)")
     error_status: int = _fault(0, "status of burst failures: 500, 502, 503, 504, or 0 to rotate")
@@ -88,6 +98,8 @@ class FaultSettings:
                 raise ValueError(f"{f.name} must be between 0 and 1")
             if isinstance(value, int | float) and value < 0:
                 raise ValueError(f"{f.name} must be >= 0")
+        if self.rate_limit_headers not in (0, 1):
+            raise ValueError("rate_limit_headers must be 0 or 1")
         if self.inclusive_date_end not in (0, 1):
             raise ValueError("inclusive_date_end must be 0 or 1")
         if self.filters_combine not in ("and", "or"):
@@ -139,6 +151,8 @@ class FaultSchedule:
         #: how often each fault fired (``/_emulator/stats`` ``faults_fired``), so a test can show that
         #: the fault it set really happened; kept across setting changes, cleared with the stats
         self.fired: Counter[str] = Counter()
+        #: the rate limit's token bucket: calls it holds, and when it was last filled (monotonic)
+        self._bucket = (0.0, -math.inf)
 
     def replace(self, settings: FaultSettings) -> None:
         """Install new settings and restart every counter.
@@ -147,6 +161,7 @@ class FaultSchedule:
         """
         self.settings = settings
         self.counters = {}
+        self._bucket = (0.0, -math.inf)
 
     def _count(self, name: str) -> int:
         n = self.counters.get(name, 0) + 1
@@ -166,6 +181,48 @@ class FaultSchedule:
         if hit:
             self.fired[name] += 1
         return hit
+
+    def rate_limited(self, now: float) -> float | None:
+        """
+        Take one call from the rate limit's token bucket.
+
+        :param now: monotonic time.
+        :return: ``None`` when the call is accepted, else the seconds until one would be.
+        """
+        rate = self.settings.rate_limit
+        if rate <= 0:
+            return None
+        tokens = self._fill(now)
+        if tokens < 1:
+            return (1 - tokens) / rate
+        self._bucket = (tokens - 1, now)
+        return None
+
+    def rate_limit_headers(self, now: float) -> list[tuple[bytes, bytes]]:
+        """:return: the ``RateLimit-*`` headers of the bucket's state, empty when they are off."""
+        s = self.settings
+        if not (s.rate_limit > 0 and s.rate_limit_headers):
+            return []
+        capacity = max(1.0, s.rate_limit)
+        tokens = self._fill(now)
+        return [
+            (b"ratelimit-limit", str(math.floor(capacity)).encode()),
+            (b"ratelimit-remaining", str(math.floor(tokens)).encode()),
+            (b"ratelimit-reset", str(math.ceil((capacity - tokens) / s.rate_limit)).encode()),
+        ]
+
+    def _fill(self, now: float) -> float:
+        rate = self.settings.rate_limit
+        capacity = max(1.0, rate)
+        tokens, filled = self._bucket
+        tokens = capacity if filled == -math.inf else min(capacity, tokens + (now - filled) * rate)
+        self._bucket = (tokens, now)
+        return tokens
+
+    def revokes(self) -> bool:
+        """Count one API call; ``True`` when every token is to be revoked before it is served."""
+        every = self.settings.revoke_every
+        return every > 0 and self._count("revoke") % every == 0
 
     def burst_status(self) -> int | None:
         """Count one API call for the 5xx bursts; the status to fail it with, or ``None``."""
@@ -248,6 +305,7 @@ async def close_connection(send: Send) -> None:
 
     :param send: the ASGI send uvicorn gave the application.
     """
+    send = getattr(send, "__wrapped__", send)  # past the middleware's own wrappers
     cycle = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is None:
@@ -280,6 +338,10 @@ class InFlight:
         self.current = 0
         self.most = 0
         self.spans: deque[tuple[float, float]] = deque(maxlen=keep)
+        #: how many search responses of each status were sent
+        self.statuses: Counter[int] = Counter()
+        #: when each 429 was sent (monotonic clock)
+        self.refused_at: deque[float] = deque(maxlen=keep)
 
     def begin(self) -> float:
         """Count a request in; return its start time."""
@@ -296,6 +358,8 @@ class InFlight:
         """Forget the spans; the most at once restarts from the requests in flight now."""
         self.most = self.current
         self.spans.clear()
+        self.statuses.clear()
+        self.refused_at.clear()
 
 
 class FaultMiddleware:
@@ -307,6 +371,7 @@ class FaultMiddleware:
     :param auth_error: builds the body of an injected 401/403 from the status.
     :param in_flight: tracks the search requests (``search_path``) from arrival to the last byte sent.
     :param search_path: the path of the search endpoint.
+    :param revoke_tokens: revokes every token issued so far (the ``revoke_every`` fault).
     """
 
     def __init__(
@@ -317,6 +382,7 @@ class FaultMiddleware:
         auth_error: Callable[[int], bytes],
         in_flight: InFlight,
         search_path: str,
+        revoke_tokens: Callable[[], None] = lambda: None,
     ) -> None:
         self.app = app
         self.schedule = schedule
@@ -324,6 +390,7 @@ class FaultMiddleware:
         self.auth_error = auth_error
         self.in_flight = in_flight
         self.search_path = search_path
+        self.revoke_tokens = revoke_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request, counting search requests in flight."""
@@ -331,8 +398,17 @@ class FaultMiddleware:
             await self._handle(scope, receive, send)
             return
         started = self.in_flight.begin()
+
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.in_flight.statuses[message["status"]] += 1
+                if message["status"] == 429:
+                    self.in_flight.refused_at.append(time.monotonic())
+            await send(message)
+
+        counting.__wrapped__ = send  # type: ignore[attr-defined]
         try:
-            await self._handle(scope, receive, send)
+            await self._handle(scope, receive, counting)
         finally:
             self.in_flight.end(started)
 
@@ -353,6 +429,14 @@ class FaultMiddleware:
             await _drain(receive)
             await close_connection(send)
             return
+        if schedule.revokes():
+            self.revoke_tokens()
+        wait = schedule.rate_limited(time.monotonic())
+        if wait is not None:
+            await self._too_many_requests(send, math.ceil(wait))
+            return
+        if s.rate_limit > 0 and s.rate_limit_headers:
+            send = self._with_rate_limit_headers(send)
         for name, rate, status in (
             ("unauthorized", s.unauthorized_rate, 401),
             ("forbidden", s.forbidden_rate, 403),
@@ -361,10 +445,7 @@ class FaultMiddleware:
                 await send_simple(send, status, self.auth_error(status), b"application/json")
                 return
         if schedule.fires("rate_limit", s.rate_limit_rate):
-            value = retry_after_header(s.retry_after_mode, s.retry_after)
-            headers = [(b"retry-after", value.encode())] if value else []
-            body = msgspec.json.encode({"code": "429000000", "developerMessage": "Too Many Requests"})
-            await send_simple(send, 429, body, b"application/json", headers)
+            await self._too_many_requests(send, s.retry_after)
             return
         burst = schedule.burst_status()
         if burst is not None:
@@ -375,6 +456,22 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         await self._with_body_faults(scope, receive, send)
+
+    async def _too_many_requests(self, send: Send, seconds: int) -> None:
+        value = retry_after_header(self.schedule.settings.retry_after_mode, seconds)
+        headers = [(b"retry-after", value.encode())] if value else []
+        headers += self.schedule.rate_limit_headers(time.monotonic())
+        body = msgspec.json.encode({"code": "429000000", "developerMessage": "Too Many Requests"})
+        await send_simple(send, 429, body, b"application/json", headers)
+
+    def _with_rate_limit_headers(self, send: Send) -> Send:
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = self.schedule.rate_limit_headers(time.monotonic())
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        return sending
 
     async def _with_body_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message = {}

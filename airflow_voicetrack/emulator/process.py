@@ -317,6 +317,10 @@ class EmulatorProcess:
                 raise RuntimeError("the emulator keeps no request log: start it with request_log=N") from None
             raise
 
+    def refused_at(self) -> list[float]:
+        """When each 429 since the last stats reset was sent, on the emulator's clock."""
+        return list(self._admin("GET", "spans")["refused_at"])
+
     def reset_stats(self) -> None:
         """Zero the request and token counters (and empty the request log)."""
         self._admin("POST", "stats/reset")

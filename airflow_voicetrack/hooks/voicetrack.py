@@ -11,6 +11,7 @@ declared in the provider info (see :class:`~airflow_voicetrack.protocol.Settings
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -27,7 +28,10 @@ from airflow_voicetrack.drivers.sync import SyncDriver
 from airflow_voicetrack.exceptions import VoiceTrackAuthError, VoiceTrackConnectionError, VoiceTrackError
 from airflow_voicetrack.protocol import (
     Flow,
+    Limiter,
+    Limits,
     PageSource,
+    RetryBudget,
     SearchFilter,
     SearchQuery,
     SearchRun,
@@ -35,6 +39,7 @@ from airflow_voicetrack.protocol import (
     build_campaign_request,
     build_conversation_request,
     build_message_request,
+    connection_key,
     count_flow,
     format_datetime,
     messages_flow,
@@ -89,6 +94,14 @@ class _VoiceTrackHookBase(BaseHook):
         }
         #: counters of the last search, set when it finishes (see :class:`SearchStats`)
         self.last_search_stats: dict[str, Any] | None = None
+        #: this hook's retries: its own, so one failing trigger cannot spend another's
+        self.retry_budget = RetryBudget()
+
+    def _limits(self, settings: Settings) -> Limits:
+        """:return: the connection's limiter in this process, with this hook's retry budget."""
+        key = connection_key(self.voicetrack_conn_id, settings.base_url, settings.client_id)
+        limiter = Limiter.of(key, settings.max_concurrency, settings.max_requests_per_second)
+        return Limits(limiter, self.retry_budget)
 
     def _settings_from(self, conn: Any, extra: Mapping[str, Any]) -> Settings:
         """Validate the connection, once per hook: so its warnings come once per task."""
@@ -223,11 +236,15 @@ class VoiceTrackHook(_VoiceTrackHookBase):
 
     @cached_property
     def _driver(self) -> SyncDriver:
-        return SyncDriver(self.settings, self.log)
+        return SyncDriver(self.settings, self.log, self._limits(self.settings))
 
     def get_conn(self) -> requests.Session:
         """Return the ``requests`` session the hook sends with (configured from the connection)."""
         return self._driver.session
+
+    def paused_for(self) -> float:
+        """The seconds the connection's requests in this process must still wait for a rate limit."""
+        return self._limits(self.settings).limiter.paused_for(time.monotonic())
 
     def run_flow(self, flow: Flow[T]) -> T:
         """
@@ -388,7 +405,7 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             settings = replace(self.settings, max_retries=0)
         except ValueError as exc:
             return False, f"Invalid connection: {exc}"
-        driver = SyncDriver(settings, self.log)
+        driver = SyncDriver(settings, self.log, self._limits(settings))
         try:
             driver.token()
             total = driver.run(self._last_day(settings))
@@ -435,8 +452,9 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
             if self._driver is None:
                 settings = await self.get_settings()
                 # Building the client loads the CA bundle from disk: keep that off the event loop.
+                limits = self._limits(settings)
                 self._driver = await asyncio.to_thread(
-                    AsyncDriver, settings, self.log, self.voicetrack_conn_id
+                    AsyncDriver, settings, self.log, self.voicetrack_conn_id, limits
                 )
             return self._driver
 
@@ -447,6 +465,10 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
     async def run_flow(self, flow: Flow[T]) -> T:
         """Async :meth:`VoiceTrackHook.run_flow`."""
         return await (await self._get_driver()).run(flow)
+
+    async def paused_for(self) -> float:
+        """Async :meth:`VoiceTrackHook.paused_for`."""
+        return self._limits(await self.get_settings()).limiter.paused_for(time.monotonic())
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -551,7 +573,8 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
             settings = replace(await self.get_settings(), max_retries=0)
         except ValueError as exc:
             return False, f"Invalid connection: {exc}"
-        driver = await asyncio.to_thread(AsyncDriver, settings, self.log, self.voicetrack_conn_id)
+        limits = self._limits(settings)
+        driver = await asyncio.to_thread(AsyncDriver, settings, self.log, self.voicetrack_conn_id, limits)
         try:
             await driver.token()
             total = await driver.run(self._last_day(settings))

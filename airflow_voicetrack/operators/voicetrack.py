@@ -17,6 +17,7 @@ from airflow.sdk.definitions.timetables.simple import NullTimetable, OnceTimetab
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.log import mask_secret
 
+from airflow_voicetrack.constants import DEFAULT_POOL_SLOTS
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.lineage import operator_lineage
 from airflow_voicetrack.output import (
@@ -30,7 +31,7 @@ from airflow_voicetrack.output import (
 )
 from airflow_voicetrack.personal_data import PersonalDataFilter, validate_key, validate_paths
 from airflow_voicetrack.protocol import (
-    DEFAULT_MAX_CONCURRENCY,
+    LimitStats,
     SearchQuery,
     format_datetime,
     normalize_filters,
@@ -113,7 +114,9 @@ class VoiceTrackingOperator(BaseOperator):
 
     The task returns a summary to XCom: ``path`` (URI without the connection id), ``conn_id``,
     ``records``, ``bytes``, ``format``, ``date_start``, ``date_end``, ``pages``, ``seconds``,
-    ``non_terminal`` (written messages whose status is not terminal) and ``waited_seconds``.
+    ``non_terminal`` (written messages whose status is not terminal), ``waited_seconds`` and ``limits``
+    (the search's effective concurrency min/mean/max, seconds paused for rate limits, 429s met,
+    retries; see ``docs/rate-limits.md``).
 
     **Calls still in progress** (``wait_for_terminal=True``, the default): a run right after its
     interval ends finds the interval's last calls still ``Queued``, ``Initiated``, ``Ringing`` or
@@ -177,11 +180,12 @@ class VoiceTrackingOperator(BaseOperator):
         or ``jsonl.gz`` / ``csv.gz`` for gzip-compressed output.
     :param compression: ``"gzip"`` to compress ``jsonl`` or ``csv``; the same as the ``.gz`` formats.
     :param page_size: Messages per page (1 to 2000); default: the connection's.
-    :param max_concurrency: Pages fetched at once; default: the connection's. Also the default of
+    :param max_concurrency: The most pages fetched at once (the adaptive limiter keeps fewer while the
+        service throttles or slows down); default: the connection's. Also the default of
         ``pool_slots``.
 
     **Shared API budget** (pools): the task's ``pool_slots`` defaults to ``max_concurrency``, or to
-    :data:`~airflow_voicetrack.protocol.DEFAULT_MAX_CONCURRENCY` (4) when that is not given, and at run
+    :data:`~airflow_voicetrack.constants.DEFAULT_POOL_SLOTS` (4) when that is not given, and at run
     time the task keeps at most ``min(connection's max_concurrency, pool_slots)`` requests in flight
     (and never more than ``max_concurrency``). So a pool of N slots, e.g. ``pool="routee_api"`` on every
     task that calls the API, caps the requests in flight across all workers and DAGs at N. A deferred
@@ -537,7 +541,9 @@ class VoiceTrackingOperator(BaseOperator):
                 columns=personal_data.columns(),
             )
         seconds = time.monotonic() - started
-        pages = (self.hook.last_search_stats or {}).get("pages", 0)
+        search_stats = self.hook.last_search_stats or {}
+        pages = search_stats.get("pages", 0)
+        limits = {key: search_stats[key] for key in LimitStats().as_dict() if key in search_stats}
         summary = {
             "path": None if result.path is None else object_uri(result.path),
             "conn_id": path.conn_id,
@@ -550,6 +556,7 @@ class VoiceTrackingOperator(BaseOperator):
             "seconds": round(seconds, 3),
             "non_terminal": guard.non_terminal,
             "waited_seconds": waited_seconds,
+            "limits": limits,
         }
         self.log.info(
             "Extracted %d messages in %d pages, %d bytes to %s in %.1f s (%.0f records/s); "
@@ -563,6 +570,17 @@ class VoiceTrackingOperator(BaseOperator):
             guard.non_terminal,
             waited_seconds,
         )
+        if limits:
+            self.log.info(
+                "Requests in flight %s..%s (mean %s), %.1f s paused for rate limits, %d responses 429, "
+                "%d retries",
+                limits["concurrency_min"],
+                limits["concurrency_max"],
+                limits["concurrency_mean"],
+                limits["paused_seconds"],
+                limits["responses_429"],
+                limits["retries"],
+            )
         if guard.non_terminal:
             self.log.warning(
                 "%d written messages are not in a terminal status: %s",
@@ -720,9 +738,10 @@ def default_pool_slots(max_concurrency: int | None) -> int:
     """
     Return the pool slots a task takes by default: one per request it may keep in flight.
 
-    :param max_concurrency: the operator's ``max_concurrency`` argument; None for the default (4).
+    :param max_concurrency: the operator's ``max_concurrency`` argument; None for the default (4,
+        not the connection's default ceiling: existing pools sized for 4 keep working).
     """
-    return DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency
+    return DEFAULT_POOL_SLOTS if max_concurrency is None else max_concurrency
 
 
 def _check_empty_interval(empty_interval: str, lookback: timedelta | None) -> tuple[str, timedelta | None]:

@@ -22,6 +22,7 @@ from airflow_voicetrack.drivers.sync import new_session, send
 from airflow_voicetrack.exceptions import VoiceTrackAPIError, VoiceTrackError
 from airflow_voicetrack.protocol import (
     Flow,
+    GetLimits,
     GetToken,
     Response,
     RetryPolicy,
@@ -111,6 +112,8 @@ class ProbeDriver:
                     reply = self.sleep(action.seconds)
                 elif isinstance(action, GetToken):
                     reply = self.token(action.rejected)
+                elif isinstance(action, GetLimits):
+                    reply = None  # no limiter: the budget bounds the probe, which sends one at a time
                 else:  # the probe's flows fetch one page at a time
                     raise TypeError(f"the probe's driver does not run {type(action).__name__}")
         except StopIteration as done:

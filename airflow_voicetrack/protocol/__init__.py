@@ -12,6 +12,8 @@ the two cannot drift apart, in one module per concern:
   token (401/403), retry or fail, as flows that a sync and an async driver run;
 - :mod:`~.auth`: the token request, the flow that gets a token, the token cache;
 - :mod:`~.idset`: the ids a window has seen (de-duplication);
+- :mod:`~.limits`: how fast a connection may send in this process (:class:`Limiter`: adaptive
+  concurrency, rate-limit pauses, a fixed rate) and the retry budget of a hook;
 - :mod:`~.paging`: the accounting of a search (:class:`SearchRun`: windows, page plan, limit,
   totals, progress, the check that the date range was applied).
 
@@ -41,6 +43,7 @@ from airflow_voicetrack.protocol.calls import (
     Call,
     Flow,
     Gather,
+    GetLimits,
     GetToken,
     RefreshToken,
     Retry,
@@ -57,6 +60,14 @@ from airflow_voicetrack.protocol.calls import (
 )
 from airflow_voicetrack.protocol.http import Request, Response
 from airflow_voicetrack.protocol.idset import IdSet
+from airflow_voicetrack.protocol.limits import (
+    Limiter,
+    Limits,
+    LimitStats,
+    Permit,
+    RetryBudget,
+    connection_key,
+)
 from airflow_voicetrack.protocol.paging import (
     DATE_FILTER_TOLERANCE,
     PROGRESS_EVERY_PAGES,
@@ -113,19 +124,25 @@ __all__ = [
     "Call",
     "Flow",
     "Gather",
+    "GetLimits",
     "GetToken",
     "IdSet",
+    "LimitStats",
+    "Limiter",
+    "Limits",
     "Page",
     "PageFetch",
     "PagePlan",
     "PageRequest",
     "PageSource",
+    "Permit",
     "RawMessage",
     "RefreshToken",
     "Request",
     "Response",
     "ResponseFormatError",
     "Retry",
+    "RetryBudget",
     "RetryPolicy",
     "SearchFilter",
     "SearchQuery",
@@ -149,6 +166,7 @@ __all__ = [
     "build_search_request",
     "build_token_request",
     "call_flow",
+    "connection_key",
     "count_flow",
     "error_from_response",
     "first_ids_flow",

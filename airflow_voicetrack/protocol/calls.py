@@ -17,6 +17,7 @@ import pendulum
 
 from airflow_voicetrack.constants import (
     MAX_TOKEN_REFRESHES,
+    MAX_TOKEN_RENEWALS,
 )
 from airflow_voicetrack.exceptions import (
     VoiceTrackAPIError,
@@ -28,6 +29,14 @@ from airflow_voicetrack.exceptions import (
 )
 from airflow_voicetrack.protocol.bodies import ResponseFormatError, Token
 from airflow_voicetrack.protocol.http import Request, Response
+from airflow_voicetrack.protocol.limits import (
+    Limiter,
+    Limits,
+    LimitStats,
+    Permit,
+    RetryBudget,
+    pause_seconds,
+)
 from airflow_voicetrack.protocol.settings import RetryPolicy, Settings
 
 _log = logging.getLogger(__name__)
@@ -47,6 +56,8 @@ T = TypeVar("T")
 
 #: HTTP statuses that are retried with backoff.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: How often a rejected request asks whether its token served the requests still carrying it, in s.
+TOKEN_VERDICT_POLL = 0.005
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -88,9 +99,15 @@ class Retry:
 
 @dataclass(frozen=True)
 class RefreshToken:
-    """Get a new token (discarding the rejected one), then send the request again at once."""
+    """
+    Get a new token (discarding the rejected one), then send the request again at once.
+
+    ``expired``: the rejected token had served a 2xx, so it expired or was revoked (no credential
+    budget spent).
+    """
 
     status: int
+    expired: bool = False
 
 
 #: ``deadline``: no complete response within ``request_deadline`` (a trickling server, say).
@@ -110,6 +127,7 @@ class Call(Generic[T]):
     :param policy: retry limits.
     :param started: monotonic time of the first attempt.
     :param secrets: values to scrub from any text taken from a response or an exception.
+    :param budget: the hook's retry budget, asked before every retry; ``None``: no budget.
     """
 
     def __init__(
@@ -121,6 +139,7 @@ class Call(Generic[T]):
         started: float,
         secrets: Iterable[str] = (),
         rng: random.Random | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         self.request = request
         self.parse = parse
@@ -128,21 +147,40 @@ class Call(Generic[T]):
         self.started = started
         self.secrets = {s for s in secrets if s}
         self.retries = 0
-        #: new tokens asked for after a 401/403 (at most :data:`MAX_TOKEN_REFRESHES`)
+        #: new tokens asked for after a 401/403 of a token that had served no 2xx (at most
+        #: :data:`MAX_TOKEN_REFRESHES`): the credentials or permissions may be wrong
         self.refreshes = 0
+        #: new tokens asked for after a 401/403 of a token that had served a 2xx (expired or
+        #: revoked; at most :data:`MAX_TOKEN_RENEWALS`, a guard against a server that never settles)
+        self.renewals = 0
+        self.budget = budget
+        #: why the retry budget refused the last retry, ``None`` when it did not
+        self._budget_refusal: str | None = None
         self._rng = rng
         self._last_failure = ""
         #: the ``Retry-After`` wait (seconds, uncapped) of the last failure, ``None`` when it had none
         self._last_retry_after: float | None = None
 
     def on_response(
-        self, response: Response, *, now: float, wall_now: datetime | None = None
+        self,
+        response: Response,
+        *,
+        now: float,
+        wall_now: datetime | None = None,
+        token_served: bool = False,
     ) -> Success[T] | Retry | RefreshToken:
         """
         Decide what follows a response: success, a new token, a retry, or an error (raised).
 
+        A 401 or 403 gets a new token. When the rejected token had already served a 2xx, it expired
+        or was revoked: that costs no credential budget (up to :data:`MAX_TOKEN_RENEWALS`). A
+        token rejected before serving any 2xx counts: after :data:`MAX_TOKEN_REFRESHES` of them the
+        call fails, saying whether the credentials or the permissions are wrong.
+
         :param now: monotonic time now.
         :param wall_now: aware wall-clock time now (for ``Retry-After`` dates); defaults to the clock.
+        :param token_served: whether the token the request carried had served a 2xx (to any request)
+            when this response came.
         """
         status = response.status
         if 200 <= status < 300:
@@ -151,9 +189,13 @@ class Call(Generic[T]):
             except ResponseFormatError as exc:
                 failure = f"HTTP {status} with {self.redact(str(exc))}"
                 return self._retry_or_raise(failure, None, now, VoiceTrackResponseError)
-        if status in (401, 403) and self.request.needs_token and self.refreshes < MAX_TOKEN_REFRESHES:
-            self.refreshes += 1
-            return RefreshToken(status)
+        if status in (401, 403) and self.request.needs_token:
+            if token_served and self.renewals < MAX_TOKEN_RENEWALS:
+                self.renewals += 1
+                return RefreshToken(status, expired=True)
+            if not token_served and self.refreshes < MAX_TOKEN_REFRESHES:
+                self.refreshes += 1
+                return RefreshToken(status)
         if status in RETRYABLE_STATUSES:
             retry_after = parse_retry_after(
                 response.headers.get("Retry-After"), wall_now or pendulum.now("UTC")
@@ -212,11 +254,20 @@ class Call(Generic[T]):
         wait = min(wait, self.policy.max_retry_wait)
         if self.retries >= self.policy.max_retries or now - self.started + wait > self.policy.max_retry_time:
             return None
+        if self.budget is not None and not self.budget.spend(self.retries + 1, now):
+            self._budget_refusal = self.budget.describe(now)
+            return None
         self.retries += 1
         return Retry(wait, failure)
 
     def _give_up_text(self, now: float) -> str:
         asked = "" if self._last_retry_after is None else f" (Retry-After: {self._last_retry_after:g} s)"
+        if self._budget_refusal is not None:
+            return (
+                f"giving up after {self.retries} retries in {now - self.started:.1f} s: the hook's retry "
+                f"budget is spent ({self._budget_refusal}), so the service is failing for many requests; "
+                f"last failure: {self._last_failure}{asked}"
+            )
         return (
             f"giving up after {self.retries} retries in {now - self.started:.1f} s "
             f"(max_retries={self.policy.max_retries}, max_retry_time={self.policy.max_retry_time:g} s); "
@@ -290,6 +341,11 @@ class GetToken:
 
 
 @dataclass(frozen=True)
+class GetLimits:
+    """Reply with the :class:`~airflow_voicetrack.protocol.limits.Limits` of the connection and hook."""
+
+
+@dataclass(frozen=True)
 class Gather:
     """Run ``flows`` concurrently, at most ``limit`` at once; reply with their results, in order."""
 
@@ -305,7 +361,7 @@ class TransportFailure:
     detail: str
 
 
-Action = Send | Sleep | GetToken | Gather
+Action = Send | Sleep | GetToken | GetLimits | Gather
 #: A protocol exchange: yields actions for a driver, receives their outcome, returns its value.
 Flow = Generator[Action, Any, T]
 
@@ -318,12 +374,16 @@ def call_flow(
     secrets: Iterable[str] = (),
     log: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stats: LimitStats | None = None,
 ) -> Flow[T]:
     """
     Send one logical request until it succeeds: retries, ``Retry-After``, token refreshes, errors.
 
     The shape of httpx's ``auth_flow``: a driver performs each yielded action (:class:`Send`,
-    :class:`Sleep`, :class:`GetToken`) and sends its outcome back; the decisions are :class:`Call`'s.
+    :class:`Sleep`, :class:`GetToken`, :class:`GetLimits`) and sends its outcome back; the decisions
+    are :class:`Call`'s. API calls (requests that carry a token) go through the connection's
+    :class:`~airflow_voicetrack.protocol.limits.Limiter` and the hook's retry budget; token
+    requests do not.
 
     :param request: what to send.
     :param parse: reads the 2xx body.
@@ -331,29 +391,114 @@ def call_flow(
     :param secrets: values to scrub from any error text (the token in use is added).
     :param log: where retries and token refreshes are logged.
     :param clock: monotonic time, for the retry limits.
+    :param stats: where the sends, pauses, 429s and retries of this call are counted.
     :return: the parsed body.
     :raises VoiceTrackError: the typed error of a failure that retrying does not fix.
     """
     log = log or _log
-    call = Call(request, parse, policy, started=clock(), secrets=secrets)
+    limits: Limits | None = (yield GetLimits()) if request.needs_token else None
+    budget = None if limits is None else limits.budget
+    call = Call(request, parse, policy, started=clock(), secrets=secrets, budget=budget)
     token: Token | None = (yield GetToken(None)) if request.needs_token else None
     while True:
         if token is not None:
             call.secrets.add(token.value)
-        reply = yield Send(request, token)
+        if limits is None:
+            reply, served = (yield Send(request, token)), False
+        else:
+            reply, served = yield from _limited_send(limits, request, token, policy, stats, clock)
         decision: Success[T] | Retry | RefreshToken
         if isinstance(reply, TransportFailure):
             decision = call.on_transport_error(reply.kind, reply.detail, now=clock())
         else:
-            decision = call.on_response(reply, now=clock())
+            decision = call.on_response(reply, now=clock(), token_served=served)
         if isinstance(decision, Success):
             return decision.value
         if isinstance(decision, RefreshToken):
-            log.info("%s: HTTP %s, getting a new token", request.label, decision.status)
+            if decision.expired:
+                log.info(
+                    "%s: HTTP %s, the token expired or was revoked; getting a new one",
+                    request.label,
+                    decision.status,
+                )
+            else:
+                log.info("%s: HTTP %s, getting a new token", request.label, decision.status)
             token = yield GetToken(token)
         else:
+            if stats is not None:
+                stats.count(retry=True)
             log.warning("%s: retrying in %.2f s after %s", request.label, decision.wait, decision.reason)
             yield Sleep(decision.wait)
+
+
+def _limited_send(
+    limits: Limits,
+    request: Request,
+    token: Token | None,
+    policy: RetryPolicy,
+    stats: LimitStats | None,
+    clock: Callable[[], float],
+) -> Generator[Action, Any, tuple[Response | TransportFailure, bool]]:
+    """
+    Send ``request`` when the limiter allows, and tell the limiter how it went.
+
+    :return: the reply, and for a 401/403 whether ``token`` has served a 2xx to any request.
+    """
+    limiter = limits.limiter
+    permit = yield from _admit(limiter, stats, clock)
+    limits.budget.sent(permit.sent_at)
+    if token is not None:
+        limiter.token_sent(token)
+    try:
+        reply = yield Send(request, token)
+    except BaseException:  # cancelled (GeneratorExit) or failed: the slot must come back
+        limiter.release(permit, clock(), status=None)
+        if token is not None:
+            limiter.token_answered(token, served=False)
+        raise
+    now = clock()
+    if isinstance(reply, TransportFailure):
+        limiter.release(permit, now, status=None)
+        if token is not None:
+            limiter.token_answered(token, served=False)
+        return reply, False
+    limiter.release(permit, now, status=reply.status, headers=reply.headers)
+    if token is not None:
+        limiter.token_answered(token, served=200 <= reply.status < 300)
+    if reply.status == 429:
+        retry_after = parse_retry_after(reply.headers.get("Retry-After"), pendulum.now("UTC"))
+        pause = pause_seconds(reply.headers, retry_after)
+        if pause:
+            limiter.pause(now, min(pause, policy.max_retry_wait))
+        if stats is not None:
+            stats.count(rate_limited=True)
+    if stats is not None and limiter.paused_until > now:
+        # Counted when it starts: the request that met it may sleep through it on its own.
+        stats.paused(now, limiter.paused_until)
+    served = False
+    if token is not None and reply.status in (401, 403):
+        # Did the token serve any request? Wait (without a slot) until the requests carrying it say.
+        while (verdict := limiter.token_verdict(token)) is None:
+            yield Sleep(TOKEN_VERDICT_POLL)
+        served = verdict
+    return reply, served
+
+
+def _admit(
+    limiter: Limiter, stats: LimitStats | None, clock: Callable[[], float]
+) -> Generator[Action, Any, Permit]:
+    """Wait (with :class:`Sleep`) until ``limiter`` lets one request go; return its permit."""
+    while True:
+        now = clock()
+        permit = limiter.acquire(now)
+        if isinstance(permit, Permit):
+            if stats is not None:
+                stats.sent(permit)
+            return permit
+        paused_until = limiter.paused_until
+        if stats is not None and paused_until > now:
+            stats.paused(now, paused_until)
+        yield Sleep(permit)
 
 
 def request_flow(
@@ -361,9 +506,10 @@ def request_flow(
     request: Request,
     parse: Callable[[bytes], T],
     log: Log | None = None,
+    stats: LimitStats | None = None,
 ) -> Flow[T]:
     """:return: :func:`call_flow` for ``request`` with the retry limits and secrets of ``settings``."""
-    return call_flow(request, parse, settings.retry_policy, secrets=settings.secrets, log=log)
+    return call_flow(request, parse, settings.retry_policy, secrets=settings.secrets, log=log, stats=stats)
 
 
 def allow_missing(flow: Flow[T]) -> Flow[T | None]:

@@ -16,6 +16,7 @@ from airflow_voicetrack.protocol.bodies import Page, parse_message, parse_page
 from airflow_voicetrack.protocol.calls import Flow, Gather, Log, allow_missing, request_flow
 from airflow_voicetrack.protocol.http import Request
 from airflow_voicetrack.protocol.idset import IdSet
+from airflow_voicetrack.protocol.limits import LimitStats
 from airflow_voicetrack.protocol.query import SearchQuery, build_message_request, format_datetime
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ class SearchStats:
     """
     Counters of one search, exposed as the hook's ``last_search_stats``.
 
-    ``total_elements`` is the sum of each window's latest ``totalElements``.
+    ``total_elements`` is the sum of each window's latest ``totalElements``; ``limits`` is what the
+    search saw of the connection's limiter (effective concurrency, pauses, 429s, retries).
     """
 
     windows: int = 0
@@ -51,6 +53,7 @@ class SearchStats:
     pages_planned: int = 0
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
+    limits: LimitStats = field(default_factory=LimitStats)
 
     def as_dict(self) -> dict[str, Any]:
         """:return: the counters (``records_per_second`` included) as a plain dict."""
@@ -64,6 +67,7 @@ class SearchStats:
             "pages_planned": self.pages_planned,
             "seconds": round(self.seconds, 3),
             "records_per_second": round(self.records / self.seconds, 1) if self.seconds else 0.0,
+            **self.limits.as_dict(),
         }
 
     def finish(self) -> None:
@@ -407,7 +411,7 @@ class SearchRun:
         """:return: the flow that fetches and parses the page ``fetch`` names."""
         request = self._windows[fetch.window].page_request(fetch.number, self.page_size)
         parse = partial(parse_page, page=fetch.number, size=self.page_size, raw=self.raw)
-        return request_flow(self.settings, request, parse, self.log)
+        return request_flow(self.settings, request, parse, self.log, self.stats.limits)
 
     def arrived(self, fetch: PageFetch, page: Page) -> None:
         """Take a fetched page; it is read when the pages before it have been."""

@@ -107,6 +107,8 @@ class Settings:
     max_retry_time: float = DEFAULT_MAX_RETRY_TIME
     window: timedelta = timedelta(hours=DEFAULT_WINDOW_HOURS)
     request_deadline: float = DEFAULT_REQUEST_DEADLINE
+    #: a fixed rate for the connection in this process (see :class:`~.limits.Limiter`), ``None``: none
+    max_requests_per_second: float | None = None
 
     @classmethod
     def from_connection(

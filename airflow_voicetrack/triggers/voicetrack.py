@@ -165,15 +165,25 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     async def _wait(self, hook: VoiceTrackAsyncHook) -> WaitEvent:
         tracker = IdsTracker(self.message_ids, self.criteria) if self.message_ids is not None else None
         errors = 0
+        last_error: Exception | None = None
         if self.first_check_after > 0 and not await self._sleep(self.first_check_after):
             return self._timeout_event(None, "timed out before the first check")
         while True:
+            # A rate limit pauses every request of the connection; a pause past the timeout would
+            # hold this poke past it.
+            if (
+                self.timeout_at is not None
+                and await hook.paused_for() >= self.timeout_at.timestamp() - time.time()
+            ):
+                detail = f"last attempt failed: {last_error}" if last_error else "paused for a rate limit"
+                return self._timeout_event(None, detail)
             try:
                 settings = await hook.get_settings()
                 flow = poke_flow(settings, self.criteria, target=self.target, tracker=tracker, log=self.log)
                 evaluation = await hook.run_flow(flow)
             except VoiceTrackTransientError as err:
                 errors += 1
+                last_error = err
                 if errors >= MAX_CONSECUTIVE_ERRORS:
                     return WaitEvent(
                         "error", f"{errors} transient errors in a row, last: {type(err).__name__}: {err}"

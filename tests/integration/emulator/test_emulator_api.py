@@ -493,6 +493,7 @@ def test_stats_count_requests_per_route_and_reset(api: Any, emu: EmulatorProcess
         "tokens_issued": 0,
         "search_in_flight_max": 0,
         "faults_fired": {},
+        "search_statuses": {},
     }
     assert emu.search_spans() == []
 

@@ -27,6 +27,9 @@ def test_no_faults_by_default(api: Any, emu: EmulatorProcess) -> None:
         "rate_limit_rate": 0.0,
         "retry_after_mode": "seconds",
         "retry_after": 1,
+        "rate_limit": 0.0,
+        "rate_limit_headers": 0,
+        "revoke_every": 0,
         "error_burst": 0,
         "error_every": 0,
         "error_status": 0,
@@ -86,6 +89,49 @@ def test_rate_limit_answers_429_with_retry_after_in_each_mode(
         assert sent + 3 <= at <= received + 4
     else:
         assert value is None
+
+
+def test_rate_limit_accepts_a_second_of_calls_then_answers_429_until_the_bucket_refills(
+    api: Any, emu: EmulatorProcess
+) -> None:
+    emu.set_faults(rate_limit=4)
+    emu.reset_stats()
+    codes = statuses(api, 6)
+    assert codes[:4] == [200] * 4 and codes[-1] == 429  # a 5th may slip in as the bucket refills
+    refused = api.search(size=5)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert "RateLimit-Remaining" not in refused.headers
+    time.sleep(0.3)  # a token every 0.25 s
+    assert statuses(api, 1) == [200]
+    assert emu.stats()["search_statuses"]["429"] == codes.count(429) + 1
+
+
+def test_rate_limit_headers_say_the_limit_what_remains_and_when_it_is_full_again(
+    api: Any, emu: EmulatorProcess
+) -> None:
+    emu.set_faults(rate_limit=3, rate_limit_headers=1)
+    first = api.search(size=5)
+    assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"]) == ("3", "2")
+    assert first.headers["RateLimit-Reset"] == "1"
+    remaining = [api.search(size=5).headers["RateLimit-Remaining"] for _ in range(2)]
+    assert remaining == ["1", "0"]
+    refused = api.search(size=5)
+    assert refused.status_code == 429 and refused.headers["RateLimit-Remaining"] == "0"
+
+
+def test_revoke_every_k_revokes_every_token_issued_so_far(api: Any, emu: EmulatorProcess) -> None:
+    emu.set_faults(revoke_every=3)
+    assert statuses(api, 3) == [200, 200, 401]
+    api.token = api.new_token()
+    assert statuses(api, 4) == [200, 200, 401, 401]  # the 6th call revoked it for good
+
+
+def test_rate_limit_headers_flag_alone_turns_them_on() -> None:
+    from airflow_voicetrack.emulator.__main__ import build_parser
+
+    args = build_parser().parse_args(["--rate-limit", "20", "--rate-limit-headers", "--revoke-every", "5"])
+    assert (args.rate_limit, args.rate_limit_headers, args.revoke_every) == (20.0, 1, 5)
+    assert build_parser().parse_args([]).rate_limit_headers == 0
 
 
 def test_error_burst_fails_consecutive_calls_every_k(api: Any, emu: EmulatorProcess) -> None:

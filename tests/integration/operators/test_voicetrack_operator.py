@@ -184,7 +184,12 @@ def test_jsonl_equals_the_emulator_truth(emulator: EmulatorProcess, run_dag: Run
         "seconds": summary["seconds"],
         "non_terminal": 0,
         "waited_seconds": 0.0,
+        "limits": summary["limits"],
     }
+    # Nothing throttled: no pause, no 429, no retry; never more in flight than the pool slots.
+    limits = summary["limits"]
+    assert (limits["paused_seconds"], limits["responses_429"], limits["retries"]) == (0.0, 0, 0)
+    assert 1.0 <= limits["concurrency_min"] <= limits["concurrency_mean"] <= limits["concurrency_max"] <= 4
     # The extraction's own duration: a number inside the run's.
     assert isinstance(summary["seconds"], float) and 0 < summary["seconds"] < wall
 

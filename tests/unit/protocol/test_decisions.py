@@ -15,6 +15,7 @@ from airflow_voicetrack.exceptions import (
 )
 from airflow_voicetrack.protocol import (
     Call,
+    GetLimits,
     GetToken,
     RefreshToken,
     Request,
@@ -67,7 +68,8 @@ def test_auth_failure_after_three_refreshes_raises_saying_what_is_at_fault(statu
 def test_a_refresh_after_an_auth_failure_sends_the_new_token_never_the_rejected_one(status):
     rejected, renewed = Token("rejected-token", renew_at=1e9), Token("renewed-token", renew_at=1e9)
     flow = call_flow(REQUEST, parse_message, POLICY, clock=lambda: 0.0)
-    assert next(flow) == GetToken(None)
+    assert next(flow) == GetLimits()
+    assert flow.send(None) == GetToken(None)  # no limiter: every request is sent at once
     assert flow.send(rejected) == Send(REQUEST, rejected)
     # The refused token goes back with the request for a new one, so the driver can tell it apart.
     assert flow.send(Response(status, {}, b"{}")) == GetToken(rejected)

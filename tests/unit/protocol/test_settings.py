@@ -24,7 +24,7 @@ def test_defaults_follow_the_connection_contract():
     assert settings.base_url == "https://connect.routee.net"
     assert settings.token_url == "https://auth.routee.net/oauth/token"
     assert (settings.connect_timeout, settings.read_timeout, settings.verify_ssl) == (10, 60, True)
-    assert (settings.page_size, settings.max_concurrency, settings.max_retries) == (2000, 4, 8)
+    assert (settings.page_size, settings.max_concurrency, settings.max_retries) == (2000, 8, 8)
     assert (settings.max_retry_wait, settings.window) == (60, timedelta(hours=24))
 
 
@@ -199,3 +199,11 @@ def test_unknown_extras_name_the_likely_typo():
     assert problems[0].startswith("connection 'vt' has an unknown extra 'colour', which is ignored; known")
     assert problems[1].endswith("unknown extra 'read_timout', which is ignored; did you mean 'read_timeout'?")
     assert unknown_extras({name: None for name in KNOWN_EXTRAS}, "vt") == []
+
+
+def test_max_requests_per_second_is_optional_and_must_be_positive():
+    assert build().max_requests_per_second is None
+    assert build(extra={"max_requests_per_second": "6.5"}).max_requests_per_second == 6.5
+    for bad in (0, -1, "fast"):
+        with pytest.raises(ValueError, match="max_requests_per_second must be a number > 0"):
+            build(extra={"max_requests_per_second": bad})
