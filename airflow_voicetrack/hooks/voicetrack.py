@@ -216,7 +216,8 @@ class VoiceTrackHook(_VoiceTrackHookBase):
 
     :param voicetrack_conn_id: the Airflow connection (type ``voicetrack``).
     :param page_size: messages per page, 1 to 2000; overrides the ``page_size`` extra (default 2000).
-    :param max_concurrency: pages (or messages) fetched at once; overrides ``max_concurrency`` (4).
+    :param max_concurrency: the most pages (or messages) in flight (the limiter adapts below it);
+        overrides ``max_concurrency`` (8).
     :param window: a long search range is split into windows this long; overrides ``window_hours`` (24 h).
     :param strict: raise :class:`VoiceTrackConsistencyError` instead of logging a warning when a
         window's message count differs from the API's ``totalElements``.
