@@ -17,8 +17,8 @@ the two cannot drift apart, in one module per concern:
 - :mod:`~.paging`: the accounting of a search (:class:`SearchRun`: windows, page plan, limit,
   totals, progress, the check that the date range was applied).
 
-Modules import one way, down this list's dependencies: ``settings`` imports only
-:mod:`airflow_voicetrack.constants`.
+Modules import one way, down this list's dependencies: ``settings`` imports only the leaves
+:mod:`airflow_voicetrack.constants` and :mod:`airflow_voicetrack.extras`.
 
 Every name stays importable from ``airflow_voicetrack.protocol``, as before the split.
 """
