@@ -103,7 +103,7 @@ def migrate_once(env: dict[str, str], home: Path = AIRFLOW_HOME, log_file: Path 
 
 def output_file() -> Path:
     """Where the DAG writes the interval (the operator names the object after the interval)."""
-    from airflow_voicetrack.operators.voicetrack import default_file_name
+    from airflow_voicetrack.output import default_file_name
 
     return OUTPUT_BASE / "voicetrack" / "daily" / default_file_name(INTERVAL_START, INTERVAL_END, "jsonl")
 

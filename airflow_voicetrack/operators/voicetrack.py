@@ -5,45 +5,54 @@ from __future__ import annotations
 import gc
 import json
 import time
-import warnings
-from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath, Variable, conf
+from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath, Variable, conf
 from airflow.sdk.definitions.timetables.simple import NullTimetable, OnceTimetable
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.log import mask_secret
 
 from airflow_voicetrack.constants import DEFAULT_POOL_SLOTS
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+from airflow_voicetrack.lineage import operator_lineage
+from airflow_voicetrack.output import (
+    default_file_name,
+    fixed_path_message,
+    names_one_object,
+    output_asset,
+    resolve_format,
+    split_interval,
+    warn_other_spelling,
+)
 from airflow_voicetrack.personal_data import PersonalDataFilter, validate_key, validate_paths
 from airflow_voicetrack.protocol import (
     LimitStats,
+    SearchQuery,
     format_datetime,
     normalize_filters,
     parse_datetime,
-    parse_range,
     resolve_campaign_tracking_id,
-    split_windows,
     validate_page_size,
     validate_sort,
 )
-from airflow_voicetrack.sensors.voicetrack import evaluate_search
-from airflow_voicetrack.status import (
-    SearchTarget,
+from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
+from airflow_voicetrack.waiting import (
+    IntervalWait,
     StatusCriteria,
-    message_id_of,
-    status_of,
+    StatusGuard,
+    WaitEvent,
+    search_query,
     unsettled_message,
 )
-from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
-from airflow_voicetrack.writers import FORMATS, WriteResult, column_types, object_uri, write_messages
+from airflow_voicetrack.writers import WriteResult, object_uri, write_messages
+
+# split_interval is documented here, next to the operator whose expand_kwargs it feeds.
+__all__ = ["VoiceTrackingOperator", "default_pool_slots", "split_interval"]
 
 if TYPE_CHECKING:
     import pendulum
@@ -57,12 +66,8 @@ DEFAULT_DATE_END = "{{ data_interval_end | default(None) }}"
 EMPTY_INTERVAL_POLICIES: tuple[str, ...] = ("fail", "skip", "lookback")
 #: Accepted values of ``on_unsettled``.
 ON_UNSETTLED: tuple[str, ...] = ("fail", "write")
-#: Example ids of unfinished messages named in the error when ``on_unsettled="fail"``.
-UNSETTLED_EXAMPLES = 5
 #: Output formats written from the raw bytes of each message (see ``VoiceTrackHook.search_messages``).
 RAW_FORMATS: frozenset[str] = frozenset({"jsonl", "jsonl.gz"})
-#: Name of the API dataset in OpenLineage (its namespace is the API base URL).
-LINEAGE_INPUT_NAME = "voice/tracking"
 
 EMPTY_INTERVAL_HELP = (
     "Airflow 3 runs of CronTriggerTimetable (the default for cron strings and presets such as "
@@ -75,27 +80,16 @@ EMPTY_INTERVAL_HELP = (
 )
 
 
-def fixed_path_message(output_path: str | ObjectStoragePath, why: str) -> str:
-    """The error for an ``output_path`` that names the same object in every run; it names the fixes."""
-    return (
-        f"output_path {str(output_path)!r} names one object with no interval in it, and {why}, so each "
-        "run would silently replace the object another interval wrote. End output_path with '/' (one "
-        "object per interval, named voicetrack_<start>_<end>.<format>), or put the interval in it, "
-        "e.g. 's3://bucket/voicetrack/{{ data_interval_start | ds }}.jsonl'; or pass "
-        "overwrite_each_run=True if one object that every run replaces is really what you want."
-    )
-
-
 @contextmanager
 def gc_frozen() -> Iterator[None]:
     """
     Freeze the garbage collector's view of everything alive now, for the extraction.
 
-    Move everything alive now (Airflow's own modules, about 130 MB of objects) out of the garbage
-    collector's sight while the extraction allocates millions of short-lived dicts: each full
-    collection would otherwise walk all of it. Airflow does the same in its forked processes. This
-    cut the extraction's CPU time by about a quarter in ``benchmarks/``. No collection first: in a
-    task process (650,000 objects) one took 0.4 s, and what garbage is frozen is collected after.
+    Move everything alive now (Airflow's own modules) out of the garbage collector's sight while
+    the extraction allocates millions of short-lived dicts: each full collection would otherwise
+    walk all of it. Airflow does the same in its forked processes (figures in
+    ``benchmarks/RESULTS.md``). No collection first: in a task process it is slow, and what garbage
+    is frozen is collected after.
     """
     gc.freeze()
     try:
@@ -328,7 +322,7 @@ class VoiceTrackingOperator(BaseOperator):
         self.deferrable = deferrable
         self.output_asset = None if output_path is None else output_asset(output_path)
         if self.output_asset is not None:
-            _warn_other_spelling(self.outlets, self.output_asset)
+            warn_other_spelling(self.outlets, self.output_asset)
             if self.output_asset not in self.outlets:
                 self.outlets.append(self.output_asset)
         #: what ``execute`` wrote, for the OpenLineage COMPLETE event
@@ -354,7 +348,7 @@ class VoiceTrackingOperator(BaseOperator):
         if asset is not None:
             # A mapped task's outlets are read from partial(), before any __init__ runs.
             outlets = list(kwargs.get("outlets") or [])
-            _warn_other_spelling(outlets, asset)
+            warn_other_spelling(outlets, asset)
             kwargs["outlets"] = outlets if asset in outlets else [*outlets, asset]
         if "pool_slots" not in kwargs and "pool_slots" not in (kwargs.get("default_args") or {}):
             kwargs["pool_slots"] = default_pool_slots(
@@ -409,57 +403,34 @@ class VoiceTrackingOperator(BaseOperator):
         :param checks: checks made before deferring (for the log's numbering).
         :raises AirflowException: the trigger hit an error that waiting does not fix.
         """
-        if event.get("status") not in ("success", "timeout"):
-            raise AirflowException(f"Waiting for the interval's calls failed: {event.get('message', event)}")
+        outcome = WaitEvent.decode(event)
+        if outcome.status not in ("success", "timeout") or outcome.timeout_at is None:
+            raise AirflowException(f"Waiting for the interval's calls failed: {outcome.message or event}")
         # The wait's start, from the deadline the trigger echoes back (see _defer_wait).
-        started = datetime.fromisoformat(event["timeout_at"]).timestamp() - self.settle_timeout
+        started = datetime.fromisoformat(outcome.timeout_at).timestamp() - self.settle_timeout
         self._rendered_interval = self._interval(context)
-        status = event.get("status")
-        if status == "success":
+        if outcome.status == "success":
             return self._settle(context, started=started, pending=0, checks=checks, waited=True)
-        summary = event.get("summary") or {}
-        return self._unsettled(context, started, summary.get("pending"))
+        return self._unsettled(context, started, (outcome.summary or {}).get("pending"))
 
     def _settle(
         self, context: Context, *, started: float, pending: int, checks: int, waited: bool
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """
-        Wait until no message of the interval is pending, then extract.
-
-        When what was read holds a message that is not terminal, wait and extract again, all within
-        ``settle_timeout``.
-        """
-        deadline = started + self.settle_timeout
-        while True:
-            while pending:
-                remaining = deadline - time.time()
-                if remaining <= 0:
-                    return self._unsettled(context, started, pending)
-                if self.deferrable:
-                    self._defer_wait(checks, deadline)
-                time.sleep(min(self.poke_interval, remaining))
-                checks += 1
-                pending = self._check(checks, deadline)
-            try:
-                return self._extract(context, strict=True, waited=started if waited else None)
-            except NotTerminalError as err:
-                self.log.warning("%s Nothing was written; waiting, then extracting again.", err)
-            waited = True
-            checks += 1
-            # At least one poke_interval before the next read, even when the count already says 0:
-            # a count that disagrees with the read must not turn into a loop of extractions.
-            pending = max(self._check(checks, deadline), 1)
+        """Wait until no message of the interval is pending, then extract (see :class:`IntervalWait`)."""
+        return self._wait.settle(
+            started=started,
+            pending=pending,
+            checks=checks,
+            waited=waited,
+            check=self._check,
+            extract=lambda strict, since: self._extract(context, strict=strict, waited=since),
+            defer=self._defer_wait if self.deferrable else None,
+            unsettled=lambda pending: self._unsettled(context, started, pending),
+        )
 
     def _check(self, number: int, deadline: float | None = None) -> int:
         """Count the interval's messages that are not terminal (one request); log one line."""
-        pending = evaluate_search(self.hook, self._target, self.criteria).summary["pending"]
-        left = (
-            "" if deadline is None else f", {max(0.0, deadline - time.time()):.0f} s left of settle_timeout"
-        )
-        self.log.info(
-            "Check %d: %d messages of the interval are not in a terminal status%s", number, pending, left
-        )
-        return int(pending)
+        return self._wait.check(number, deadline)
 
     def _defer_wait(self, checks: int, deadline: float) -> None:
         """Hand the wait to the triggerer; the task resumes in :meth:`execute_complete`."""
@@ -489,18 +460,7 @@ class VoiceTrackingOperator(BaseOperator):
                 timedelta(seconds=self.settle_timeout),
             )
             return self._extract(context, strict=False, waited=started)
-        # The breakdown costs a request per status and one for the examples: spent once, here.
-        target = self._target
-        by_status = {
-            status: self.hook.count_messages(**target.count_kwargs(target.status_filters(status)))
-            for status in self.criteria.pending_statuses
-        }
-        examples = self.hook.search_messages(
-            **target.count_kwargs(target.pending_filters(self.criteria.terminal_statuses)),
-            page_size=UNSETTLED_EXAMPLES,
-            limit=UNSETTLED_EXAMPLES,
-        )
-        example_ids = [message["messageId"] for message in examples]
+        by_status, example_ids = self._wait.unsettled()
         if not any(by_status.values()):
             # Finished between the last check and now: nothing is left to wait for.
             return self._extract(context, strict=True, waited=started)
@@ -509,11 +469,22 @@ class VoiceTrackingOperator(BaseOperator):
         )
 
     @cached_property
-    def _target(self) -> SearchTarget:
+    def _wait(self) -> IntervalWait:
+        return IntervalWait(
+            self.hook,
+            self._target,
+            self.criteria,
+            poke_interval=self.poke_interval,
+            settle_timeout=self.settle_timeout,
+            log=self.log,
+        )
+
+    @cached_property
+    def _target(self) -> SearchQuery:
         """The interval's search, as the status checks send it."""
         assert self._rendered_interval is not None
         start, end = self._rendered_interval
-        return SearchTarget.build(
+        return search_query(
             date_start=start,
             date_end=end,
             filters=_filters(self.filters),
@@ -745,7 +716,7 @@ class VoiceTrackingOperator(BaseOperator):
                 path = self._final_path(*self._interval(context))
             except Exception as err:  # lineage must never fail the task; execute reports the error
                 self.log.debug("No OpenLineage output at start: %s", err)
-        return self._operator_lineage(path, None)
+        return self._lineage(path, None)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
@@ -755,47 +726,11 @@ class VoiceTrackingOperator(BaseOperator):
         Parquet) and output statistics (records and bytes).
         """
         written = self._written
-        return self._operator_lineage(None if written is None else written.path, written)
+        return self._lineage(None if written is None else written.path, written)
 
-    def _operator_lineage(self, path: ObjectStoragePath | None, written: WriteResult | None) -> Any:
-        """
-        Build the ``OperatorLineage`` of START (``written`` None) or COMPLETE.
-
-        Needs the ``apache-airflow-providers-openlineage`` provider, imported only here.
-        """
-        from airflow.providers.common.compat.openlineage.facet import (
-            Dataset,
-            OutputDataset,
-            OutputStatisticsOutputDatasetFacet,
-            SchemaDatasetFacet,
-            SchemaDatasetFacetFields,
-        )
-        from airflow.providers.openlineage.extractors import OperatorLineage
-
-        outputs = []
-        if path is not None:
-            facets: dict[str, Any] = {}
-            # The columns left by exclude_fields; no hash key is needed to know them.
-            columns = column_types(self.output_format, PersonalDataFilter(self.exclude_fields).columns())
-            if columns is not None:
-                fields = [SchemaDatasetFacetFields(name=name, type=kind) for name, kind in columns]
-                facets["schema"] = SchemaDatasetFacet(fields=fields)
-            statistics: dict[str, Any] = {}
-            if written is not None:
-                statistics["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
-                    rowCount=written.records, size=written.bytes
-                )
-            outputs.append(
-                OutputDataset(
-                    namespace=path.namespace,
-                    name=_lineage_name(path),
-                    facets=facets,
-                    outputFacets=statistics,
-                )
-            )
-        return OperatorLineage(
-            inputs=[Dataset(namespace=self.hook.settings.base_url, name=LINEAGE_INPUT_NAME)],
-            outputs=outputs,
+    def _lineage(self, path: ObjectStoragePath | None, written: WriteResult | None) -> Any:
+        return operator_lineage(
+            self.hook.settings.base_url, self.output_format, self.exclude_fields, path, written
         )
 
 
@@ -807,157 +742,6 @@ def default_pool_slots(max_concurrency: int | None) -> int:
         not the connection's default ceiling: existing pools sized for 4 keep working).
     """
     return DEFAULT_POOL_SLOTS if max_concurrency is None else max_concurrency
-
-
-class NotTerminalError(Exception):
-    """A message read for a strict extraction is not terminal (see :class:`StatusGuard`)."""
-
-
-class StatusGuard:
-    """
-    Check the status of every message on its way to the writer.
-
-    :param terminal_statuses: statuses that count as terminal.
-    :param strict: raise :class:`NotTerminalError` on the first message that is not terminal (so an
-        atomic write leaves nothing behind); otherwise count them in :attr:`non_terminal`.
-    """
-
-    def __init__(self, terminal_statuses: Collection[str], *, strict: bool) -> None:
-        self.terminal_statuses = terminal_statuses
-        self.strict = strict
-        self.by_status: Counter[str | None] = Counter()
-
-    @property
-    def non_terminal(self) -> int:
-        """Messages seen so far whose status is not terminal."""
-        return sum(self.by_status.values())
-
-    def check(self, messages: Iterable[Any]) -> Iterator[Any]:
-        """Yield ``messages`` unchanged, checking each one's status."""
-        terminal = self.terminal_statuses
-        for message in messages:
-            status = status_of(message)
-            if status not in terminal:
-                if self.strict:
-                    raise NotTerminalError(
-                        f"Message {message_id_of(message)} read for the extraction is {status}, not terminal."
-                    )
-                self.by_status[status] += 1
-            yield message
-
-
-def resolve_format(output_format: str, compression: str | None) -> str:
-    """
-    Return the format name for the operator's ``output_format`` and ``compression`` arguments.
-
-    It is one of :data:`~airflow_voicetrack.writers.FORMATS`.
-
-    :raises ValueError: naming the argument and the accepted values.
-    """
-    if compression not in (None, "gzip"):
-        raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
-    name = (
-        f"{output_format}.gz"
-        if compression == "gzip" and not output_format.endswith(".gz")
-        else output_format
-    )
-    if name not in FORMATS:
-        hint = " (Parquet compresses internally; drop compression)" if output_format == "parquet" else ""
-        raise ValueError(
-            f"output_format={output_format!r} with compression={compression!r} is not supported{hint}; "
-            f"use output_format one of {', '.join(FORMATS)}"
-        )
-    return name
-
-
-def default_file_name(start: datetime, end: datetime, output_format: str) -> str:
-    """
-    Return the file name used when ``output_path`` is a directory.
-
-    E.g. ``voicetrack_20261101T000000Z_20261102T000000Z.jsonl``.
-    """
-    return f"voicetrack_{_compact(start)}_{_compact(end)}.{output_format}"
-
-
-def output_asset(output_path: str | ObjectStoragePath) -> Asset | None:
-    """
-    Return the Asset declared for ``output_path``.
-
-    Its static part (see :class:`VoiceTrackingOperator`), without a connection id; None when it
-    has no static part beyond the scheme.
-    """
-    text = output_path if isinstance(output_path, str) else f"{output_path.protocol}://{output_path.path}"
-    template_at = min((i for i in (text.find("{{"), text.find("{%")) if i >= 0), default=-1)
-    if template_at >= 0:
-        text = text[: text.rfind("/", 0, template_at) + 1]
-    parts = urlsplit(text)
-    host = parts.netloc.rpartition("@")[2]
-    if not parts.scheme or not (host or parts.path.strip("/")):
-        return None
-    # Without the trailing "/": Airflow strips it from the URI but keeps it in the name, and matches
-    # a downstream DAG's asset by both, so Asset("s3://b/voice/") and Asset("s3://b/voice") differ.
-    # The slash-free spelling is the one Airflow's UI shows as the URI, and what people write.
-    return Asset(urlunsplit(parts._replace(netloc=host, path=parts.path.rstrip("/"))))
-
-
-def names_one_object(output_path: str | ObjectStoragePath) -> bool:
-    """
-    Whether ``output_path`` names the same object in every run.
-
-    True for an ``ObjectStoragePath`` and for a URI string with no template that does not end with
-    ``/``; False for a directory (one object per interval) or a templated path.
-    """
-    if isinstance(output_path, ObjectStoragePath):
-        text = f"{output_path.protocol}://{output_path.path}"
-    else:
-        text = output_path
-    return not text.endswith("/") and "{{" not in text and "{%" not in text
-
-
-def _warn_other_spelling(outlets: Iterable[Any], asset: Asset) -> None:
-    """Warn, at parse time, about an outlet that spells the output's asset with a trailing ``/``."""
-    for outlet in outlets:
-        if isinstance(outlet, Asset) and outlet.uri == asset.uri and outlet.name != asset.name:
-            warnings.warn(
-                f"outlets has {outlet.name!r}, but this operator's output asset is {asset.name!r}: "
-                f"Airflow treats the two as different assets. Use Asset({asset.name!r}) here and in the "
-                "schedule of downstream DAGs (no trailing '/'), or leave outlets out: the operator "
-                "declares it.",
-                UserWarning,
-                stacklevel=3,
-            )
-
-
-def split_interval(
-    date_start: datetime | str, date_end: datetime | str, every: timedelta
-) -> list[dict[str, str]]:
-    """
-    Split ``[date_start, date_end)`` into keyword arguments for dynamic task mapping.
-
-    Consecutive windows of length ``every`` (the last shorter), so a long backfill spreads across
-    workers::
-
-        VoiceTrackingOperator.partial(task_id="extract", output_path="s3://bucket/voicetrack/").expand_kwargs(
-            split_interval("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", timedelta(days=1))
-        )
-
-    With a directory ``output_path`` (ending with ``/``) every window writes its own object. A mapped
-    task's outlets come from ``partial()``, which declares ``Asset("s3://bucket/voicetrack")`` from
-    ``output_path`` there, so downstream DAGs scheduled on it get every window's asset event.
-
-    :param date_start: Start, inclusive: an aware datetime or ISO-8601 string.
-    :param date_end: End, exclusive.
-    :param every: Window length, at least one second.
-    :return: ``[{"date_start": "2026-01-01T00:00:00Z", "date_end": "2026-01-02T00:00:00Z"}, ...]``
-    """
-    if not isinstance(every, timedelta) or every < timedelta(seconds=1):
-        raise ValueError(f"every must be a timedelta of at least one second, got {every!r}")
-    start, end = parse_range(date_start, date_end)
-    assert start is not None and end is not None
-    return [
-        {"date_start": format_datetime(lower), "date_end": format_datetime(upper)}
-        for lower, upper in split_windows(start, end, every)
-    ]
 
 
 def _check_empty_interval(empty_interval: str, lookback: timedelta | None) -> tuple[str, timedelta | None]:
@@ -1024,12 +808,3 @@ def _xcom_cap_message(count: int, cap: int) -> str:
         "Set output_path (e.g. 's3://bucket/voicetrack/') to write them to object storage, "
         "or narrow the search."
     )
-
-
-def _compact(moment: datetime) -> str:
-    return format_datetime(moment).replace("-", "").replace(":", "")
-
-
-def _lineage_name(path: ObjectStoragePath) -> str:
-    """The OpenLineage dataset name of an object: its key in a bucket, or its absolute path."""
-    return path.key if path.bucket else path.path

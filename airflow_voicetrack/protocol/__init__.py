@@ -4,15 +4,21 @@ The voice tracking protocol, free of I/O.
 Everything the sync hook (``requests``) and the async hook (``httpx``) must agree on lives here, so
 the two cannot drift apart, in one module per concern:
 
-- :mod:`~.settings`: validating the connection, its extras and the hook arguments;
-- :mod:`~.query`: filters, dates, windows, and the requests built from them;
+- :mod:`~.settings`: the leaf: the connection, its extras, the hook arguments, the retry policy;
+- :mod:`~.http`: a request and a response, whatever library sends them;
+- :mod:`~.query`: filters, dates, windows, and the API requests built from them;
 - :mod:`~.bodies`: reading tokens, page envelopes and messages;
-- :mod:`~.decisions`: after each response, succeed, refresh the token, retry or fail, as flows
-  (:func:`call_flow`) that a sync and an async driver run;
+- :mod:`~.calls`: the call flow (:func:`call_flow`): after each response, succeed, refresh the
+  token (401/403), retry or fail, as flows that a sync and an async driver run;
+- :mod:`~.auth`: the token request, the flow that gets a token, the token cache;
+- :mod:`~.idset`: the ids a window has seen (de-duplication);
 - :mod:`~.limits`: how fast a connection may send in this process (:class:`Limiter`: adaptive
   concurrency, rate-limit pauses, a fixed rate) and the retry budget of a hook;
 - :mod:`~.paging`: the accounting of a search (:class:`SearchRun`: windows, page plan, limit,
-  de-duplication, totals, progress, the check that the date range was applied).
+  totals, progress, the check that the date range was applied).
+
+Modules import one way, down this list's dependencies: ``settings`` imports only the leaves
+:mod:`airflow_voicetrack.constants` and :mod:`airflow_voicetrack.extras`.
 
 Every name stays importable from ``airflow_voicetrack.protocol``, as before the split.
 """
@@ -20,6 +26,7 @@ Every name stays importable from ``airflow_voicetrack.protocol``, as before the 
 from __future__ import annotations
 
 from airflow_voicetrack.constants import DEFAULT_MAX_CONCURRENCY
+from airflow_voicetrack.protocol.auth import TokenCache, build_token_request, token_flow
 from airflow_voicetrack.protocol.bodies import (
     TOKEN_RENEW_SHARE,
     Page,
@@ -30,8 +37,7 @@ from airflow_voicetrack.protocol.bodies import (
     parse_page,
     parse_token,
 )
-from airflow_voicetrack.protocol.decisions import (
-    BACKOFF_BASE,
+from airflow_voicetrack.protocol.calls import (
     RETRYABLE_STATUSES,
     Action,
     Call,
@@ -41,11 +47,9 @@ from airflow_voicetrack.protocol.decisions import (
     GetToken,
     RefreshToken,
     Retry,
-    RetryPolicy,
     Send,
     Sleep,
     Success,
-    TokenCache,
     TransportErrorKind,
     TransportFailure,
     allow_missing,
@@ -53,8 +57,9 @@ from airflow_voicetrack.protocol.decisions import (
     error_from_response,
     parse_retry_after,
     request_flow,
-    token_flow,
 )
+from airflow_voicetrack.protocol.http import Request, Response
+from airflow_voicetrack.protocol.idset import IdSet
 from airflow_voicetrack.protocol.limits import (
     Limiter,
     Limits,
@@ -67,7 +72,6 @@ from airflow_voicetrack.protocol.paging import (
     DATE_FILTER_TOLERANCE,
     PROGRESS_EVERY_PAGES,
     Budget,
-    IdSet,
     PageFetch,
     PagePlan,
     PageRequest,
@@ -81,16 +85,12 @@ from airflow_voicetrack.protocol.paging import (
     messages_flow,
 )
 from airflow_voicetrack.protocol.query import (
-    Request,
-    Response,
     SearchFilter,
     SearchQuery,
-    basic_credentials,
     build_campaign_request,
     build_conversation_request,
     build_message_request,
     build_search_request,
-    build_token_request,
     format_datetime,
     normalize_filters,
     parse_datetime,
@@ -103,8 +103,11 @@ from airflow_voicetrack.protocol.query import (
     validate_sort,
 )
 from airflow_voicetrack.protocol.settings import (
+    BACKOFF_BASE,
     KNOWN_EXTRAS,
+    RetryPolicy,
     Settings,
+    basic_credentials,
     unknown_extras,
 )
 

@@ -176,8 +176,8 @@ def _raw_content(body: bytes) -> tuple[list[RawMessage], list[str], list[Any], d
 
     Two decodes of the whole body, each in one call: the envelope with its messages as raw bytes,
     then only each message's ``messageId`` and status (whose ``date`` the search's date check
-    reads). One 2,000-message page took 8.9 ms with a decode per message and tracked objects,
-    2.6 ms so (``benchmarks/RESULTS.md``).
+    reads): a decode per message, with objects the garbage collector tracks, costs several times
+    more (figures in ``benchmarks/RESULTS.md``).
     """
     try:
         envelope = _raw_envelope_decoder.decode(body)
@@ -232,8 +232,7 @@ def _is_message(item: object) -> bool:
     return isinstance(item, dict) and isinstance(item.get("messageId"), str)
 
 
-#: msgspec decodes a 2,000-message page in less than half the time of ``json.loads`` (measured in
-#: ``benchmarks/RESULTS.md``); it is the client's hottest path.
+#: msgspec, not ``json.loads``: decoding pages is the client's hottest path (``benchmarks/RESULTS.md``).
 _json_decoder = msgspec.json.Decoder()
 
 

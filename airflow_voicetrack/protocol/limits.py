@@ -5,7 +5,7 @@ How fast one connection may send, in this process: adaptive concurrency, pauses,
 every event loop alike), so the flows ask it before each send and tell it how each send went.
 :class:`RetryBudget` belongs to one hook, so one failing trigger in a triggerer cannot spend the
 retries of the others. :class:`LimitStats` collects what one search saw. All free of I/O: the flows
-turn a refused send into a :class:`~airflow_voicetrack.protocol.decisions.Sleep`.
+turn a refused send into a :class:`~airflow_voicetrack.protocol.calls.Sleep`.
 
 See ``docs/rate-limits.md`` for the behaviour, its constants and the arithmetic across processes.
 """
@@ -91,7 +91,7 @@ class Limiter:
       the requests the limit may keep in flight, until its ``RateLimit-Reset``.
     - **A fixed rate.** ``max_requests_per_second`` spaces sends evenly, whatever the limit.
     - **Tokens.** Which access tokens have served a 2xx (see
-      :meth:`~airflow_voicetrack.protocol.decisions.Call.on_response`).
+      :meth:`~airflow_voicetrack.protocol.calls.Call.on_response`).
 
     :param max_concurrency: the ceiling of the limit.
     :param max_requests_per_second: a fixed rate, or ``None``.

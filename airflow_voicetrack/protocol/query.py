@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote
 
 import pendulum
 
@@ -26,9 +25,7 @@ from airflow_voicetrack.constants import (
     SEARCH_OPERATORS,
     SEARCH_PATH,
 )
-
-if TYPE_CHECKING:
-    from airflow_voicetrack.protocol.settings import Settings
+from airflow_voicetrack.protocol.http import Request
 
 
 @dataclass(frozen=True)
@@ -164,79 +161,6 @@ def split_windows(
         windows.append((cursor, upper))
         cursor = upper
     return windows
-
-
-# --------------------------------------------------------------------------------------------
-# Requests and responses
-
-
-@dataclass(frozen=True)
-class Request:
-    """One HTTP request, independent of the library that sends it."""
-
-    method: str
-    url: str
-    params: dict[str, str] = field(default_factory=dict)
-    json: Any = None
-    data: dict[str, str] | None = None
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
-    #: the token endpoint is called with Basic credentials, every other request with the token
-    needs_token: bool = True
-
-    @property
-    def label(self) -> str:
-        """``METHOD path`` for messages: never the query string, never a header."""
-        return f"{self.method} {urlsplit(self.url).path}"
-
-    def arguments(self, token: str | None = None) -> dict[str, Any]:
-        """
-        The keyword arguments of ``requests``' and ``httpx``'s ``request()`` that send this request.
-
-        :param token: the access token, sent as ``Authorization: Bearer``.
-        """
-        headers = dict(self.headers)
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        return {
-            "method": self.method,
-            "url": self.url,
-            "params": self.params or None,
-            "json": self.json,
-            "data": self.data,
-            "headers": headers,
-        }
-
-
-@dataclass(frozen=True)
-class Response:
-    """
-    What a transport received.
-
-    :param headers: a case-insensitive mapping (``requests`` and ``httpx`` both give one).
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-def basic_credentials(client_id: str, client_secret: str) -> str:
-    """:return: the value of the token request's ``Authorization`` header."""
-    return "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
-
-
-def build_token_request(settings: Settings) -> Request:
-    """:return: the OAuth2 client-credentials request for an access token."""
-    data = {"grant_type": "client_credentials"}
-    if settings.scope:
-        data["scope"] = settings.scope
-    return Request(
-        "POST",
-        settings.token_url,
-        data=data,
-        headers={"Authorization": basic_credentials(settings.client_id, settings.client_secret)},
-        needs_token=False,
-    )
 
 
 def build_search_request(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
-import math
+import random
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,27 +26,10 @@ from airflow_voicetrack.constants import (
     DEFAULT_WINDOW_HOURS,
     MAX_PAGE_SIZE,
 )
-from airflow_voicetrack.protocol.decisions import RetryPolicy
-from airflow_voicetrack.protocol.query import basic_credentials
+from airflow_voicetrack.extras import BY_NAME, KNOWN_EXTRAS
 
-#: The connection extras a hook reads (the provider info's connection form lists the same).
-KNOWN_EXTRAS: tuple[str, ...] = (
-    "auth_url",
-    "token_url",  # deprecated name of auth_url, still read
-    "scope",
-    "connect_timeout",
-    "read_timeout",
-    "verify_ssl",
-    "page_size",
-    "max_concurrency",
-    "max_retries",
-    "max_retry_wait",
-    "max_retry_time",
-    "window_hours",
-    "allow_insecure_http",
-    "request_deadline",
-    "max_requests_per_second",
-)
+#: Base of the exponential backoff, in seconds: waits grow 0.5, 1, 2, 4 ... (with jitter) up to the cap.
+BACKOFF_BASE = 0.5
 
 
 def unknown_extras(extra: Mapping[str, Any], conn_id: str) -> list[str]:
@@ -65,6 +49,38 @@ def unknown_extras(extra: Mapping[str, Any], conn_id: str) -> list[str]:
         hint = f"; did you mean {close[0]!r}?" if close else f"; known extras: {', '.join(KNOWN_EXTRAS)}"
         problems.append(f"connection {conn_id!r} has an unknown extra {name!r}, which is ignored{hint}")
     return problems
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    Limits on retrying one call.
+
+    :param max_retries: retries after the first attempt (0 = no retry).
+    :param max_retry_wait: cap on one wait, in seconds, ``Retry-After`` included.
+    :param max_retry_time: cap on the total time one call may spend, in seconds; a retry whose wait
+        would end after it is not made.
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+
+    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """
+        Return the wait before a retry.
+
+        :param retry_number: 1 for the first retry.
+        :return: exponential backoff with jitter: a random wait in the upper half of
+            ``BACKOFF_BASE * 2 ** (retry_number - 1)``, capped at ``max_retry_wait``.
+        """
+        ceiling = min(self.max_retry_wait, BACKOFF_BASE * 2 ** (retry_number - 1))
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """:return: the value of the token request's ``Authorization`` header."""
+    return "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -128,18 +144,18 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         window = values.get("window")
         if window is None:
-            hours = _number(values, "window_hours", DEFAULT_WINDOW_HOURS, positive=True)
+            hours = BY_NAME["window_hours"].read(values)
             window = timedelta(hours=hours)
         elif not isinstance(window, timedelta) or window < timedelta(seconds=1):
             raise ValueError(f"window must be a timedelta of at least one second, got {window!r}")
         auth_key = _auth_url_key(values, where)
-        scope = values.get("scope")
+        scope = BY_NAME["scope"].read(values)
         if scope is not None and not isinstance(scope, str):
             raise ValueError(f"extra 'scope' of {where} must be a comma-separated string, got {scope!r}")
         base_url = _api_base_url(host, port, where)
         token_where = f"extra {auth_key!r} of {where}"
         token_url = _http_url(values.get(auth_key) or DEFAULT_TOKEN_URL, token_where, DEFAULT_TOKEN_URL)
-        if not _boolean(values, "allow_insecure_http", False):
+        if not BY_NAME["allow_insecure_http"].read(values):
             _refuse_cleartext(base_url, f"host field of {where}", where)
             _refuse_cleartext(token_url, token_where, where)
         return cls(
@@ -148,21 +164,9 @@ class Settings:
             client_id=login,
             client_secret=password,
             scope=scope or None,
-            connect_timeout=_number(values, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, positive=True),
-            read_timeout=_number(values, "read_timeout", DEFAULT_READ_TIMEOUT, positive=True),
-            verify_ssl=_boolean(values, "verify_ssl", True),
-            page_size=_integer(values, "page_size", MAX_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE),
-            max_concurrency=_integer(values, "max_concurrency", DEFAULT_MAX_CONCURRENCY, minimum=1),
-            max_retries=_integer(values, "max_retries", DEFAULT_MAX_RETRIES, minimum=0),
-            max_retry_wait=_number(values, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT, minimum=0),
-            max_retry_time=_number(values, "max_retry_time", DEFAULT_MAX_RETRY_TIME, minimum=0),
             window=window,
-            request_deadline=_number(values, "request_deadline", DEFAULT_REQUEST_DEADLINE, positive=True),
-            max_requests_per_second=(
-                _number(values, "max_requests_per_second", 0, positive=True)
-                if "max_requests_per_second" in values
-                else None
-            ),
+            # Every other extra sets the field of its name.
+            **{name: BY_NAME[name].read(values) for name in _SETTING_EXTRAS},
         )
 
     @property
@@ -174,6 +178,12 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line or an error text."""
         return (self.client_secret, basic_credentials(self.client_id, self.client_secret))
+
+
+#: The extras :meth:`Settings.from_connection` reads one by one (URLs, scope, window, cleartext).
+_READ_APART = frozenset({"auth_url", "token_url", "scope", "allow_insecure_http", "window_hours"})
+#: Every other extra sets the :class:`Settings` field of its own name.
+_SETTING_EXTRAS = tuple(name for name in KNOWN_EXTRAS if name not in _READ_APART)
 
 
 def _api_base_url(host: str | None, port: int | None, where: str) -> str:
@@ -244,51 +254,3 @@ def _refuse_cleartext(url: str, what: str, where: str) -> None:
         f"application secret and access tokens would cross the network unencrypted; use {fixed!r}, "
         f"or set the extra allow_insecure_http: true on {where} if cleartext is really intended"
     )
-
-
-def _number(
-    values: Mapping[str, Any],
-    name: str,
-    default: float,
-    *,
-    minimum: float | None = None,
-    positive: bool = False,
-) -> float:
-    value = values.get(name, default)
-    try:
-        number = float(value)
-        valid = not isinstance(value, bool) and math.isfinite(number)
-    except (TypeError, ValueError):
-        valid = False
-    if valid and positive:
-        valid = number > 0
-    if valid and minimum is not None:
-        valid = number >= minimum
-    if not valid:
-        bound = "> 0" if positive else f">= {minimum:g}"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-    return number
-
-
-def _integer(
-    values: Mapping[str, Any], name: str, default: int, *, minimum: int, maximum: int | None = None
-) -> int:
-    value = values.get(name, default)
-    try:
-        number = int(value)
-        valid = not isinstance(value, (bool, float)) and minimum <= number <= (maximum or number)
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return number
-
-
-def _boolean(values: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = values.get(name, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise ValueError(f"{name} must be true or false, got {value!r}")

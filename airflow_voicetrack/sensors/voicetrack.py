@@ -11,23 +11,19 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-from airflow_voicetrack.protocol import resolve_campaign_tracking_id
-from airflow_voicetrack.status import IdsTracker, SearchTarget, StatusCriteria, poke_flow, resolve_message_ids
+from airflow_voicetrack.protocol import SearchQuery, resolve_campaign_tracking_id
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
+from airflow_voicetrack.waiting import (
+    IdsTracker,
+    StatusCriteria,
+    WaitEvent,
+    poke_flow,
+    resolve_message_ids,
+    search_query,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_voicetrack.status import Evaluation
-
-
-def evaluate_search(hook: VoiceTrackHook, target: SearchTarget, criteria: StatusCriteria) -> Evaluation:
-    """
-    Run one search-mode poke (:func:`~airflow_voicetrack.status.poke_flow`) with the sync hook.
-
-    What ``VoiceTrackingOperator`` waits with; the trigger runs the same flow with the async hook.
-    """
-    return hook.run_flow(poke_flow(hook.settings, criteria, target=target, log=hook.log))
 
 
 class VoiceMessageStatusSensor(BaseSensorOperator):
@@ -165,9 +161,9 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         return IdsTracker(resolve_message_ids(self.message_ids), self.criteria)
 
     @cached_property
-    def _search(self) -> SearchTarget:
+    def _search(self) -> SearchQuery:
         """The search, validated from the rendered template fields."""
-        return SearchTarget.build(
+        return search_query(
             date_start=self.date_start,
             date_end=self.date_end,
             filters=self.filters,
@@ -193,7 +189,7 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Evaluate once with :func:`~airflow_voicetrack.status.poke_flow`; fail at once on failure."""
+        """Evaluate once with :func:`~airflow_voicetrack.waiting.poke_flow`; fail at once on failure."""
         tracker = self._ids
         target = self._search if tracker is None else None
         flow = poke_flow(self.hook.settings, self.criteria, target=target, tracker=tracker, log=self.log)
@@ -211,15 +207,15 @@ class VoiceMessageStatusSensor(BaseSensorOperator):
         :raises AirflowSensorTimeout: the trigger reached the sensor's ``timeout``.
         :raises AirflowException: the trigger hit an error it could not wait out.
         """
-        status = event.get("status")
-        if status == "success":
-            summary: dict[str, Any] = event["summary"]
+        outcome = WaitEvent.decode(event)
+        if outcome.status == "success":
+            summary: dict[str, Any] = outcome.summary or {}
             self.log.info(
                 "All %s messages are in a terminal status: %s", summary["total"], summary["by_status"]
             )
             return summary
-        if status == "failure":
-            raise AirflowFailException(event["message"])
-        if status == "timeout":
-            raise AirflowSensorTimeout(event["message"])
-        raise AirflowException(f"VoiceMessageStatusTrigger failed: {event.get('message', event)}")
+        if outcome.status == "failure":
+            raise AirflowFailException(outcome.message)
+        if outcome.status == "timeout":
+            raise AirflowSensorTimeout(outcome.message)
+        raise AirflowException(f"VoiceMessageStatusTrigger failed: {outcome.message}")

@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,22 +23,26 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_voicetrack.exceptions import VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
-from airflow_voicetrack.protocol import format_datetime, parse_datetime
-from airflow_voicetrack.status import (
+from airflow_voicetrack.protocol import SearchQuery, format_datetime, parse_datetime
+from airflow_voicetrack.waiting import (
     IdsTracker,
-    SearchTarget,
     StatusCriteria,
+    WaitEvent,
+    decode_query,
+    encode_query,
     poke_flow,
+    search_query,
     settled_flow,
     settled_windows_flow,
     to_kwargs,
 )
 
 if TYPE_CHECKING:
-    from airflow_voicetrack.status import Evaluation
+    from airflow_voicetrack.waiting import Evaluation
 
 #: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
-#: ``criteria`` (``campaign_id`` is ``campaign_tracking_id`` since; see ``SearchTarget.from_kwargs``).
+#: ``criteria`` (``campaign_id`` is ``campaign_tracking_id`` since; see
+#: :func:`~airflow_voicetrack.waiting.decode_query`).
 _LEGACY_TARGET = frozenset({"date_start", "date_end", "filters", "campaign_id", "tagged"})
 _LEGACY_CRITERIA = frozenset(
     {
@@ -62,7 +66,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     """
     Poll Routee's voice tracking API until the targeted messages are terminal, then fire one event.
 
-    The trigger evaluates the statuses itself with :class:`~airflow_voicetrack.status` rules (the
+    The trigger evaluates the statuses itself with :class:`~airflow_voicetrack.waiting` rules (the
     same as :class:`~airflow_voicetrack.sensors.voicetrack.VoiceMessageStatusSensor` in poke mode)
     and fires exactly one event:
 
@@ -85,9 +89,9 @@ class VoiceMessageStatusTrigger(BaseTrigger):
 
     :param voicetrack_conn_id: connection id.
     :param message_ids: ids to wait for (ids mode), or ``None`` for search mode.
-    :param target: search mode: the validated search (a :class:`SearchTarget` or its keyword
-        arguments, see :func:`~airflow_voicetrack.status.to_kwargs`; as serialized before
-        ``campaign_id`` became ``campaign_tracking_id`` too); ``None`` in ids mode.
+    :param target: search mode: the validated search (a :class:`~airflow_voicetrack.protocol.SearchQuery`
+        or its keyword arguments, see :func:`~airflow_voicetrack.waiting.encode_query`; as serialized
+        before ``campaign_id`` became ``campaign_tracking_id`` too); ``None`` in ids mode.
     :param criteria: what done and failed mean (a :class:`StatusCriteria` or its keyword arguments).
     :param poke_interval: seconds between evaluations.
     :param timeout_at: when to stop waiting with a ``timeout`` event; ``None`` waits forever.
@@ -104,7 +108,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         *,
         voicetrack_conn_id: str,
         message_ids: list[str] | None = None,
-        target: SearchTarget | dict[str, Any] | None = None,
+        target: SearchQuery | dict[str, Any] | None = None,
         criteria: StatusCriteria | dict[str, Any] | None = None,
         poke_interval: float,
         timeout_at: datetime | None,
@@ -122,7 +126,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             criteria = {name: legacy[name] for name in _LEGACY_CRITERIA if name in legacy}
         self.voicetrack_conn_id = voicetrack_conn_id
         self.message_ids = message_ids
-        self.target = SearchTarget.from_kwargs(target) if isinstance(target, dict) else target
+        self.target = decode_query(target) if isinstance(target, dict) else target
         self.criteria = (
             criteria if isinstance(criteria, StatusCriteria) else StatusCriteria.build(**(criteria or {}))
         )
@@ -139,7 +143,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
             {
                 "voicetrack_conn_id": self.voicetrack_conn_id,
                 "message_ids": self.message_ids,
-                "target": None if self.target is None else to_kwargs(self.target),
+                "target": None if self.target is None else encode_query(self.target),
                 "criteria": to_kwargs(self.criteria),
                 "poke_interval": self.poke_interval,
                 "timeout_at": self.timeout_at,
@@ -151,19 +155,19 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         """Evaluate until a final outcome, then yield its single event."""
         hook = VoiceTrackAsyncHook(self.voicetrack_conn_id)
         try:
-            payload = await self._wait(hook)
+            event = await self._wait(hook)
         finally:
             await hook.close()
         if self.timeout_at is not None:
-            payload["timeout_at"] = self.timeout_at.isoformat()
-        yield TriggerEvent(payload)
+            event = replace(event, timeout_at=self.timeout_at.isoformat())
+        yield TriggerEvent(event.encode())
 
-    async def _wait(self, hook: VoiceTrackAsyncHook) -> dict[str, Any]:
+    async def _wait(self, hook: VoiceTrackAsyncHook) -> WaitEvent:
         tracker = IdsTracker(self.message_ids, self.criteria) if self.message_ids is not None else None
         errors = 0
         last_error: Exception | None = None
         if self.first_check_after > 0 and not await self._sleep(self.first_check_after):
-            return self._timeout_payload(None, "timed out before the first check")
+            return self._timeout_event(None, "timed out before the first check")
         while True:
             # A rate limit pauses every request of the connection; a pause past the timeout would
             # hold this poke past it.
@@ -172,7 +176,7 @@ class VoiceMessageStatusTrigger(BaseTrigger):
                 and await hook.paused_for() >= self.timeout_at.timestamp() - time.time()
             ):
                 detail = f"last attempt failed: {last_error}" if last_error else "paused for a rate limit"
-                return self._timeout_payload(None, detail)
+                return self._timeout_event(None, detail)
             try:
                 settings = await hook.get_settings()
                 flow = poke_flow(settings, self.criteria, target=self.target, tracker=tracker, log=self.log)
@@ -181,10 +185,9 @@ class VoiceMessageStatusTrigger(BaseTrigger):
                 errors += 1
                 last_error = err
                 if errors >= MAX_CONSECUTIVE_ERRORS:
-                    return {
-                        "status": "error",
-                        "message": f"{errors} transient errors in a row, last: {type(err).__name__}: {err}",
-                    }
+                    return WaitEvent(
+                        "error", f"{errors} transient errors in a row, last: {type(err).__name__}: {err}"
+                    )
                 delay = min(self.poke_interval * 2**errors, MAX_ERROR_BACKOFF)
                 # The server's Retry-After (when the last failure carried one) is a floor.
                 floor = err.retry_after or 0.0
@@ -192,19 +195,19 @@ class VoiceMessageStatusTrigger(BaseTrigger):
                     "Transient error (%s), retrying in about %.0f s: %s", errors, max(delay, floor), err
                 )
                 if not await self._sleep(delay, minimum=floor):
-                    return self._timeout_payload(None, f"last attempt failed: {err}")
+                    return self._timeout_event(None, f"last attempt failed: {err}")
                 continue
             except Exception as err:
-                return {"status": "error", "message": f"{type(err).__name__}: {err}"}
+                return WaitEvent("error", f"{type(err).__name__}: {err}")
             errors = 0
             if evaluation.done:
                 self.log.info("%s", evaluation.message)
-                return {"status": "success", "summary": evaluation.summary}
+                return WaitEvent("success", summary=evaluation.summary)
             if evaluation.failed:
-                return {"status": "failure", "message": evaluation.message, "summary": evaluation.summary}
+                return WaitEvent("failure", evaluation.message, evaluation.summary)
             self.log.info("%s", evaluation.message)
             if not await self._sleep(self.poke_interval):
-                return self._timeout_payload(evaluation, evaluation.message)
+                return self._timeout_event(evaluation, evaluation.message)
 
     async def _sleep(self, seconds: float, *, minimum: float = 0.0) -> bool:
         """
@@ -221,12 +224,9 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         await asyncio.sleep(delay)
         return True
 
-    def _timeout_payload(self, evaluation: Evaluation | None, detail: str) -> dict[str, Any]:
-        return {
-            "status": "timeout",
-            "message": f"Timed out at {self.timeout_at} waiting for voice messages: {detail}",
-            "summary": evaluation.summary if evaluation is not None else None,
-        }
+    def _timeout_event(self, evaluation: Evaluation | None, detail: str) -> WaitEvent:
+        message = f"Timed out at {self.timeout_at} waiting for voice messages: {detail}"
+        return WaitEvent("timeout", message, evaluation.summary if evaluation is not None else None)
 
 
 #: ``VoiceTrackEventTrigger`` modes: announce each settled creation window, or a finished campaign.
@@ -362,9 +362,7 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
         self.asset_name = asset_name
         self.mode = mode
         self.voicetrack_conn_id = voicetrack_conn_id
-        self.target = SearchTarget.build(
-            filters=filters, campaign_tracking_id=campaign_tracking_id, tagged=tagged
-        )
+        self.target = search_query(filters=filters, campaign_tracking_id=campaign_tracking_id, tagged=tagged)
         self.campaign_tracking_id = self.target.campaign_tracking_id
         self.criteria = StatusCriteria.build(terminal_statuses=terminal_statuses)
         self.poll_interval = _seconds(poll_interval, "poll_interval", minimum=1)

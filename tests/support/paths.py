@@ -20,7 +20,8 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_voicetrack.exceptions import VoiceTrackError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, default_file_name
+from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
+from airflow_voicetrack.output import default_file_name
 from airflow_voicetrack.protocol import parse_datetime
 from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
 from support.dags import Run

@@ -33,7 +33,8 @@ from support.s3 import S3_BUCKET, S3_CONN_ID, S3Bucket, moto_s3_server, s3_clien
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from airflow_voicetrack.operators.voicetrack import default_file_name, split_interval
+from airflow_voicetrack.operators.voicetrack import split_interval
+from airflow_voicetrack.output import default_file_name
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from importlib.metadata import distribution, entry_points
 from importlib.resources import files
 
@@ -9,7 +10,7 @@ import pytest
 
 from airflow_voicetrack import __version__
 from airflow_voicetrack.get_provider_info import get_provider_info
-from airflow_voicetrack.protocol import KNOWN_EXTRAS
+from airflow_voicetrack.protocol import Settings, unknown_extras
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +72,56 @@ def test_connection_form_labels(provider_info: dict) -> None:
     assert "auth_url" in conn["conn-fields"]
 
 
-def test_connection_form_lists_every_extra_the_hook_reads(provider_info: dict) -> None:
+def settings_with(extra: dict) -> Settings:
+    return Settings.from_connection(
+        conn_id="form", host=None, port=None, login="app-id", password="app-secret", extra=extra, overrides={}
+    )
+
+
+#: A value of each form field's type that is not its default, and one the hook must refuse.
+VALID = {"url": "https://auth.example.com/oauth/token", "string": "read", "number": 7, "integer": 7}
+INVALID = {"url": "auth.example.com", "string": 42, "number": "soon", "integer": "many"}
+
+
+def field_type(field: dict) -> str:
+    schema = field["schema"]
+    if "enum" in schema:
+        return "boolean"
+    if schema.get("format") == "url":
+        return "url"
+    return next(kind for kind in schema["type"] if kind != "null")
+
+
+def test_the_hook_reads_and_validates_every_extra_the_form_lists(provider_info: dict) -> None:
     (conn,) = provider_info["connection-types"]
-    # token_url is only the deprecated name of auth_url: the form shows auth_url.
-    assert set(conn["conn-fields"]) == set(KNOWN_EXTRAS) - {"token_url"}
+    for name, field in conn["conn-fields"].items():
+        kind = field_type(field)
+        with pytest.raises(ValueError, match=name):
+            settings_with({name: "perhaps" if kind == "boolean" else INVALID[kind]})
+
+
+def test_every_setting_an_extra_sets_is_in_the_form(provider_info: dict) -> None:
+    (conn,) = provider_info["connection-types"]
+    default = settings_with({})
+    changed: set[str] = set()
+    for name, field in conn["conn-fields"].items():
+        kind = field_type(field)
+        for value in ("true", "false") if kind == "boolean" else (VALID[kind],):
+            settings = settings_with({name: value})
+            changed |= {
+                f.name for f in fields(Settings) if getattr(settings, f.name) != getattr(default, f.name)
+            }
+    # The connection's own fields (host, login, password) set the rest.
+    assert changed == {f.name for f in fields(Settings)} - {"base_url", "client_id", "client_secret"}
+
+
+def test_the_unknown_extra_warning_knows_the_form_and_the_deprecated_name(provider_info: dict) -> None:
+    (conn,) = provider_info["connection-types"]
+    known = {**dict.fromkeys(conn["conn-fields"], 1), "token_url": "https://auth.example.com/t"}
+    assert unknown_extras(known, "c") == []
+    assert unknown_extras({"read_timout": 1}, "c") == [
+        "connection 'c' has an unknown extra 'read_timout', which is ignored; did you mean 'read_timeout'?"
+    ]
 
 
 def test_connection_form_shows_the_port_for_airflows_test_button(provider_info: dict) -> None:

@@ -307,3 +307,79 @@ def test_async_hook_works_with_the_emulator_connection_uri(emu, monkeypatch):
         return await hook.count_messages(START, END), (await hook.get_settings()).base_url
 
     assert run(count) == (len(truth_ids(emu)), emu.url)
+
+
+# --- the calls the sync hook offers too: conversation, campaign, test_connection ------------------------
+
+
+def test_async_get_conversation_returns_its_dial_parts(emu):
+    by_conversation: dict[str, set[str]] = {}
+    for m in emu.truth():
+        by_conversation.setdefault(m["conversationTrackingId"], set()).add(m["messageId"])
+    conversation, expected = max(by_conversation.items(), key=lambda item: len(item[1]))
+    assert len(expected) > 1
+
+    async def dial_parts(hook):
+        return [m["messageId"] async for m in hook.get_conversation(conversation)]
+
+    assert_exact(run(dial_parts, page_size=1), expected)
+
+
+def test_async_get_campaign_messages_returns_the_campaign(emu):
+    tracking_id = CAMPAIGNS[1].tracking_id
+
+    async def listing(hook):
+        return [m["messageId"] async for m in hook.get_campaign_messages(tracking_id, page_size=200)]
+
+    assert_exact(run(listing), {m["messageId"] for m in emu.truth(campaign_tracking_id=tracking_id)})
+
+
+def test_async_get_campaign_messages_without_an_id_is_refused_when_called(emu):
+    with pytest.raises(ValueError, match="needs campaign_tracking_id"):
+        VoiceTrackAsyncHook().get_campaign_messages()
+    assert api_requests(emu) == 0
+
+
+def test_async_test_connection_succeeds(emu):
+    async def check(hook):
+        return await hook.test_connection()
+
+    ok, message = run(check)
+    assert ok, message
+    assert emu.stats()["tokens_issued"] == 1
+
+
+def test_async_test_connection_reports_bad_credentials(emu, monkeypatch):
+    conn = json.loads(emu.connection_json())
+    conn["password"] = "wrong-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", json.dumps(conn))
+
+    async def check(hook):
+        return await hook.test_connection()
+
+    ok, message = run(check)
+    assert not ok and message.startswith("Credentials rejected") and "wrong-secret" not in message
+
+
+def test_async_test_connection_reports_an_invalid_connection(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(page_size=0))
+
+    async def check(hook):
+        return await hook.test_connection()
+
+    ok, message = run(check)
+    assert not ok and "page_size" in message
+    assert api_requests(emu) == 0
+
+
+def test_both_hooks_offer_the_same_public_calls():
+    from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+
+    def calls(cls):
+        return {name for name in vars(cls) if not name.startswith("_")} - {
+            "settings",
+            "get_settings",
+            "close",
+        }
+
+    assert calls(VoiceTrackHook) == calls(VoiceTrackAsyncHook)

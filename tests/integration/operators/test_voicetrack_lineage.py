@@ -23,7 +23,8 @@ import pytest
 from support.messages import DOCUMENTED_COLUMNS
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from airflow_voicetrack.operators.voicetrack import LINEAGE_INPUT_NAME, default_file_name
+from airflow_voicetrack.lineage import LINEAGE_INPUT_NAME
+from airflow_voicetrack.output import default_file_name
 from airflow_voicetrack.protocol import parse_datetime
 
 # Slow tier (`make test-all`): `airflow dags test` in a subprocess with the OpenLineage listener,

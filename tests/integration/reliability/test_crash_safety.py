@@ -22,7 +22,7 @@ import pytest
 from support.emulator import END, START
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from airflow_voicetrack.operators.voicetrack import default_file_name
+from airflow_voicetrack.output import default_file_name
 from airflow_voicetrack.protocol import parse_datetime
 from airflow_voicetrack.writers import TEMP_MARKER
 

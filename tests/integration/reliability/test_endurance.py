@@ -20,7 +20,8 @@ from support.dags import Run
 from support.emulator import END, START
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
-from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator, default_file_name
+from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
+from airflow_voicetrack.output import default_file_name
 from airflow_voicetrack.protocol import format_datetime, parse_datetime
 
 MESSAGES = 1_000_000

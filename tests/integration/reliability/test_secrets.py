@@ -26,7 +26,7 @@ import pytest
 from support.dags import Run
 from support.emulator import START
 
-import airflow_voicetrack.protocol.decisions as token_module
+import airflow_voicetrack.protocol.auth as token_module
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator

@@ -33,8 +33,8 @@ from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.emulator.data import CAMPAIGNS
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.sensors.voicetrack import VoiceMessageStatusSensor
-from airflow_voicetrack.status import FAILED_IDS_CAP
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
+from airflow_voicetrack.waiting import FAILED_IDS_CAP
 
 START, END = "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z"
 

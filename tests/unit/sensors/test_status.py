@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
 from airflow_voicetrack.protocol import format_datetime
-from airflow_voicetrack.status import (
+from airflow_voicetrack.waiting import (
     FAILED_IDS_CAP,
     IdsTracker,
-    SearchTarget,
     StatusCriteria,
     Verdict,
+    WaitEvent,
+    encode_query,
     evaluate_counts,
+    pending_query,
     resolve_message_ids,
+    search_query,
+    status_query,
     statuses_to_count,
     statuses_to_sample,
 )
 
-RANGED = SearchTarget.build(date_start="2026-11-01T00:00:00Z", date_end="2026-11-08T00:00:00Z")
+RANGED = search_query(date_start="2026-11-01T00:00:00Z", date_end="2026-11-08T00:00:00Z")
 
 
 def message(message_id: str, status: str) -> dict:
@@ -72,26 +78,27 @@ def test_invalid_message_ids_are_rejected(value: object) -> None:
         resolve_message_ids(value)
 
 
-def test_search_target_validates_and_formats_the_range() -> None:
-    target = SearchTarget.build(date_start="2026-11-01T00:00:00+02:00", date_end="2026-11-02T00:00:00Z")
-    assert (target.date_start, target.date_end) == ("2026-10-31T22:00:00Z", "2026-11-02T00:00:00Z")
+def test_search_query_validates_the_range_and_encodes_it_in_the_api_format() -> None:
+    target = search_query(date_start="2026-11-01T00:00:00+02:00", date_end="2026-11-02T00:00:00Z")
+    encoded = encode_query(target)
+    assert (encoded["date_start"], encoded["date_end"]) == ("2026-10-31T22:00:00Z", "2026-11-02T00:00:00Z")
     with pytest.raises(ValueError, match="date_end"):
-        SearchTarget.build(date_start="2026-11-02T00:00:00Z", date_end="2026-11-01T00:00:00Z")
+        search_query(date_start="2026-11-02T00:00:00Z", date_end="2026-11-01T00:00:00Z")
     with pytest.raises(ValueError, match="date_start"):
-        SearchTarget.build(date_start="2026-11-02T00:00:00")
+        search_query(date_start="2026-11-02T00:00:00")
     with pytest.raises(ValueError, match="fieldName"):
-        SearchTarget.build(filters=[{"fieldName": "colour", "searchTerm": "red"}])
+        search_query(filters=[{"fieldName": "colour", "searchTerm": "red"}])
 
 
 def test_pending_filters_add_one_is_not_filter_per_terminal_status_to_the_user_filters() -> None:
-    target = SearchTarget.build(filters=[{"fieldName": "country", "searchTerm": "GR"}])
-    filters = target.pending_filters({"Completed", "Failed"})
+    target = search_query(filters=[{"fieldName": "country", "searchTerm": "GR"}])
+    filters = pending_query(target, {"Completed", "Failed"}).filters
     assert filters == [
         {"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"},
         {"fieldName": "status.status", "searchOperator": "is_not", "searchTerm": "Completed"},
         {"fieldName": "status.status", "searchOperator": "is_not", "searchTerm": "Failed"},
     ]
-    assert target.status_filters("Busy")[-1] == {
+    assert status_query(target, "Busy").filters[-1] == {
         "fieldName": "status.status",
         "searchOperator": "is",
         "searchTerm": "Busy",
@@ -152,23 +159,26 @@ def test_waiting_polls_do_not_sample_failed_ids() -> None:
     assert statuses_to_sample(criteria, evaluation) == []
 
 
-def test_full_range_is_set_only_with_both_ends_of_the_range() -> None:
-    assert RANGED.full_range == ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
-    assert SearchTarget.build(campaign_tracking_id="c", date_start="2026-11-01T00:00:00Z").full_range is None
+FULL_RANGE = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
+
+
+def test_an_open_range_encodes_its_missing_end_as_none() -> None:
+    assert (encode_query(RANGED)["date_start"], encode_query(RANGED)["date_end"]) == FULL_RANGE
+    assert encode_query(search_query(campaign_tracking_id="c", date_start=FULL_RANGE[0]))["date_end"] is None
 
 
 def test_poke_query_is_the_target_and_the_poke_filters_over_the_whole_range() -> None:
-    extra = RANGED.status_filters("Failed")
-    query = RANGED.query(extra, page_size=20)
-    assert (format_datetime(query.date_start), format_datetime(query.date_end)) == RANGED.full_range
-    assert query.filters == extra and query.page_size == 20
+    extra = status_query(RANGED, "Failed")
+    query = replace(extra, page_size=20)
+    assert (format_datetime(query.date_start), format_datetime(query.date_end)) == FULL_RANGE
+    assert query.filters == extra.filters and query.page_size == 20
     # one page request over the whole range, however long: the poke never splits it into windows
     request = query.page_request("http://h", (query.date_start, query.date_end), 0, 20)
-    assert (request.params["from"], request.params["to"]) == RANGED.full_range
+    assert (request.params["from"], request.params["to"]) == FULL_RANGE
 
 
 def test_poke_query_of_an_open_range_sends_only_its_bound() -> None:
-    query = SearchTarget.build(campaign_tracking_id="c", date_start="2026-11-01T00:00:00Z").query([])
+    query = search_query(campaign_tracking_id="c", date_start="2026-11-01T00:00:00Z")
     request = query.page_request("http://h", (query.date_start, query.date_end), 0, 1)
     assert request.params["trackingId"] == "c" and "to" not in request.params
 
@@ -258,3 +268,27 @@ def test_pending_statuses_are_the_complement_of_the_terminal_ones_in_api_order()
     assert StatusCriteria.build().pending_statuses == ["Queued", "Initiated", "Ringing", "InProgress"]
     without_unknown = StatusCriteria.build(terminal_statuses=DEFAULT_TERMINAL_STATUSES - {"Unknown"})
     assert without_unknown.pending_statuses == ["Queued", "Initiated", "Ringing", "InProgress", "Unknown"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"status": "success", "summary": {"total": 3, "pending": 0}},
+        {
+            "status": "failure",
+            "message": "2 Failed",
+            "summary": {"total": 3},
+            "timeout_at": "2026-11-01T00:00:00+00:00",
+        },
+        {"status": "timeout", "message": "Timed out", "summary": None},
+        {"status": "error", "message": "VoiceTrackAuthError: no"},
+    ],
+    ids=["success", "failure", "timeout", "error"],
+)
+def test_a_wait_event_decodes_what_earlier_triggers_fired_and_encodes_it_back(payload: dict) -> None:
+    assert WaitEvent.decode(payload).encode() == payload
+
+
+def test_a_wait_event_with_an_unknown_status_is_an_error_naming_it() -> None:
+    event = WaitEvent.decode({"status": "exploded", "detail": "x"})
+    assert event.status == "error" and "exploded" in (event.message or "")

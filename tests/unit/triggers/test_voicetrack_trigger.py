@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 
-from airflow_voicetrack.status import SearchTarget, StatusCriteria
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
+from airflow_voicetrack.waiting import StatusCriteria, encode_query, search_query
 
 TIMEOUT_AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -43,9 +43,7 @@ CRITERIA = StatusCriteria.build(
 
 
 def test_serialize_returns_the_classpath_and_exactly_the_constructor_kwargs() -> None:
-    target = SearchTarget.build(
-        campaign_tracking_id="c", filters=[{"fieldName": "country", "searchTerm": "GR"}]
-    )
+    target = search_query(campaign_tracking_id="c", filters=[{"fieldName": "country", "searchTerm": "GR"}])
     trigger = VoiceMessageStatusTrigger(
         voicetrack_conn_id="conn", target=target, criteria=CRITERIA, poke_interval=2.0, timeout_at=TIMEOUT_AT
     )
@@ -89,7 +87,13 @@ def test_the_flat_form_of_0_1_0_still_deserializes(overrides: dict[str, Any]) ->
     assert trigger.criteria == CRITERIA
     assert trigger.message_ids == kwargs["message_ids"]
     if kwargs["message_ids"] is None:
-        assert trigger.target == SearchTarget("2026-11-01T00:00:00Z", None, [], "c", None)
+        assert encode_query(trigger.target) == {
+            "date_start": "2026-11-01T00:00:00Z",
+            "date_end": None,
+            "filters": [],
+            "campaign_tracking_id": "c",
+            "tagged": None,
+        }
     else:
         assert trigger.target is None
     # Re-serialized in the current form, which builds the same trigger again.
@@ -141,16 +145,16 @@ def test_the_nested_form_from_before_campaign_tracking_id_still_deserializes() -
         "first_check_after": 0.0,
     }
     trigger = VoiceMessageStatusTrigger(**kwargs)
-    assert trigger.target == SearchTarget(
-        "2026-11-01T00:00:00Z",
-        "2026-11-02T00:00:00Z",
-        [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
-        "c-7",
-        True,
-    )
+    assert encode_query(trigger.target) == {
+        "date_start": "2026-11-01T00:00:00Z",
+        "date_end": "2026-11-02T00:00:00Z",
+        "filters": [{"fieldName": "country", "searchOperator": "is", "searchTerm": "GR"}],
+        "campaign_tracking_id": "c-7",
+        "tagged": True,
+    }
     assert trigger.criteria == CRITERIA
     # The search it sends names the campaign as the API does.
-    params = trigger.target.query([]).page_request("http://x", (None, None), 0, 1).params
+    params = trigger.target.page_request("http://x", (None, None), 0, 1).params
     assert params["trackingId"] == "c-7"
     # Re-serialized under the new name, which builds the same trigger again.
     classpath, serialized = trigger.serialize()

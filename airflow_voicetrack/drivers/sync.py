@@ -1,26 +1,52 @@
 """
-The synchronous transport: one request over a ``requests`` session, held to ``request_deadline``.
+The sync driver: protocol flows run with ``requests``, pages fetched from a thread pool.
 
-Free of Airflow, so that :mod:`airflow_voicetrack.probe` runs without it; the sync hook's driver sends
-every request through :func:`send` too. ``requests`` drops the ``Authorization`` header when a
-redirect leads to another host.
+Twin of :mod:`airflow_voicetrack.drivers.asyncio`. The transport comes first (:func:`new_session`,
+:func:`send`: one request, held to ``request_deadline``, its failures mapped to a
+:class:`~airflow_voicetrack.protocol.TransportFailure`), then :class:`SyncDriver`, which performs
+what a flow asks for. ``requests`` drops the ``Authorization`` header when a redirect leads to
+another host.
 """
 
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
+from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
-from airflow_voicetrack.protocol import Request, Response, Settings, TransportErrorKind, TransportFailure
+from airflow_voicetrack.drivers.errors import deadline_text, error_chain, is_tls_error
+from airflow_voicetrack.protocol import (
+    Action,
+    Flow,
+    GetLimits,
+    GetToken,
+    Limits,
+    PageFetch,
+    Request,
+    Response,
+    SearchRun,
+    Send,
+    Settings,
+    Sleep,
+    Token,
+    TokenCache,
+    TransportErrorKind,
+    TransportFailure,
+    token_flow,
+)
+from airflow_voicetrack.protocol.calls import Log
+
+T = TypeVar("T")
 
 #: How much of a response body is read at a time.
 READ_CHUNK_BYTES = 1 << 20
@@ -81,7 +107,7 @@ def error_kind(exc: requests.RequestException) -> TransportErrorKind | None:
     if isinstance(exc, requests.exceptions.SSLError) or is_tls_error(exc):
         return "tls"
     if isinstance(exc, requests.exceptions.ConnectTimeout) or any(
-        isinstance(e, NewConnectionError) for e in _error_chain(exc)
+        isinstance(e, NewConnectionError) for e in error_chain(exc)
     ):
         return "connect"
     if isinstance(exc, requests.Timeout):
@@ -96,30 +122,6 @@ def error_kind(exc: requests.RequestException) -> TransportErrorKind | None:
     ):
         return "protocol"
     return None
-
-
-def _error_chain(exc: BaseException) -> Iterator[BaseException]:
-    """Yield ``exc``, its causes, and the reasons/arguments libraries wrap their errors in."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        item = todo.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        todo.extend(e for e in (item.__cause__, item.__context__, getattr(item, "reason", None)) if e)
-        todo.extend(arg for arg in item.args if isinstance(arg, BaseException))
-
-
-def deadline_text(seconds: float) -> str:
-    """The failure text of a request that hit ``request_deadline``."""
-    return f"no complete response within request_deadline={seconds:g} s"
-
-
-def is_tls_error(exc: BaseException) -> bool:
-    """:return: whether ``exc`` comes from TLS (a certificate or handshake problem)."""
-    return any(isinstance(e, ssl.SSLError) for e in _error_chain(exc))
 
 
 class _Deadline:
@@ -190,3 +192,83 @@ class _DeadlineAdapter(HTTPAdapter):
             "http": _WatchedHTTPConnectionPool,
             "https": _WatchedHTTPSConnectionPool,
         }
+
+
+class SyncDriver:
+    """
+    Runs protocol flows with a ``requests`` session and a thread pool.
+
+    Holds the access token (thread-safe).
+
+    :param settings: the validated connection.
+    :param log: where flows log (the hook's logger).
+    :param limits: the connection's limiter in this process and the hook's retry budget.
+    """
+
+    def __init__(self, settings: Settings, log: Log, limits: Limits) -> None:
+        self.settings = settings
+        self.log = log
+        self.limits = limits
+        self.session = new_session(settings, pool_size=settings.max_concurrency + 1)
+        self._tokens = TokenCache()
+        self._token_lock = threading.Lock()
+
+    def run(self, flow: Flow[T]) -> T:
+        """Perform each action ``flow`` yields until it returns; return its value."""
+        reply: Any = None
+        try:
+            while True:
+                reply = self._perform(flow.send(reply))
+        except StopIteration as done:
+            return done.value
+        finally:
+            flow.close()  # a flow stopped half-way gives its limiter slot back
+
+    def _perform(self, action: Action) -> Any:
+        if isinstance(action, Send):
+            return send(self.session, action.request, _bearer(action), self.settings)
+        if isinstance(action, Sleep):
+            return time.sleep(action.seconds)
+        if isinstance(action, GetToken):
+            return self.token(action.rejected)
+        if isinstance(action, GetLimits):
+            return self.limits
+        with ThreadPoolExecutor(action.limit, thread_name_prefix="voicetrack") as pool:
+            return list(pool.map(self.run, action.flows))
+
+    def token(self, rejected: Token | None = None) -> Token:
+        """Return a usable token, getting a new one unless another thread replaced ``rejected`` already."""
+        with self._token_lock:
+            token = self._tokens.usable(rejected, time.monotonic())
+            if token is None:
+                token = self._tokens.token = self.run(token_flow(self.settings, self.log))
+                mask_secret(token.value)
+            return token
+
+    def search(self, run: SearchRun) -> Iterator[Any]:
+        """Yield the messages of ``run``, its pages fetched from a pool of ``max_concurrency`` threads."""
+        pending: dict[Future[Any], PageFetch] = {}
+        finished: Iterable[Future[Any]] = ()
+        if not run.done:  # the token first, alone: bad credentials cost one token request, not one per page
+            self.token()
+        with ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="voicetrack") as pool:
+            try:
+                while True:
+                    fetches, messages = run.step((pending.pop(f), f.result()) for f in finished)
+                    # Requests start before the messages are yielded: they run while the caller works.
+                    pending.update((pool.submit(self.run, run.flow(fetch)), fetch) for fetch in fetches)
+                    yield from messages
+                    if run.done:
+                        return
+                    finished = wait(pending, return_when=FIRST_COMPLETED).done
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        self.session.close()
+
+
+def _bearer(send: Send) -> str | None:
+    return None if send.token is None else send.token.value

@@ -1,62 +1,17 @@
-r"""
-Check this provider's assumptions about Routee's voice tracking API against the real service.
+"""
+The probe's checks: one function per assumption, each returning its findings, and :func:`run`.
 
-Where Routee's documentation is silent this provider made decisions (see the documentation's
-"Limits and API assumptions", ``docs/reference/limits.md``), and the emulator encodes the same
-decisions, so the test suite cannot catch a wrong one. The probe asks the real service, with
-read-only searches only (``POST /voice/tracking``, plus one token request), a bounded number of
-them (``--max-requests``, default :data:`DEFAULT_MAX_REQUESTS`), and prints one row per
-assumption: what it assumes, how it was tested, the result (``holds``, ``does not hold`` or
-``could not tell``) and the evidence::
-
-    python -m airflow_voicetrack.probe --conn-id voicetrack_default
-    VOICETRACK_APP_SECRET=... python -m airflow_voicetrack.probe \\
-        --host https://connect.routee.net --auth-url https://auth.routee.net/oauth/token --app-id ID
-
-The second form reads no Airflow connection (the secret comes from an environment variable, never
-from the command line). The exit status is 0 when nothing was found not to hold, 1 when something
-does not hold, 2 when the probe could not run (bad arguments, credentials refused).
-
-How each assumption is tested (all dates UTC; "now" is the start of the run, to the second):
-
-* **range limits**: searches ``[now - N days, now)`` for N in :data:`RANGE_LADDER_DAYS`, one message
-  each, until one is refused; the counts tell whether messages older than 7 days come back.
-* **date filter honoured**: a one-day window :data:`PAST_WINDOW_DAYS` days ago must be empty while
-  the widest range with messages is not, and the narrowest range must hold fewer messages than the
-  widest. A service that does not know the parameters' names ignores them, with no error, and
-  returns the whole history to every search: the provider would then write it into every object.
-* **parameter names**: only when the date filter is not honoured (or our names are refused), the
-  same two searches with the other spelling (:data:`~airflow_voicetrack.constants.OTHER_DATE_PARAMS`)
-  tell which names the service honours.
-* **campaign filter honoured**: a random campaign tracking id (``trackingId``) must match nothing.
-* **page size**: a page of 2000, then of 2001, over the longest accepted range.
-* **sort**: ``messageId,asc`` and ``messageId,desc`` (``status.date`` if ``messageId`` is refused).
-* **end boundary**: a message's creation time is not in the payload, so it is found by
-  bisection of ``from`` with an ``id`` filter (the largest start that still finds the message,
-  to the second, then to the millisecond), then the range ending exactly at it, and 1 ms after.
-* **two filters**: ``id is A`` with ``id is B`` (AND: nothing, OR: both), and ``id is A`` with
-  ``status.status is_not <A's status>``.
-* **tagged**: ``tagged=true`` and ``tagged=false`` must split the range, with and without campaign.
-* **Unknown**: messages in ``Unknown`` are re-read after ``--unknown-wait`` seconds.
-* **429**: every 429 met during the run, and its ``Retry-After``.
+How each assumption is tested is told in :mod:`airflow_voicetrack.probe`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import requests
-
-from airflow_voicetrack import transport
 from airflow_voicetrack.constants import (
     CAMPAIGN_TRACKING_ID_PARAM,
     DATE_END_PARAM,
@@ -64,23 +19,15 @@ from airflow_voicetrack.constants import (
     MAX_PAGE_SIZE,
     OTHER_DATE_PARAMS,
 )
-from airflow_voicetrack.exceptions import VoiceTrackError, VoiceTrackTransientError
-from airflow_voicetrack.protocol import (
-    RETRYABLE_STATUSES,
-    Request,
-    Response,
-    Settings,
-    TransportFailure,
-    build_search_request,
-    build_token_request,
-    error_from_response,
-    format_datetime,
-    parse_retry_after,
-    parse_token,
+from airflow_voicetrack.probe.client import (
+    OUR_DATE_PARAMS,
+    SECOND_MS,
+    BudgetExhausted,
+    Page,
+    ProbeClient,
+    iso_ms,
 )
 
-#: Requests the probe sends at most, token requests included.
-DEFAULT_MAX_REQUESTS = 60
 #: Seconds between the two reads of messages in ``Unknown``.
 DEFAULT_UNKNOWN_WAIT = 120.0
 #: Range lengths tried, in days, until one is refused.
@@ -91,19 +38,9 @@ SMS_TWIN_DAYS = 7
 UNKNOWN_REREADS = 3
 #: How many days ago the window that must be empty starts (a one-day window, ten years back).
 PAST_WINDOW_DAYS = 3653
-#: Our names of the search's date range, and the other spelling the probe tries when they are ignored.
-OUR_DATE_PARAMS: tuple[str, str] = (DATE_START_PARAM, DATE_END_PARAM)
-#: Retries of a 429 or 5xx during the probe, and the cap on one wait.
-PROBE_RETRIES = 3
-PROBE_MAX_WAIT = 30.0
 
 HOLDS, FAILS, UNCLEAR = "holds", "does not hold", "could not tell"
-_SECOND_MS = 1000
 _DAY_MS = 86_400_000
-
-
-class BudgetExhausted(Exception):
-    """The probe sent ``--max-requests`` requests; the remaining checks could not tell."""
 
 
 @dataclass(frozen=True)
@@ -114,154 +51,6 @@ class Finding:
     how: str
     result: str
     evidence: str
-
-
-@dataclass
-class Page:
-    """What one search returned: a page envelope, or an error."""
-
-    status: int
-    total: int = 0
-    content: list[dict[str, Any]] = field(default_factory=list)
-    size: int | None = None
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Whether the search was answered with a page."""
-        return self.status == 200
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as the API's date: ``...:SSZ`` on a whole second, else ``...:SS.mmmZ``."""
-    moment = datetime.fromtimestamp(ms // _SECOND_MS, tz=timezone.utc)
-    if ms % _SECOND_MS == 0:
-        return format_datetime(moment)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % _SECOND_MS:03d}Z"
-
-
-class ProbeClient:
-    """
-    Sends searches within a request budget and records what the API did.
-
-    A 429 or 5xx is retried (at most :data:`PROBE_RETRIES` times, waiting ``Retry-After`` capped at
-    ``max_wait``, else 1 s); a 401/403 gets one new token. Errors are returned, not raised: a refused
-    search is evidence. No secret is ever put in a :class:`Page` or a message.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        max_requests: int = DEFAULT_MAX_REQUESTS,
-        *,
-        max_wait: float = PROBE_MAX_WAIT,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.settings = settings
-        self.max_requests = max_requests
-        self.max_wait = max_wait
-        self.sleep = sleep
-        self.sent = 0
-        #: every 429 met: the ``Retry-After`` header, or None when it had none
-        self.rate_limits: list[str | None] = []
-        self._session = transport.new_session(settings)
-        self._token: str | None = None
-
-    def close(self) -> None:
-        """Close the HTTP session."""
-        self._session.close()
-
-    def _send(self, request: Request, token: str | None) -> Response:
-        if self.sent >= self.max_requests:
-            raise BudgetExhausted
-        self.sent += 1
-        reply = transport.send(self._session, request, token, self.settings)
-        if isinstance(reply, TransportFailure):
-            raise VoiceTrackTransientError(f"{request.label}: no response ({reply.kind}: {reply.detail})")
-        return reply
-
-    def redact(self, text: str) -> str:
-        """:return: ``text`` with the secret, the Basic header and the access token replaced by ``***``."""
-        for secret in (*self.settings.secrets, self._token or ""):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    def token(self) -> str:
-        """Get an access token (one request).
-
-        :raises VoiceTrackError: when the token endpoint refuses the credentials.
-        """
-        request = build_token_request(self.settings)
-        response = self._send(request, None)
-        if response.status != 200:
-            raise error_from_response(response, request.label, self.redact)
-        self._token = parse_token(response.body, time.monotonic()).value
-        return self._token
-
-    def search(
-        self,
-        start_ms: int | None,
-        end_ms: int | None,
-        *,
-        filters: Sequence[Mapping[str, str]] = (),
-        size: int = 1,
-        sort: str | None = None,
-        tagged: bool | None = None,
-        campaign_tracking_id: str | None = None,
-        date_params: tuple[str, str] = OUR_DATE_PARAMS,
-    ) -> Page:
-        """
-        One page (page 0) of a search, retried on 429/5xx; an error is returned as a :class:`Page`.
-
-        :param date_params: the names the range is sent under (the hook's, unless trying another).
-        """
-        request = build_search_request(
-            self.settings.base_url,
-            date_start=None,
-            date_end=None,
-            filters=[dict(f) for f in filters],
-            page=0,
-            size=size,
-            campaign_tracking_id=campaign_tracking_id,
-            sort=sort,
-            tagged=tagged,
-        )
-        # The hook sends whole seconds; the boundary check needs milliseconds.
-        dates = dict(zip(date_params, (start_ms, end_ms), strict=True))
-        params = {name: iso_ms(ms) for name, ms in dates.items() if ms is not None}
-        request = replace(request, params={**request.params, **params})
-        refreshed = False
-        retries = 0
-        while True:
-            token = self._token or self.token()
-            response = self._send(request, token)
-            if response.status in (401, 403) and not refreshed:
-                refreshed = True
-                self._token = None
-                continue
-            if response.status == 429:
-                self.rate_limits.append(response.headers.get("Retry-After"))
-            if response.status in RETRYABLE_STATUSES and retries < PROBE_RETRIES:
-                retries += 1
-                wait = parse_retry_after(response.headers.get("Retry-After"), datetime.now(timezone.utc))
-                self.sleep(min(self.max_wait, 1.0 if wait is None else wait))
-                continue
-            return self._page(response, request)
-
-    def _page(self, response: Response, request: Request) -> Page:
-        if response.status != 200:
-            error = error_from_response(response, request.label, self.redact)
-            text = " ".join(str(part) for part in (error.code, error.developer_message) if part)
-            if error.properties:
-                text += f" {error.properties}"
-            return Page(response.status, error=f"HTTP {response.status} {text}".strip())
-        try:
-            data = json.loads(response.body)
-            content = list(data["content"])
-            return Page(200, int(data["totalElements"]), content, data.get("size"))
-        except (ValueError, KeyError, TypeError) as exc:
-            return Page(response.status, error=f"HTTP 200 with an unreadable page ({exc})")
 
 
 @dataclass
@@ -607,8 +396,8 @@ def check_date_end_boundary(client: ProbeClient, ctx: Context) -> list[Finding]:
     try:
         # Narrow the bracket with the status date: the message was created before its status changed.
         hint = _parse_ms(_status_date(message))
-        top = high if hint is None else min(high, (hint // _SECOND_MS + 1) * _SECOND_MS)
-        bottom = max(low, top - 3600 * _SECOND_MS)
+        top = high if hint is None else min(high, (hint // SECOND_MS + 1) * SECOND_MS)
+        bottom = max(low, top - 3600 * SECOND_MS)
         if hint is not None and bottom < top and finds(bottom, top):
             low, high = bottom, top
         elif not finds(low, high):
@@ -616,10 +405,10 @@ def check_date_end_boundary(client: ProbeClient, ctx: Context) -> list[Finding]:
                 Finding(assumption, how, UNCLEAR, f"message {message['messageId']} not found again by id")
             ]
         # The largest whole second s with the message in [s, high), then the largest millisecond.
-        second = _bisect(low // _SECOND_MS, high // _SECOND_MS, lambda s: finds(s * _SECOND_MS, high))
-        created = second * _SECOND_MS
+        second = _bisect(low // SECOND_MS, high // SECOND_MS, lambda s: finds(s * SECOND_MS, high))
+        created = second * SECOND_MS
         try:
-            created = _bisect(created, created + _SECOND_MS, lambda ms: finds(ms, high))
+            created = _bisect(created, created + SECOND_MS, lambda ms: finds(ms, high))
         except _Refused as refused:
             return [
                 Finding(
@@ -630,7 +419,7 @@ def check_date_end_boundary(client: ProbeClient, ctx: Context) -> list[Finding]:
                     f"({refused}), so a range cannot end exactly at the creation time",
                 )
             ]
-        before = created - 3600 * _SECOND_MS
+        before = created - 3600 * SECOND_MS
         at = finds(before, created)
         after = finds(before, created + 1)
     except _Refused as refused:
@@ -780,7 +569,7 @@ def run(
     :raises VoiceTrackError: when no token can be had (nothing else can be checked).
     """
     moment = now or datetime.now(timezone.utc)
-    ctx = Context(now_ms=int(moment.timestamp()) * _SECOND_MS)
+    ctx = Context(now_ms=int(moment.timestamp()) * SECOND_MS)
     client.token()
     checks: list[tuple[str, Callable[[], list[Finding]]]] = [
         ("Range limits", lambda: check_range_limits(client, ctx)),
@@ -812,93 +601,3 @@ def render(findings: Sequence[Finding]) -> str:
         cells = (f.assumption, f.how, f"**{f.result}**" if f.result == FAILS else f.result, f.evidence)
         lines.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
     return "\n".join(lines)
-
-
-def settings_from_arguments(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
-    """
-    Build the connection settings from the command line.
-
-    From ``--conn-id`` (an Airflow connection), or from ``--host``, ``--auth-url``, ``--app-id`` and
-    the secret in the environment variable ``--secret-env``.
-
-    :raises ValueError: naming the missing argument.
-    """
-    if args.conn_id:
-        from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-
-        return VoiceTrackHook(args.conn_id).settings
-    app_id = args.app_id or environ.get("VOICETRACK_APP_ID")
-    secret = environ.get(args.secret_env)
-    if not app_id:
-        raise ValueError(
-            "give --conn-id, or --app-id (or VOICETRACK_APP_ID) with the secret in the environment"
-        )
-    if not secret:
-        raise ValueError(f"set the environment variable {args.secret_env} to the application secret")
-    extra = {"auth_url": args.auth_url or environ.get("VOICETRACK_AUTH_URL") or ""}
-    return Settings.from_connection(
-        conn_id="the command line",
-        host=args.host or environ.get("VOICETRACK_HOST"),
-        port=None,
-        login=app_id,
-        password=secret,
-        extra=extra,
-        overrides={},
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line's argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_voicetrack.probe",
-        description="Check this provider's assumptions about the voice tracking API with read-only searches.",
-    )
-    parser.add_argument("--conn-id", help="an Airflow connection of type voicetrack")
-    parser.add_argument(
-        "--host", help="API base URL (default https://connect.routee.net; env VOICETRACK_HOST)"
-    )
-    parser.add_argument("--auth-url", help="OAuth2 token URL (default https://auth.routee.net/oauth/token)")
-    parser.add_argument("--app-id", help="application id (env VOICETRACK_APP_ID)")
-    parser.add_argument(
-        "--secret-env",
-        default="VOICETRACK_APP_SECRET",
-        help="environment variable holding the application secret (default VOICETRACK_APP_SECRET)",
-    )
-    parser.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS, help="request budget")
-    parser.add_argument(
-        "--unknown-wait", type=float, default=DEFAULT_UNKNOWN_WAIT, help="seconds before re-reading Unknown"
-    )
-    parser.add_argument("--max-wait", type=float, default=PROBE_MAX_WAIT, help="cap on one Retry-After wait")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run the probe and print its table; return the exit status."""
-    args = build_parser().parse_args(argv)
-    if args.max_requests < 10:
-        print("error: --max-requests must be at least 10", file=sys.stderr)
-        return 2
-    try:
-        settings = settings_from_arguments(args, os.environ if environ is None else environ)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    client = ProbeClient(settings, args.max_requests, max_wait=args.max_wait)
-    started = time.monotonic()
-    try:
-        findings = run(client, unknown_wait=args.unknown_wait)
-    except (VoiceTrackError, BudgetExhausted, requests.RequestException) as exc:
-        print(f"error: the probe could not start: {client.redact(str(exc))}", file=sys.stderr)
-        return 2
-    finally:
-        client.close()
-    print(
-        f"VoiceTrack API probe of {settings.base_url}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-    )
-    print(render(findings))
-    print(f"\n{client.sent} requests (read-only searches and one token), {time.monotonic() - started:.1f} s.")
-    return 1 if any(f.result == FAILS for f in findings) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

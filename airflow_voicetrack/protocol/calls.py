@@ -10,16 +10,12 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import pendulum
 
 from airflow_voicetrack.constants import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_TIME,
-    DEFAULT_MAX_RETRY_WAIT,
     MAX_TOKEN_REFRESHES,
     MAX_TOKEN_RENEWALS,
 )
@@ -31,7 +27,8 @@ from airflow_voicetrack.exceptions import (
     VoiceTrackResponseError,
     VoiceTrackTransientError,
 )
-from airflow_voicetrack.protocol.bodies import ResponseFormatError, Token, parse_token
+from airflow_voicetrack.protocol.bodies import ResponseFormatError, Token
+from airflow_voicetrack.protocol.http import Request, Response
 from airflow_voicetrack.protocol.limits import (
     Limiter,
     Limits,
@@ -40,10 +37,7 @@ from airflow_voicetrack.protocol.limits import (
     RetryBudget,
     pause_seconds,
 )
-from airflow_voicetrack.protocol.query import Request, Response, build_token_request
-
-if TYPE_CHECKING:
-    from airflow_voicetrack.protocol.settings import Settings
+from airflow_voicetrack.protocol.settings import RetryPolicy, Settings
 
 _log = logging.getLogger(__name__)
 
@@ -64,35 +58,6 @@ T = TypeVar("T")
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: How often a rejected request asks whether its token served the requests still carrying it, in s.
 TOKEN_VERDICT_POLL = 0.005
-#: Base of the exponential backoff, in seconds: waits grow 0.5, 1, 2, 4 ... (with jitter) up to the cap.
-BACKOFF_BASE = 0.5
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """
-    Limits on retrying one call.
-
-    :param max_retries: retries after the first attempt (0 = no retry).
-    :param max_retry_wait: cap on one wait, in seconds, ``Retry-After`` included.
-    :param max_retry_time: cap on the total time one call may spend, in seconds; a retry whose wait
-        would end after it is not made.
-    """
-
-    max_retries: int = DEFAULT_MAX_RETRIES
-    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
-    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
-
-    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
-        """
-        Return the wait before a retry.
-
-        :param retry_number: 1 for the first retry.
-        :return: exponential backoff with jitter: a random wait in the upper half of
-            ``BACKOFF_BASE * 2 ** (retry_number - 1)``, capped at ``max_retry_wait``.
-        """
-        ceiling = min(self.max_retry_wait, BACKOFF_BASE * 2 ** (retry_number - 1))
-        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -536,18 +501,6 @@ def _admit(
         yield Sleep(permit)
 
 
-def token_flow(settings: Settings, log: Log | None = None) -> Flow[Token]:
-    """:return: a flow that gets a new access token with the client credentials of ``settings``."""
-    now = time.monotonic()
-    return call_flow(
-        build_token_request(settings),
-        partial(parse_token, now=now),
-        settings.retry_policy,
-        secrets=settings.secrets,
-        log=log,
-    )
-
-
 def request_flow(
     settings: Settings,
     request: Request,
@@ -565,17 +518,3 @@ def allow_missing(flow: Flow[T]) -> Flow[T | None]:
         return (yield from flow)
     except VoiceTrackNotFoundError:
         return None
-
-
-class TokenCache:
-    """The access token a driver shares between its requests; the driver serializes access."""
-
-    def __init__(self) -> None:
-        self.token: Token | None = None
-
-    def usable(self, rejected: Token | None, now: float) -> Token | None:
-        """:return: the cached token unless it is missing, ``rejected`` or due for renewal."""
-        token = self.token
-        if token is None or token is rejected or not token.is_fresh(now):
-            return None
-        return token

@@ -1,8 +1,15 @@
-"""Pure status evaluation shared by ``VoiceMessageStatusSensor`` and ``VoiceMessageStatusTrigger``.
+"""
+Waiting for final statuses: the one module for the sensor, the triggers and the operator's wait.
 
-The sensor (sync hook, on a worker) and the trigger (async hook, in the triggerer) fetch statuses
-with different I/O but turn them into a verdict here, so the two cannot drift: what counts as done,
-as failed, which filters a poke sends and what the XCom summary looks like.
+- what done and failed mean (:class:`StatusCriteria`, :class:`Evaluation`, :class:`IdsTracker`);
+- the search a wait sends (a :class:`~airflow_voicetrack.protocol.SearchQuery`, with
+  :func:`pending_query` and :func:`status_query`; :func:`encode_query`/:func:`decode_query` are how
+  a trigger serializes it);
+- the flows: :func:`poke_flow` (one poke, run by the sensor with the sync hook and by the trigger
+  with the async hook, so the two cannot drift), :func:`settled_flow` and
+  :func:`settled_windows_flow` (the event trigger);
+- the status trigger's event (:class:`WaitEvent`: one encode, one decode);
+- the operator's wait (:class:`IntervalWait`) and its check of what it writes (:class:`StatusGuard`).
 
 Summary pushed to XCom (``by_status`` holds every terminal status, ``failed_ids`` every failure
 status; ids are capped at :data:`FAILED_IDS_CAP` per status)::
@@ -22,10 +29,14 @@ from __future__ import annotations
 import ast
 import enum
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import pendulum
 
 from airflow_voicetrack.constants import ALL_STATUSES, DEFAULT_TERMINAL_STATUSES, STATUS_PROGRESSION
 from airflow_voicetrack.protocol import (
@@ -37,15 +48,19 @@ from airflow_voicetrack.protocol import (
     first_ids_flow,
     format_datetime,
     messages_flow,
-    normalize_filters,
-    parse_range,
-    validate_campaign_tracking_id,
 )
-from airflow_voicetrack.protocol.decisions import Log
+from airflow_voicetrack.protocol.calls import Log
+
+if TYPE_CHECKING:
+    from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
+
+T = TypeVar("T")
 
 _STATUS_ORDER = [*STATUS_PROGRESSION, *sorted(ALL_STATUSES - set(STATUS_PROGRESSION))]
 #: Largest number of example ids kept per failure status (and of missing ids) in a summary.
 FAILED_IDS_CAP = 20
+#: Example ids of unfinished messages named in the error when the operator's wait gives up.
+UNSETTLED_EXAMPLES = 5
 #: Accepted values of ``missing``: what to do when a message id is unknown (404).
 MISSING_MODES: tuple[str, ...] = ("fail", "wait")
 STATUS_FIELD = "status.status"
@@ -179,100 +194,74 @@ def resolve_message_ids(value: Any) -> list[str]:
     return list(dict.fromkeys(item.strip() for item in value))
 
 
-@dataclass(frozen=True)
-class SearchTarget:
+def search_query(
+    *,
+    date_start: Any = None,
+    date_end: Any = None,
+    filters: Sequence[Any] | None = None,
+    campaign_tracking_id: str | None = None,
+    tagged: bool | None = None,
+) -> SearchQuery:
     """
-    A validated search: the arguments every ``count_messages``/``search_messages`` call shares.
+    Validate the rendered arguments of a wait's search before any request.
 
-    :param date_start: inclusive start, formatted for the API, or ``None`` for unbounded.
-    :param date_end: exclusive end, formatted for the API, or ``None`` for unbounded.
-    :param filters: normalized user filters, AND-combined with the ones a poke adds.
-    :param campaign_tracking_id: the campaign's tracking id (the API's ``trackingId``) or ``None``.
-    :param tagged: the API's boolean search parameter, or ``None`` to not send it.
+    :return: the search, over its whole range (a poke never splits it into windows), a page of one.
+    :raises ValueError: naming the bad parameter.
     """
+    return SearchQuery.build(
+        date_start,
+        date_end,
+        filters=filters,
+        campaign_tracking_id=campaign_tracking_id,
+        tagged=tagged,
+        page_size=1,
+        require_range=False,
+    )
 
-    date_start: str | None
-    date_end: str | None
-    filters: list[dict[str, Any]]
-    campaign_tracking_id: str | None
-    tagged: bool | None = None
 
-    @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> SearchTarget:
-        """
-        Rebuild a target from :func:`to_kwargs`.
+def encode_query(query: SearchQuery) -> dict[str, Any]:
+    """
+    Return the search as a trigger serializes it: what :func:`decode_query` reads.
 
-        Also as serialized before ``campaign_id`` became ``campaign_tracking_id``: a trigger
-        deferred before an upgrade still runs.
-        """
-        values = dict(kwargs)
-        if "campaign_id" in values:
-            values["campaign_tracking_id"] = values.pop("campaign_id")
-        return cls(**values)
+    The keys and text forms are those of every earlier version, dates in the API's format.
+    """
+    return {
+        "date_start": None if query.date_start is None else format_datetime(query.date_start),
+        "date_end": None if query.date_end is None else format_datetime(query.date_end),
+        "filters": query.filters,
+        "campaign_tracking_id": query.campaign_tracking_id,
+        "tagged": query.tagged,
+    }
 
-    @classmethod
-    def build(
-        cls,
-        *,
-        date_start: Any = None,
-        date_end: Any = None,
-        filters: Sequence[Any] | None = None,
-        campaign_tracking_id: str | None = None,
-        tagged: bool | None = None,
-    ) -> SearchTarget:
-        """
-        Validate rendered search arguments before any request.
 
-        :raises ValueError: naming the bad parameter.
-        """
-        start, end = parse_range(date_start, date_end)
-        return cls(
-            date_start=format_datetime(start) if start is not None else None,
-            date_end=format_datetime(end) if end is not None else None,
-            filters=normalize_filters(filters),
-            campaign_tracking_id=validate_campaign_tracking_id(campaign_tracking_id),
-            tagged=tagged,
-        )
+def decode_query(kwargs: Mapping[str, Any]) -> SearchQuery:
+    """
+    Rebuild a search from :func:`encode_query`.
 
-    def count_kwargs(self, filters: list[dict[str, Any]]) -> dict[str, Any]:
-        """Keyword arguments of ``count_messages``/``search_messages`` for this target with ``filters``."""
-        return {
-            "date_start": self.date_start,
-            "date_end": self.date_end,
-            "filters": filters,
-            "campaign_tracking_id": self.campaign_tracking_id,
-            "tagged": self.tagged,
-        }
+    Also as serialized before ``campaign_id`` became ``campaign_tracking_id``: a trigger deferred
+    before an upgrade still runs.
+    """
+    values = dict(kwargs)
+    if "campaign_id" in values:
+        values["campaign_tracking_id"] = values.pop("campaign_id")
+    return search_query(**values)
 
-    @property
-    def full_range(self) -> tuple[str, str] | None:
-        """``(date_start, date_end)`` when both are set, else ``None``."""
-        if self.date_start is None or self.date_end is None:
-            return None
-        return self.date_start, self.date_end
 
-    def query(self, filters: list[dict[str, Any]], page_size: int = 1) -> SearchQuery:
-        """:return: the search of this target AND ``filters``, as one window over its whole range."""
-        return SearchQuery.build(
-            self.date_start,
-            self.date_end,
-            filters=filters,
-            campaign_tracking_id=self.campaign_tracking_id,
-            tagged=self.tagged,
-            page_size=page_size,
-            require_range=False,
-        )
+def pending_query(query: SearchQuery, terminal_statuses: Iterable[str]) -> SearchQuery:
+    """The search AND one ``status.status is_not`` filter per terminal status: what is not final."""
+    pending = [
+        {"fieldName": STATUS_FIELD, "searchOperator": "is_not", "searchTerm": status}
+        for status in sorted(terminal_statuses)
+    ]
+    return replace(query, filters=[*query.filters, *pending])
 
-    def pending_filters(self, terminal_statuses: Iterable[str]) -> list[dict[str, Any]]:
-        """Filters matching the targeted messages that are not yet terminal (AND-combined)."""
-        return self.filters + [
-            {"fieldName": STATUS_FIELD, "searchOperator": "is_not", "searchTerm": status}
-            for status in sorted(terminal_statuses)
-        ]
 
-    def status_filters(self, status: str) -> list[dict[str, Any]]:
-        """Filters matching the targeted messages that have ``status``."""
-        return [*self.filters, {"fieldName": STATUS_FIELD, "searchOperator": "is", "searchTerm": status}]
+def status_query(query: SearchQuery, status: str) -> SearchQuery:
+    """The search AND ``status.status is status``."""
+    return replace(
+        query,
+        filters=[*query.filters, {"fieldName": STATUS_FIELD, "searchOperator": "is", "searchTerm": status}],
+    )
 
 
 def status_of(message: Mapping[str, Any] | RawMessage) -> str | None:
@@ -464,12 +453,62 @@ def unsettled_message(
     )
 
 
-def to_kwargs(value: StatusCriteria | SearchTarget) -> dict[str, Any]:
-    """
-    Return a criteria or target dataclass as plain keyword arguments (sets as sorted lists).
+#: How a wait ended: every message final, failures past the threshold, ``timeout_at`` passed, or an
+#: error that waiting does not fix.
+WaitOutcome = Literal["success", "failure", "timeout", "error"]
+_OUTCOMES: tuple[str, ...] = ("success", "failure", "timeout", "error")
 
-    What a trigger serializes: ``SearchTarget.from_kwargs(to_kwargs(value))`` is ``value`` again for a target,
-    and ``StatusCriteria.build(**to_kwargs(value))`` for criteria.
+
+@dataclass(frozen=True)
+class WaitEvent:
+    """
+    The one event :class:`~airflow_voicetrack.triggers.voicetrack.VoiceMessageStatusTrigger` fires.
+
+    :meth:`encode` writes the trigger's payload, :meth:`decode` reads it back in the resumed task
+    (the sensor's and the operator's ``execute_complete``), events of earlier versions included.
+
+    :param status: how the wait ended.
+    :param message: what happened (failure, timeout, error).
+    :param summary: the last evaluation's summary (success, failure; timeout when there was one).
+    :param timeout_at: the deadline, ISO-8601, when the wait had one: the resumed task's deadline
+        even where the deferral's own kwargs are lost (``dag.test()`` in Airflow 3.3 drops them).
+    """
+
+    status: WaitOutcome
+    message: str | None = None
+    summary: dict[str, Any] | None = None
+    timeout_at: str | None = None
+
+    def encode(self) -> dict[str, Any]:
+        """:return: the trigger event's payload, keyed as in every earlier version."""
+        payload: dict[str, Any] = {"status": self.status}
+        if self.status != "success":
+            payload["message"] = self.message
+        if self.status != "error":
+            payload["summary"] = self.summary
+        if self.timeout_at is not None:
+            payload["timeout_at"] = self.timeout_at
+        return payload
+
+    @classmethod
+    def decode(cls, payload: Mapping[str, Any]) -> WaitEvent:
+        """:return: the event of ``payload``; one with an unknown status is an ``error`` naming it."""
+        status = payload.get("status")
+        if status not in _OUTCOMES:
+            return cls("error", message=str(payload.get("message", dict(payload))))
+        return cls(
+            status,
+            message=payload.get("message"),
+            summary=payload.get("summary"),
+            timeout_at=payload.get("timeout_at"),
+        )
+
+
+def to_kwargs(value: StatusCriteria) -> dict[str, Any]:
+    """
+    Return criteria as plain keyword arguments (sets as sorted lists).
+
+    What a trigger serializes: ``StatusCriteria.build(**to_kwargs(value))`` is ``value`` again.
     """
     return {
         item.name: sorted(attr) if isinstance(attr := getattr(value, item.name), frozenset) else attr
@@ -481,7 +520,7 @@ def poke_flow(
     settings: Settings,
     criteria: StatusCriteria,
     *,
-    target: SearchTarget | None = None,
+    target: SearchQuery | None = None,
     tracker: IdsTracker | None = None,
     log: Log | None = None,
 ) -> Flow[Evaluation]:
@@ -503,12 +542,11 @@ def poke_flow(
         return tracker.evaluate(fetched)
     if target is None:
         raise ValueError("poke_flow needs a target (search mode) or a tracker (ids mode)")
-    pending_query = target.query(target.pending_filters(criteria.terminal_statuses))
-    pending = yield from count_flow(settings, pending_query, log)
+    pending = yield from count_flow(settings, pending_query(target, criteria.terminal_statuses), log)
     to_count = statuses_to_count(criteria, pending)
     counts: dict[str, int] = {}
     for status in to_count:
-        counts[status] = yield from count_flow(settings, target.query(target.status_filters(status)), log)
+        counts[status] = yield from count_flow(settings, status_query(target, status), log)
     counted = counts if to_count else None
     evaluation = evaluate_counts(criteria, pending=pending, counts=counted)
     to_sample = statuses_to_sample(criteria, evaluation)
@@ -517,13 +555,13 @@ def poke_flow(
     failed_ids = {}
     for status in to_sample:
         # One request: page 0 of FAILED_IDS_CAP messages over the whole range.
-        query = target.query(target.status_filters(status), page_size=FAILED_IDS_CAP)
+        query = replace(status_query(target, status), page_size=FAILED_IDS_CAP)
         failed_ids[status] = yield from first_ids_flow(settings, query, log)
     return evaluate_counts(criteria, pending=pending, counts=counted, failed_ids=failed_ids)
 
 
 def settled_flow(
-    settings: Settings, criteria: StatusCriteria, target: SearchTarget, log: Log | None = None
+    settings: Settings, criteria: StatusCriteria, target: SearchQuery, log: Log | None = None
 ) -> Flow[dict[str, Any] | None]:
     """
     Whether none of the target's messages is pending any more, and then its counts.
@@ -534,15 +572,13 @@ def settled_flow(
     :return: ``None`` while a message is pending, else ``{"count": n, "by_status": {...}}`` with
         every terminal status.
     """
-    pending = yield from count_flow(
-        settings, target.query(target.pending_filters(criteria.terminal_statuses)), log
-    )
+    pending = yield from count_flow(settings, pending_query(target, criteria.terminal_statuses), log)
     if pending:
         return None
-    total = yield from count_flow(settings, target.query(target.filters), log)
+    total = yield from count_flow(settings, target, log)
     counts = {}
     for status in sorted(criteria.terminal_statuses) if total else ():
-        counts[status] = yield from count_flow(settings, target.query(target.status_filters(status)), log)
+        counts[status] = yield from count_flow(settings, status_query(target, status), log)
     summary = evaluate_counts(criteria, pending=0, counts=counts).summary
     return {"count": summary["total"], "by_status": summary["by_status"]}
 
@@ -550,7 +586,7 @@ def settled_flow(
 def settled_windows_flow(
     settings: Settings,
     criteria: StatusCriteria,
-    target: SearchTarget,
+    target: SearchQuery,
     *,
     cursor: datetime,
     until: datetime,
@@ -574,10 +610,166 @@ def settled_windows_flow(
     start = cursor
     while len(settled) < limit and start + window <= until:
         end = start + window
-        bounded = replace(target, date_start=format_datetime(start), date_end=format_datetime(end))
+        bounded = replace(target, date_start=pendulum.instance(start), date_end=pendulum.instance(end))
         counts = yield from settled_flow(settings, criteria, bounded, log)
         if counts is None:
             break
-        settled.append({"window_start": bounded.date_start, "window_end": bounded.date_end, **counts})
+        settled.append({"window_start": format_datetime(start), "window_end": format_datetime(end), **counts})
         start = end
     return settled
+
+
+class NotTerminalError(Exception):
+    """A message read for a strict extraction is not terminal (see :class:`StatusGuard`)."""
+
+
+class StatusGuard:
+    """
+    Check the status of every message on its way to the writer.
+
+    :param terminal_statuses: statuses that count as terminal.
+    :param strict: raise :class:`NotTerminalError` on the first message that is not terminal (so an
+        atomic write leaves nothing behind); otherwise count them in :attr:`non_terminal`.
+    """
+
+    def __init__(self, terminal_statuses: Collection[str], *, strict: bool) -> None:
+        self.terminal_statuses = terminal_statuses
+        self.strict = strict
+        self.by_status: Counter[str | None] = Counter()
+
+    @property
+    def non_terminal(self) -> int:
+        """Messages seen so far whose status is not terminal."""
+        return sum(self.by_status.values())
+
+    def check(self, messages: Iterable[Any]) -> Iterator[Any]:
+        """Yield ``messages`` unchanged, checking each one's status."""
+        terminal = self.terminal_statuses
+        for message in messages:
+            status = status_of(message)
+            if status not in terminal:
+                if self.strict:
+                    raise NotTerminalError(
+                        f"Message {message_id_of(message)} read for the extraction is {status}, not terminal."
+                    )
+                self.by_status[status] += 1
+            yield message
+
+
+def evaluate_search(hook: VoiceTrackHook, target: SearchQuery, criteria: StatusCriteria) -> Evaluation:
+    """
+    Run one search-mode poke (:func:`~airflow_voicetrack.waiting.poke_flow`) with the sync hook.
+
+    What ``VoiceTrackingOperator`` waits with; the trigger runs the same flow with the async hook.
+    """
+    return hook.run_flow(poke_flow(hook.settings, criteria, target=target, log=hook.log))
+
+
+class IntervalWait:
+    """
+    The operator's wait for final statuses, before and between its extractions.
+
+    It waits until no message of the interval is pending, then extracts; it waits and extracts
+    again when the extraction reads a message that is not terminal; all within ``settle_timeout``.
+
+    Each check is one count (:func:`evaluate_search` with count-only criteria). The operator supplies
+    what only it can do: extract, defer to the triggerer, and apply ``on_unsettled``.
+
+    :param hook: the sync hook the checks run on.
+    :param target: the interval's search.
+    :param criteria: count-only criteria (the terminal statuses).
+    :param poke_interval: seconds between checks.
+    :param settle_timeout: seconds the whole wait may take.
+    :param log: the operator's logger.
+    """
+
+    def __init__(
+        self,
+        hook: VoiceTrackHook,
+        target: SearchQuery,
+        criteria: StatusCriteria,
+        *,
+        poke_interval: float,
+        settle_timeout: float,
+        log: Log,
+    ) -> None:
+        self.hook = hook
+        self.target = target
+        self.criteria = criteria
+        self.poke_interval = poke_interval
+        self.settle_timeout = settle_timeout
+        self.log = log
+
+    def settle(
+        self,
+        *,
+        started: float,
+        pending: int,
+        checks: int,
+        waited: bool,
+        check: Callable[[int, float], int],
+        extract: Callable[[bool, float | None], T],
+        defer: Callable[[int, float], None] | None,
+        unsettled: Callable[[int], T],
+    ) -> T:
+        """
+        Wait until ``pending`` is 0, then extract; wait and extract again on a message not terminal.
+
+        :param started: wall-clock time the wait started (``settle_timeout`` counts from it).
+        :param pending: the last check's count.
+        :param checks: checks made so far (for the log's numbering).
+        :param waited: whether the wait already had to wait (the extraction says so).
+        :param check: makes check number ``n`` before the deadline: :meth:`check`, or the operator's.
+        :param extract: extracts, ``strict`` or not, saying since when it waited (``None``: no wait).
+        :param defer: hands the wait to the triggerer (it does not return); ``None`` waits here.
+        :param unsettled: what to do when ``settle_timeout`` passes with ``pending`` messages.
+        """
+        deadline = started + self.settle_timeout
+        while True:
+            while pending:
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    return unsettled(pending)
+                if defer is not None:
+                    defer(checks, deadline)
+                time.sleep(min(self.poke_interval, remaining))
+                checks += 1
+                pending = check(checks, deadline)
+            try:
+                return extract(True, started if waited else None)
+            except NotTerminalError as err:
+                self.log.warning("%s Nothing was written; waiting, then extracting again.", err)
+            waited = True
+            checks += 1
+            # At least one poke_interval before the next read, even when the count already says 0:
+            # a count that disagrees with the read must not turn into a loop of extractions.
+            pending = max(check(checks, deadline), 1)
+
+    def check(self, number: int, deadline: float | None = None) -> int:
+        """Count the interval's messages that are not terminal (one request); log one line."""
+        pending = evaluate_search(self.hook, self.target, self.criteria).summary["pending"]
+        left = (
+            "" if deadline is None else f", {max(0.0, deadline - time.time()):.0f} s left of settle_timeout"
+        )
+        self.log.info(
+            "Check %d: %d messages of the interval are not in a terminal status%s", number, pending, left
+        )
+        return int(pending)
+
+    def unsettled(self) -> tuple[dict[str, int], list[str]]:
+        """
+        Describe what is left when the wait gives up: one request per pending status, one for examples.
+
+        :return: the pending messages' counts by status, and up to :data:`UNSETTLED_EXAMPLES` of their ids.
+
+        A request per pending status and one for the examples: spent once, when the wait gave up.
+        """
+        hook, settings, target = self.hook, self.hook.settings, self.target
+        by_status = {
+            status: hook.run_flow(count_flow(settings, status_query(target, status), self.log))
+            for status in self.criteria.pending_statuses
+        }
+        pending = replace(
+            pending_query(target, self.criteria.terminal_statuses), page_size=UNSETTLED_EXAMPLES
+        )
+        return by_status, hook.run_flow(first_ids_flow(settings, pending, self.log))
