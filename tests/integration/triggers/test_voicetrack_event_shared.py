@@ -56,6 +56,7 @@ def emulator(progressing: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> E
     return progressing
 
 
+@pytest.mark.slow
 def test_ten_identical_watchers_get_every_window_once_for_the_requests_of_one(
     emulator: EmulatorProcess,
 ) -> None:
@@ -82,6 +83,7 @@ def test_ten_identical_watchers_get_every_window_once_for_the_requests_of_one(
     assert ten_watchers <= one_watcher * 1.5, (one_watcher, ten_watchers)
 
 
+@pytest.mark.slow
 def test_watchers_of_different_campaigns_poll_apart_and_each_fires_once(emulator: EmulatorProcess) -> None:
     emulator.reset()
     triggers = [

@@ -117,6 +117,7 @@ def test_settled_windows_are_announced_in_order_each_once_with_the_emulators_cou
         assert payload["mode"] == "windows_settled" and payload["campaign_tracking_id"] is None
 
 
+@pytest.mark.slow
 def test_a_window_is_not_announced_while_a_call_in_it_is_pending(emulator: EmulatorProcess) -> None:
     emulator.reset()  # every call moves again: final within 4 s
     trigger = VoiceTrackEventTrigger(asset_name="calls", window=DAY, start=START, poll_interval=1)
@@ -135,6 +136,7 @@ async def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
+@pytest.mark.slow
 def test_a_restart_with_the_state_store_announces_nothing_again(emulator: EmulatorProcess) -> None:
     store = MemoryStateStore()
     kwargs = {"asset_name": "calls", "window": DAY, "start": START, "poll_interval": 1}
@@ -149,6 +151,7 @@ def test_a_restart_with_the_state_store_announces_nothing_again(emulator: Emulat
     assert after == [] and running
 
 
+@pytest.mark.slow
 def test_a_watcher_stopped_before_saving_announces_that_window_again(emulator: EmulatorProcess) -> None:
     # At least once: the progress is saved after the event is handed over, never before.
     store = MemoryStateStore()
@@ -162,6 +165,7 @@ def test_a_watcher_stopped_before_saving_announces_that_window_again(emulator: E
     assert after[0] == announced[2]
 
 
+@pytest.mark.slow
 def test_without_a_state_store_a_restart_announces_again_from_start(
     emulator: EmulatorProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -202,6 +206,7 @@ def test_a_finished_campaign_fires_once_then_the_watcher_sends_no_request(emulat
     assert api_requests(emulator) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "faults",
     [{"forbidden_rate": 1.0}, {"error_burst": 1_000_000, "error_status": 503}],
