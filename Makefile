@@ -72,8 +72,9 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 # The slow tier: endurance, the fault matrices, subprocess end-to-end runs (make demo, lineage,
-# the provider CLI, the benchmark harness).
+# the provider CLI, the benchmark harness, whose plots need the [bench] extra's matplotlib).
 test-slow: $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,bench]"
 	$(BIN)/python -m pytest -m slow $(PYTEST_WORKERS) $(PYTEST_ARGS) || $(PYTEST_FAILED)
 
 # Airflow's services as processes and the browser tests of its web UI, one at a time: each starts
