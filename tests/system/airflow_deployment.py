@@ -26,6 +26,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 import psutil
+from cryptography.fernet import Fernet
 
 REPO = Path(__file__).resolve().parents[2]
 #: A freshly migrated metadata DB, kept between sessions (``airflow db migrate`` takes ~20 s).
@@ -93,6 +94,10 @@ class AirflowDeployment:
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(64),
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
+            # One Fernet key for every process: without it, services that start together can each make
+            # their own before one has written airflow.cfg, and the triggerer then cannot decrypt the
+            # kwargs of a trigger the DAG processor stored (JSONDecodeError in _decrypt_kwargs).
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             # Every REST call is an admin: no login dance in a test.
