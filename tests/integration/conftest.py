@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from support.dags import Run
 from support.dags import run_dag as run_dag_once
+from support.emulator import HONOUR_RETRY_AFTER
 from support.s3 import S3_CONN_ID, S3Bucket, moto_s3_server, s3_client, s3_connection_json
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
@@ -31,6 +32,13 @@ def run_dag(request: pytest.FixtureRequest) -> Callable[..., Run]:
         return run_dag_once(dag_or_build, dag_id=dag_id, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def patient(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> EmulatorProcess:
+    """The emulator (reset) as ``voicetrack_default``; its retry waits honour a 1 s ``Retry-After``."""
+    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emulator.connection_json(**HONOUR_RETRY_AFTER))
+    return emulator
 
 
 @pytest.fixture(scope="session")

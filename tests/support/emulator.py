@@ -17,6 +17,8 @@ FAST_RETRIES: dict[str, Any] = {
 }
 #: :data:`FAST_RETRIES` with 100-message pages (the reliability suite's connection: more pages per search).
 FAST_RETRIES_100_PER_PAGE: dict[str, Any] = {**FAST_RETRIES, "page_size": 100}
+#: :data:`FAST_RETRIES` with retry waits long enough for a whole ``Retry-After`` of one second.
+HONOUR_RETRY_AFTER: dict[str, Any] = {**FAST_RETRIES, "max_retry_wait": 5}
 
 
 def truth_ids(emu: EmulatorProcess, **kwargs: Any) -> set[str]:

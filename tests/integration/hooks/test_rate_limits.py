@@ -7,16 +7,13 @@ import itertools
 from typing import Any
 
 import pytest
-from support.emulator import FAST_RETRIES, truth_ids
+from support.emulator import HONOUR_RETRY_AFTER, truth_ids
 
-from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.exceptions import VoiceTrackAuthError, VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook, VoiceTrackHook
 from airflow_voicetrack.protocol import Limiter
 
 DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
-#: Retry waits long enough for a whole ``Retry-After`` of one second.
-HONOUR_RETRY_AFTER = {**FAST_RETRIES, "max_retry_wait": 5}
 KINDS = ["sync", "async"]
 
 
@@ -41,13 +38,6 @@ def search(kind: str, start: str = DAY[0], end: str = DAY[1], **hook_kwargs: Any
 def limiter() -> Limiter:
     (only,) = Limiter._registry.values()
     return only
-
-
-@pytest.fixture
-def patient(emu: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> EmulatorProcess:
-    """The emulator as ``voicetrack_default`` with retry waits that honour a ``Retry-After`` of 1 s."""
-    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emu.connection_json(**HONOUR_RETRY_AFTER))
-    return emu
 
 
 # --- the connection-wide pause and AIMD -----------------------------------------------------------

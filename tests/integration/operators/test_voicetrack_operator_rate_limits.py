@@ -6,23 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from support.dags import Run
-from support.emulator import FAST_RETRIES, truth_ids
+from support.emulator import truth_ids
 
 from airflow_voicetrack.emulator.process import EmulatorProcess
 from airflow_voicetrack.operators.voicetrack import VoiceTrackingOperator
 
 DAY = ("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
-#: Retry waits long enough for a whole ``Retry-After`` of one second.
-HONOUR_RETRY_AFTER = {**FAST_RETRIES, "max_retry_wait": 5}
-
-
-@pytest.fixture
-def patient(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> EmulatorProcess:
-    """The emulator as ``voicetrack_default`` with retry waits that honour a ``Retry-After`` of 1 s."""
-    monkeypatch.setenv("AIRFLOW_CONN_VOICETRACK_DEFAULT", emulator.connection_json(**HONOUR_RETRY_AFTER))
-    return emulator
 
 
 def test_the_operator_rides_out_a_rate_limit_and_revocations_and_reports_the_limits(
