@@ -5,9 +5,10 @@ an emulator on 127.0.0.1 (100,000 messages over one day, pages of 500: 200 pages
 
 - **rate limit**: the emulator at 50 ms per request and ``--rate-limit 20`` (requests per second,
   429 with ``Retry-After`` past it): the engine before the limiter at ``max_concurrency`` 4 and 16
-  (``baseline``), and ours at ``max_concurrency=16``. Each run's requests per second and requests
-  in flight, as the server saw them, are plotted with the limit drawn
-  (``docs/benchmarks/rate_limits.png``).
+  (``baseline``), ours at ``max_concurrency=16``, and dlt's ``rest_api`` source
+  (``benchmarks.variant_f`` in ``.venv-dlt``, made on first use; its time is dlt's extract step, the
+  requests). Each run's requests per second and requests in flight, as the server saw them, are
+  plotted with the limit drawn (``docs/benchmarks/rate_limits.png``).
 - **no rate limit**: the engine before the limiter with its defaults against ours with its
   defaults at 0, 50 and 150 ms (target: ours at least 0.95x).
 - **multi-day**: seven days of 100,000 messages at 150 ms, ours against a raw sequential
@@ -15,8 +16,8 @@ an emulator on 127.0.0.1 (100,000 messages over one day, pages of 500: 200 pages
 
 ``baseline`` is the package as it was before the limiter (the newest commit on the first-parent
 history without ``protocol/limits.py``, or ``--baseline-ref``), exported with ``git archive`` and
-put first on the child's ``PYTHONPATH``; it must speak the emulator's parameter names. dlt is not
-run here: see ``benchmarks/peers.py`` for dlt at the same latencies without a rate limit.
+put first on the child's ``PYTHONPATH``; it must speak the emulator's parameter names. See
+``benchmarks/peers.py`` for dlt at the same latencies without a rate limit.
 """
 
 from __future__ import annotations
@@ -184,17 +185,54 @@ def run_one(
     if line is None:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
     figures = json.loads(line[len(RESULT) :])
+    return server_view(
+        name, emu, figures["seconds"], figures["records"], pages, figures["stats"], figures["package"]
+    )
+
+
+def run_dlt(emu: EmulatorProcess, env: dict[str, str], *, pages: int, timeout: float, out: Path) -> Run:
+    """Run dlt's ``rest_api`` source (variant F) against ``emu``; its time is dlt's extract step."""
+    from benchmarks.common import RESULT_PREFIX
+    from benchmarks.peers import ensure_dlt_venv
+
+    python = ensure_dlt_venv()
+    emu.reset_stats()
+    command = [
+        str(python), "-m", "benchmarks.variant_f",
+        *("--url", emu.url, "--client-id", emu.client_id, "--client-secret", emu.client_secret),
+        *("--date-start", DAY[0], "--date-end", DAY[1], "--page-size", "500", "--out-dir", str(out)),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT_PREFIX)), None)
+    if line is None:
+        raise SystemExit(f"dlt failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(line[len(RESULT_PREFIX) :])
+    seconds = figures["extra"].get("extract_s") or figures["wall_s"]
+    return server_view("dlt rest_api (extract)", emu, seconds, figures["records"], pages, {}, str(python))
+
+
+def server_view(
+    name: str,
+    emu: EmulatorProcess,
+    seconds: float,
+    records: int,
+    pages: int,
+    client: dict[str, Any],
+    package: str,
+) -> Run:
+    """:return: a run's figures with what the server saw of it (its statuses, its requests' spans)."""
     stats = emu.stats()
     run = Run(
         name,
-        figures["seconds"],
-        figures["records"],
+        seconds,
+        records,
         pages,
         stats.get("search_statuses", {}),
         [tuple(span) for span in emu.search_spans()],
-        figures["stats"],
+        client,
     )
-    client = run.client
     limits = (
         f", concurrency {client['concurrency_min']}..{client['concurrency_max']} "
         f"(mean {client['concurrency_mean']}), paused {client['paused_seconds']} s"
@@ -203,7 +241,7 @@ def run_one(
     )
     print(
         f"   {name}: {run.seconds:.2f} s, {run.records} records, {run.requests} requests "
-        f"({run.statuses}){limits}  [{figures['package']}]",
+        f"({run.statuses}){limits}  [{package}]",
         flush=True,
     )
     return run
@@ -272,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latencies", default="0,50,150", help="ms, for the runs without a rate limit")
     parser.add_argument("--baseline-ref", default=None)
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--skip", default="", help="comma-separated: rate, plain, multiday")
+    parser.add_argument("--skip", default="", help="comma-separated: rate, dlt, plain, multiday")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where the rate-limit plot goes")
     args = parser.parse_args(argv)
     from airflow_voicetrack.emulator.process import EmulatorProcess
@@ -297,12 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "--concurrency", str(n), pages=pages, timeout=args.timeout)
                     for n in (4, 16)
                 ]  # fmt: skip
-                runs.append(
-                    run_one("adaptive, max_concurrency=16", emu, ours, "--concurrency", "16",
-                            pages=pages, timeout=args.timeout)
-                )  # fmt: skip
+                adaptive = run_one("adaptive, max_concurrency=16", emu, ours, "--concurrency", "16",
+                                   pages=pages, timeout=args.timeout)  # fmt: skip
+                runs.append(adaptive)
+                if "dlt" not in skip:
+                    runs.append(run_dlt(emu, ours, pages=pages, timeout=args.timeout, out=Path(tmp) / "dlt"))
                 table = rate_table(runs, args.rate_limit)
-                adaptive = runs[-1]
                 target = (
                     "Target: adaptive >= 0.9x the limit with <= 5 % of requests meeting a 429: "
                     f"{adaptive.pages_per_second / args.rate_limit:.2f}x, {adaptive.share_429:.1%}."

@@ -25,14 +25,30 @@ if TYPE_CHECKING:
 
 #: The limit a new limiter starts at: one request in flight, growing by one per round of successes.
 INITIAL_LIMIT = 1.0
-#: The lowest rate the limit may stand for, in requests per second: below one request in flight the
-#: limit is a rate, ``limit / latency floor``.
-MIN_RATE = 0.1
-#: A throttle caps the limit at this share of what the successes of the last second needed (they
-#: may include a burst the service allowed once), only when they were at least
-#: :data:`GOODPUT_SAMPLES`: fewer say too little about the service's rate.
+#: The lowest rate the limit may stand for, in requests per second (the AWS SDKs' minimum fill rate):
+#: below one request in flight the limit is a rate, ``limit / latency floor``. A service that wants
+#: less says so in ``Retry-After``, which pauses the connection.
+MIN_RATE = 0.5
+#: A throttle caps the limit at this share of what the recent successes needed: those of the last
+#: second when they are at least :data:`GOODPUT_SAMPLES` (they may include a burst the service
+#: allowed once), else those of the last :data:`GOODPUT_WINDOW` seconds, when they are at least as
+#: many. Fewer say too little about the service's rate.
 GOODPUT_SHARE = 0.9
 GOODPUT_SAMPLES = 5
+GOODPUT_WINDOW = 5.0
+#: A throttle's cut is kept only if it helped. The share of 429/503 among the first
+#: :data:`CHECK_SAMPLES` responses after a cut is compared with their share among the last as many
+#: before it: a service at its rate limit refuses (next to) nothing once the cut has brought the
+#: sending under that limit, but 429s that do not follow this client's rate (another client's
+#: traffic on the account, a fault) keep their share. Unless the share fell below
+#: :data:`HELPED_SHARE` of what it was, the cut is undone, so such 429s cannot drive the limit down
+#: step by step; each still pauses the connection for its ``Retry-After`` and is retried. No other
+#: cut for a throttle is made until the verdict, nor after an undone cut for the next
+#: ``CHECK_SAMPLES * 2 ** n`` responses, ``n`` the cuts undone in a row (up to :data:`MAX_SKIP_DOUBLINGS`):
+#: the limiter tries again, ever less often, whether the service's rate is what refuses.
+CHECK_SAMPLES = 20
+HELPED_SHARE = 0.5
+MAX_SKIP_DOUBLINGS = 5
 #: A 429 or 503 multiplies the limit by this (AWS's CUBIC uses 0.7) ...
 THROTTLE_BACKOFF = 0.7
 #: ... and a latency far above its floor by this (a gentler signal than a refusal).
@@ -85,7 +101,8 @@ class Limiter:
       service's rate). At most ``ceil(limit)`` requests are in flight, and sends are paced at
       ``limit / latency floor`` per second, so a limit of 1.4 means 1.4 requests in flight on
       average, and a limit below 1 is a rate. After a throttle, and while below 1, the limit grows
-      by :data:`RECOVERY_GROWTH` a second instead: a rate limit's window answers in seconds.
+      by :data:`RECOVERY_GROWTH` a second instead: a rate limit's window answers in seconds. A
+      throttle's cut that did not lower the share of throttles is undone (:data:`CHECK_SAMPLES`).
     - **Pauses.** A 429's ``Retry-After`` (or ``RateLimit-Reset``) pauses every send of the
       connection until then; so does ``RateLimit-Remaining`` (or ``X-RateLimit-*``) no larger than
       the requests the limit may keep in flight, until its ``RateLimit-Reset``.
@@ -117,6 +134,17 @@ class Limiter:
         #: whether a send was held back since the last permit
         self._held = False
         self._succeeded_since_decrease = True
+        #: whether each of the last responses was a throttle (newest last)
+        self._outcomes: deque[bool] = deque(maxlen=CHECK_SAMPLES)
+        #: the last throttle cut awaiting its verdict: the share of throttles before it, the limit it
+        #: cut and when; and the responses and throttles to requests sent since
+        self._cut: tuple[float, float, float] | None = None
+        self._since_cut = [0, 0]
+        #: throttle cuts undone because they did not help, in all and in a row; responses to let pass
+        #: before the next throttle cut
+        self.cuts_undone = 0
+        self._undone_in_a_row = 0
+        self._skip = 0
         self._served: weakref.WeakSet[Token] = weakref.WeakSet()
         #: requests in flight per token
         self._carrying: Counter[Token] = Counter()
@@ -184,14 +212,20 @@ class Limiter:
                 self._pause_locked(now, _rate_header(headers or {}, "Reset") or 0.0)
             if status is None:
                 return
-            if status in THROTTLE_STATUSES:
+            throttled = status in THROTTLE_STATUSES
+            self._outcomes.append(throttled)
+            judged = self._judge_cut(throttled, permit.sent_at)
+            self._skip = max(0, self._skip - 1)
+            if throttled:
                 # Once per round, and only when something succeeded since the last cut: during an
                 # outage nothing says what the service can take, and the retries back off anyway.
-                if permit.sent_at >= self._last_decrease and self._succeeded_since_decrease:
+                may_cut = not (self._cut or self._skip or judged)
+                if permit.sent_at >= self._last_decrease and self._succeeded_since_decrease and may_cut:
+                    self._cut = (sum(self._outcomes) / len(self._outcomes), self.limit, now)
                     limit = self.limit * THROTTLE_BACKOFF
-                    recent = self._recent_successes(now)
-                    if recent >= GOODPUT_SAMPLES and self._floor:
-                        limit = min(limit, GOODPUT_SHARE * recent * self._floor)
+                    goodput = self._goodput(now)
+                    if goodput and self._floor:
+                        limit = min(limit, GOODPUT_SHARE * goodput * self._floor)
                     self._decrease(now, limit)
                     self._throttled_at = now
                     self._succeeded_since_decrease = False
@@ -200,7 +234,8 @@ class Limiter:
             self._latencies.append(latency)
             self._floor = min(self._latencies)
             self._successes.append(now)
-            self._recent_successes(now)  # keeps the last second only
+            while self._successes[0] <= now - GOODPUT_WINDOW:
+                self._successes.popleft()
             self._succeeded_since_decrease = True
             slow = latency > max(LATENCY_FACTOR * self._floor, self._floor + LATENCY_SLACK)
             if slow and permit.sent_at >= self._last_decrease:
@@ -247,10 +282,44 @@ class Limiter:
     def _pause_locked(self, now: float, seconds: float) -> None:
         self.paused_until = max(self.paused_until, now + seconds)
 
-    def _recent_successes(self, now: float) -> int:
-        while self._successes and self._successes[0] <= now - 1.0:
+    def _goodput(self, now: float) -> float | None:
+        """:return: the successes per second of late, or ``None`` when too few say it."""
+        while self._successes and self._successes[0] <= now - GOODPUT_WINDOW:
             self._successes.popleft()
-        return len(self._successes)
+        last_second = sum(1 for t in self._successes if t > now - 1.0)
+        if last_second >= GOODPUT_SAMPLES:
+            return float(last_second)
+        if len(self._successes) >= GOODPUT_SAMPLES:
+            return len(self._successes) / max(1.0, now - self._successes[0])
+        return None
+
+    def _judge_cut(self, throttled: bool, sent_at: float) -> bool:
+        """
+        Count a response to a request sent after a throttle's cut, and judge the cut.
+
+        Requests sent before the cut went out at the old pace: they do not count. Once
+        :data:`CHECK_SAMPLES` responses have, the cut is kept or undone.
+
+        :return: whether this response gave the verdict.
+        """
+        if self._cut is None or sent_at < self._cut[2]:
+            return False
+        self._since_cut[0] += 1
+        self._since_cut[1] += throttled
+        responses, throttles = self._since_cut
+        if responses < CHECK_SAMPLES:
+            return False
+        share_before, limit_before, _ = self._cut
+        self._cut = None
+        self._since_cut = [0, 0]
+        if throttles and throttles / responses >= HELPED_SHARE * share_before:
+            self.limit = max(self.limit, min(float(self.max_concurrency), limit_before))
+            self.cuts_undone += 1
+            self._skip = CHECK_SAMPLES * 2 ** min(self._undone_in_a_row, MAX_SKIP_DOUBLINGS)
+            self._undone_in_a_row += 1
+        else:
+            self._undone_in_a_row = 0
+        return True
 
     def _decrease(self, now: float, limit: float) -> None:
         # Below one request in flight the limit is a rate of the latency floor: none without one.

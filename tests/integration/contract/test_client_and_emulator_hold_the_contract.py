@@ -207,8 +207,6 @@ def test_trigger_requests_and_responses_hold_the_contract(emu: EmulatorProcess) 
 # -- responses under faults, and error statuses ---------------------------------------------------
 
 
-# About 40 s: its 429s slow the adaptive limiter down (the slow tier).
-@pytest.mark.slow
 def test_responses_to_a_search_under_faults_hold_the_contract(emu: EmulatorProcess) -> None:
     emu.set_faults(
         rate_limit_rate=0.2, forbidden_rate=0.1, unauthorized_rate=0.1, error_burst=1, error_every=4

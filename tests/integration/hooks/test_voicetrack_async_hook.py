@@ -99,10 +99,8 @@ def test_async_get_messages_raises_on_missing_by_default(emu):
     [
         {"unauthorized_rate": 0.2},
         {"forbidden_rate": 0.2},
-        # A 429 on 30 % of requests, at random, reads to the adaptive limiter as a service at its
-        # limit: it slows towards its lowest rate, and the search takes minutes (the slow tier).
-        pytest.param({"rate_limit_rate": 0.3, "retry_after_mode": "date"}, marks=pytest.mark.slow),
-        pytest.param({"rate_limit_rate": 0.3, "retry_after_mode": "none"}, marks=pytest.mark.slow),
+        {"rate_limit_rate": 0.3, "retry_after_mode": "date"},
+        {"rate_limit_rate": 0.3, "retry_after_mode": "none"},
         {"error_burst": 3, "error_every": 8},
         {"drop_rate": 0.2},
         {"malformed_rate": 0.2},

@@ -475,12 +475,7 @@ def test_persistent_auth_failure_raises_saying_what_is_at_fault(emu, fault, reas
     assert emu.stats()["tokens_issued"] == 4
 
 
-# "date" and "none" take 7-12 s each (the adaptive limiter slows after each 429): the slow tier; the
-# HTTP-date form stays in the fast tier through test_retry_after_as_an_http_date_is_waited.
-@pytest.mark.parametrize(
-    "mode",
-    ["seconds", pytest.param("date", marks=pytest.mark.slow), pytest.param("none", marks=pytest.mark.slow)],
-)
+@pytest.mark.parametrize("mode", ["seconds", "date", "none"])
 def test_rate_limits_are_retried_for_each_retry_after_form(emu, mode):
     emu.set_faults(rate_limit_rate=0.3, retry_after_mode=mode, retry_after=1)
     assert_exact(search_ids(VoiceTrackHook(page_size=500)), truth_ids(emu))

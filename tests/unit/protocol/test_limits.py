@@ -102,24 +102,70 @@ def test_a_throttle_after_too_few_successes_to_measure_only_cuts_to_seven_tenths
     assert limiter.limit == pytest.approx(1.4)
 
 
-def test_the_limit_never_stands_for_less_than_a_tenth_of_a_request_per_second():
+def settle(limiter: Limiter, now: float) -> float:
+    """Twenty successes, 100 s apart (past any pacing, too sparse to measure a goodput): a verdict
+    on the last cut, which helped. :return: the time after them."""
+    for _ in range(20):
+        ok(limiter, grant(limiter, now), now + 0.05)
+        now += 100.0
+    return now
+
+
+def test_the_limit_never_stands_for_less_than_half_a_request_per_second():
     limiter = Limiter(16)
     ok(limiter, grant(limiter, 0.0), 0.05)
-    for now in range(20, 800, 20):  # 20 s apart: the pacing lets each through
-        ok(limiter, grant(limiter, float(now)), now + 0.05)
-        limiter.release(grant(limiter, now + 10.0), now + 10.05, status=429, headers={})
-    assert limiter.limit == pytest.approx(0.1 * 0.05)
+    limiter.limit = 0.03  # 0.6 requests a second at a 50 ms floor
+    limiter.release(grant(limiter, 100.0), 100.05, status=429, headers={})
+    assert limiter.limit == pytest.approx(0.5 * 0.05)  # not 0.7 x 0.03: 0.5 requests a second
 
 
-def test_an_outage_cuts_the_limit_once_not_once_per_failure():
+def test_an_outage_cuts_the_limit_once_and_undoes_the_cut_when_the_refusals_go_on():
     limiter = Limiter(16)
     limiter.limit = 4.0
     for now in range(10):  # nothing but 503s, one round after the other
         limiter.release(grant(limiter, float(now)), now + 0.1, status=503, headers={})
     assert limiter.limit == pytest.approx(2.8)
-    ok(limiter, grant(limiter, 20.0), 20.05)
-    limiter.release(grant(limiter, 21.0), 21.05, status=503, headers={})
-    assert limiter.limit == pytest.approx(2.8 * 0.7)  # a success since: the next one cuts
+    for now in range(10, 30):  # the cut changed nothing: 20 more 503s, and it is undone
+        limiter.release(grant(limiter, float(now)), now + 0.1, status=503, headers={})
+    assert limiter.limit == 4.0 and limiter.cuts_undone == 1
+
+
+def test_a_cut_that_stopped_the_refusals_is_kept_and_the_next_throttle_cuts_again():
+    limiter = Limiter(16)
+    limiter.limit = 4.0
+    limiter.release(grant(limiter, 0.0), 0.1, status=429, headers={})
+    now = settle(limiter, 1.0)  # 20 successes after the cut: it helped
+    assert limiter.cuts_undone == 0
+    cut = limiter.limit
+    limiter.release(grant(limiter, now), now + 0.1, status=429, headers={})
+    assert limiter.limit == pytest.approx(cut * 0.7)
+
+
+def test_no_second_throttle_cut_before_the_verdict_on_the_first():
+    limiter = Limiter(16)
+    limiter.limit = 4.0
+    limiter.release(grant(limiter, 0.0), 0.1, status=429, headers={})
+    ok(limiter, grant(limiter, 1.0), 1.05)  # a success, and a round later ...
+    limiter.release(grant(limiter, 2.0), 2.05, status=429, headers={})
+    assert limiter.limit == pytest.approx(2.8)  # ... no second cut: 2 of 20 responses judged
+
+
+def test_429s_that_do_not_follow_the_rate_do_not_drive_the_limit_down():
+    # 30 % of responses refused at random, whatever the pace: each cut is judged, and undone.
+    draw = random.Random(7)
+    limiter = Limiter(16)
+    now = 0.0
+    for _ in range(3000):
+        permit = limiter.acquire(now)
+        if not isinstance(permit, Permit):
+            now += permit
+            continue
+        now += 0.05
+        limiter.release(permit, now, status=429 if draw.random() < 0.3 else 200, headers={})
+    assert limiter.cuts_undone >= 5
+    # About one request in flight (20 a second at 50 ms, sequential); with every cut kept, 0.025.
+    assert limiter.limit >= 0.9
+    assert now < 3000 * 0.05 * 1.2  # and as fast as 3,000 sequential requests, give or take pauses
 
 
 def test_without_a_latency_floor_the_limit_stays_at_one_request_at_least():
