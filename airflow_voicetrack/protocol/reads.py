@@ -13,7 +13,7 @@ called, and hands the run or the flow to its driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -23,6 +23,7 @@ import pendulum
 
 from airflow_voicetrack.protocol.bodies import Page, parse_message, parse_page
 from airflow_voicetrack.protocol.calls import Flow, Gather, GetToken, Log, allow_missing, request_flow
+from airflow_voicetrack.protocol.http import Request
 from airflow_voicetrack.protocol.paging import PageSource, SearchRun, WindowStartCheck
 from airflow_voicetrack.protocol.query import (
     SearchFilter,
@@ -118,13 +119,7 @@ def conversation_run(
     build_conversation_request(settings.base_url, conversation_tracking_id, page=0, size=1)  # validate
     source = partial(build_conversation_request, settings.base_url, conversation_tracking_id)
     label = f"conversation {conversation_tracking_id}"
-    return SearchRun(
-        [(label, lambda page, size: source(page=page, size=size), None)],
-        settings,
-        page_size=settings.page_size,
-        strict=strict,
-        log=log,
-    )
+    return _paged_run(settings, label, source, settings.page_size, strict, log)
 
 
 def campaign_run(
@@ -141,14 +136,20 @@ def campaign_run(
     sort = validate_sort(sort)
     build_campaign_request(settings.base_url, campaign_tracking_id, page=0, size=size, sort=sort)  # validate
     source = partial(build_campaign_request, settings.base_url, campaign_tracking_id, sort=sort)
-    label = f"campaign {campaign_tracking_id}"
-    return SearchRun(
-        [(label, lambda page, size: source(page=page, size=size), None)],
-        settings,
-        page_size=size,
-        strict=strict,
-        log=log,
-    )
+    return _paged_run(settings, f"campaign {campaign_tracking_id}", source, size, strict, log)
+
+
+def _paged_run(
+    settings: Settings,
+    label: str,
+    source: Callable[..., Request],
+    page_size: int,
+    strict: bool,
+    log: Log | None,
+) -> SearchRun:
+    """The run of one paged endpoint, read whole: ``source(page=..., size=...)`` builds its requests."""
+    pages = [(label, lambda page, size: source(page=page, size=size), None)]
+    return SearchRun(pages, settings, page_size=page_size, strict=strict, log=log)
 
 
 def count_flow(settings: Settings, query: SearchQuery, log: Log | None = None) -> Flow[int]:
