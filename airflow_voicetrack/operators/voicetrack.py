@@ -37,6 +37,7 @@ from airflow_voicetrack.protocol import (
     normalize_filters,
     parse_datetime,
     resolve_campaign_tracking_id,
+    search_query,
     validate_page_size,
     validate_sort,
 )
@@ -46,7 +47,6 @@ from airflow_voicetrack.waiting import (
     StatusCriteria,
     StatusGuard,
     WaitEvent,
-    search_query,
     unsettled_message,
 )
 from airflow_voicetrack.writers import WriteResult, object_uri, write_messages

@@ -23,7 +23,7 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_voicetrack.exceptions import VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
-from airflow_voicetrack.protocol import SearchQuery, format_datetime, parse_datetime
+from airflow_voicetrack.protocol import SearchQuery, format_datetime, parse_datetime, search_query
 from airflow_voicetrack.waiting import (
     IdsTracker,
     StatusCriteria,
@@ -31,7 +31,6 @@ from airflow_voicetrack.waiting import (
     decode_query,
     encode_query,
     poke_flow,
-    search_query,
     settled_flow,
     settled_windows_flow,
     to_kwargs,

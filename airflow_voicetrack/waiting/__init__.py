@@ -1,0 +1,85 @@
+"""
+Waiting for final statuses: the one place for the sensor, the triggers and the operator's wait.
+
+One module per concept:
+
+- :mod:`~.criteria`: what done and failed mean (:class:`StatusCriteria`, :class:`Evaluation`,
+  :class:`IdsTracker`) and the summary a wait returns;
+- :mod:`~.queries`: the searches a wait sends (:func:`pending_query`, :func:`status_query`) and how a
+  trigger serializes them (:func:`encode_query`, :func:`decode_query`);
+- :mod:`~.poke`: :func:`poke_flow`, one poke, run by the sensor with the sync hook and by the trigger
+  with the async hook, so the two cannot drift;
+- :mod:`~.watcher`: the event watcher's flows (:func:`settled_flow`, :func:`settled_windows_flow`)
+  and its progress;
+- :mod:`~.events`: the status trigger's event (:class:`WaitEvent`: one encode, one decode);
+- :mod:`~.interval`: the operator's wait (:class:`IntervalWait`) and its check of what it writes
+  (:class:`StatusGuard`).
+
+Modules import one way, down this list. Every name is importable from ``airflow_voicetrack.waiting``.
+"""
+
+from __future__ import annotations
+
+from airflow_voicetrack.waiting.criteria import (
+    FAILED_IDS_CAP,
+    MISSING_MODES,
+    Evaluation,
+    IdsTracker,
+    StatusCriteria,
+    Verdict,
+    evaluate_counts,
+    message_id_of,
+    resolve_message_ids,
+    status_of,
+    statuses_to_count,
+    statuses_to_sample,
+    to_kwargs,
+)
+from airflow_voicetrack.waiting.events import WaitEvent, WaitOutcome
+from airflow_voicetrack.waiting.interval import (
+    UNSETTLED_EXAMPLES,
+    IntervalWait,
+    NotTerminalError,
+    StatusGuard,
+    unsettled_message,
+)
+from airflow_voicetrack.waiting.poke import poke_flow
+from airflow_voicetrack.waiting.queries import (
+    STATUS_FIELD,
+    decode_query,
+    encode_query,
+    pending_query,
+    status_query,
+)
+from airflow_voicetrack.waiting.watcher import settled_flow, settled_windows_flow
+
+__all__ = [
+    "FAILED_IDS_CAP",
+    "MISSING_MODES",
+    "STATUS_FIELD",
+    "UNSETTLED_EXAMPLES",
+    "Evaluation",
+    "IdsTracker",
+    "IntervalWait",
+    "NotTerminalError",
+    "StatusCriteria",
+    "StatusGuard",
+    "Verdict",
+    "WaitEvent",
+    "WaitOutcome",
+    "decode_query",
+    "encode_query",
+    "evaluate_counts",
+    "message_id_of",
+    "pending_query",
+    "poke_flow",
+    "resolve_message_ids",
+    "settled_flow",
+    "settled_windows_flow",
+    "status_of",
+    "status_query",
+    "statuses_to_count",
+    "statuses_to_sample",
+    "to_kwargs",
+    "unsettled_message",
+]
