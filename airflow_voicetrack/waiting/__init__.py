@@ -12,7 +12,7 @@ One module per concept:
 - :mod:`~.watcher`: the event watcher's flows (:func:`settled_flow`, :func:`settled_windows_flow`)
   and its progress;
 - :mod:`~.events`: the status trigger's event (:class:`WaitEvent`: one encode, one decode);
-- :mod:`~.interval`: the operator's wait (:class:`IntervalWait`) and its check of what it writes
+- :mod:`~.settle`: the operator's wait (:class:`IntervalWait`) and its check of what it writes
   (:class:`StatusGuard`).
 
 Modules import one way, down this list. Every name is importable from ``airflow_voicetrack.waiting``.
@@ -36,13 +36,6 @@ from airflow_voicetrack.waiting.criteria import (
     to_kwargs,
 )
 from airflow_voicetrack.waiting.events import WaitEvent, WaitOutcome
-from airflow_voicetrack.waiting.interval import (
-    UNSETTLED_EXAMPLES,
-    IntervalWait,
-    NotTerminalError,
-    StatusGuard,
-    unsettled_message,
-)
 from airflow_voicetrack.waiting.poke import poke_flow
 from airflow_voicetrack.waiting.queries import (
     STATUS_FIELD,
@@ -50,6 +43,13 @@ from airflow_voicetrack.waiting.queries import (
     encode_query,
     pending_query,
     status_query,
+)
+from airflow_voicetrack.waiting.settle import (
+    UNSETTLED_EXAMPLES,
+    IntervalWait,
+    NotTerminalError,
+    StatusGuard,
+    unsettled_message,
 )
 from airflow_voicetrack.waiting.watcher import settled_flow, settled_windows_flow
 

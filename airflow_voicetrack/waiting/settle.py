@@ -6,8 +6,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.sdk.exceptions import AirflowException
 
 from airflow_voicetrack.protocol import (
     SearchQuery,
@@ -16,6 +18,7 @@ from airflow_voicetrack.protocol import (
 )
 from airflow_voicetrack.protocol.calls import Log
 from airflow_voicetrack.waiting.criteria import Evaluation, StatusCriteria, message_id_of, status_of
+from airflow_voicetrack.waiting.events import WaitEvent
 from airflow_voicetrack.waiting.poke import poke_flow
 from airflow_voicetrack.waiting.queries import pending_query, status_query
 
@@ -26,6 +29,40 @@ T = TypeVar("T")
 
 #: Example ids of unfinished messages named in the error when the operator's wait gives up.
 UNSETTLED_EXAMPLES = 5
+#: Accepted values of ``on_unsettled``.
+ON_UNSETTLED: tuple[str, ...] = ("fail", "write")
+
+
+def check_settle_arguments(
+    poke_interval: float | timedelta, settle_timeout: float | timedelta, on_unsettled: str
+) -> tuple[float, float, str]:
+    """
+    Validate the operator's wait arguments.
+
+    :return: ``poke_interval`` and ``settle_timeout`` in seconds, and ``on_unsettled``.
+    :raises ValueError: naming the argument and the fix.
+    """
+    poke_seconds = _seconds(poke_interval, "poke_interval")
+    settle_seconds = _seconds(settle_timeout, "settle_timeout")
+    if settle_seconds < poke_seconds:
+        raise ValueError(
+            f"settle_timeout ({settle_seconds:g} s) is shorter than poke_interval "
+            f"({poke_seconds:g} s), so the wait could not check even once; raise "
+            "settle_timeout or lower poke_interval."
+        )
+    if on_unsettled not in ON_UNSETTLED:
+        raise ValueError(
+            f"on_unsettled must be one of {', '.join(map(repr, ON_UNSETTLED))}, got {on_unsettled!r}"
+        )
+    return poke_seconds, settle_seconds, on_unsettled
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A positive duration given as seconds or a ``timedelta``, in seconds."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(seconds)
 
 
 def unsettled_message(
@@ -102,16 +139,18 @@ class IntervalWait:
     The operator's wait for final statuses, before and between its extractions.
 
     It waits until no message of the interval is pending, then extracts; it waits and extracts
-    again when the extraction reads a message that is not terminal; all within ``settle_timeout``.
+    again when the extraction reads a message that is not terminal; all within ``settle_timeout``,
+    after which it applies ``on_unsettled``.
 
     Each check is one count (:func:`evaluate_search` with count-only criteria). The operator supplies
-    what only it can do: extract, defer to the triggerer, and apply ``on_unsettled``.
+    what only it can do: extract, and defer to the triggerer.
 
     :param hook: the sync hook the checks run on.
     :param target: the interval's search.
     :param criteria: count-only criteria (the terminal statuses).
     :param poke_interval: seconds between checks.
     :param settle_timeout: seconds the whole wait may take.
+    :param on_unsettled: ``"fail"`` or ``"write"`` when ``settle_timeout`` passes with calls unfinished.
     :param log: the operator's logger.
     """
 
@@ -123,6 +162,7 @@ class IntervalWait:
         *,
         poke_interval: float,
         settle_timeout: float,
+        on_unsettled: str,
         log: Log,
     ) -> None:
         self.hook = hook
@@ -130,6 +170,7 @@ class IntervalWait:
         self.criteria = criteria
         self.poke_interval = poke_interval
         self.settle_timeout = settle_timeout
+        self.on_unsettled = on_unsettled
         self.log = log
 
     def settle(
@@ -142,7 +183,6 @@ class IntervalWait:
         check: Callable[[int, float], int],
         extract: Callable[[bool, float | None], T],
         defer: Callable[[int, float], None] | None,
-        unsettled: Callable[[int], T],
     ) -> T:
         """
         Wait until ``pending`` is 0, then extract; wait and extract again on a message not terminal.
@@ -154,14 +194,13 @@ class IntervalWait:
         :param check: makes check number ``n`` before the deadline: :meth:`check`, or the operator's.
         :param extract: extracts, ``strict`` or not, saying since when it waited (``None``: no wait).
         :param defer: hands the wait to the triggerer (it does not return); ``None`` waits here.
-        :param unsettled: what to do when ``settle_timeout`` passes with ``pending`` messages.
         """
         deadline = started + self.settle_timeout
         while True:
             while pending:
                 remaining = deadline - time.time()
                 if remaining <= 0:
-                    return unsettled(pending)
+                    return self.give_up(started, pending, extract)
                 if defer is not None:
                     defer(checks, deadline)
                 time.sleep(min(self.poke_interval, remaining))
@@ -176,6 +215,61 @@ class IntervalWait:
             # At least one poke_interval before the next read, even when the count already says 0:
             # a count that disagrees with the read must not turn into a loop of extractions.
             pending = max(check(checks, deadline), 1)
+
+    def resume(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        checks: int,
+        check: Callable[[int, float], int],
+        extract: Callable[[bool, float | None], T],
+        defer: Callable[[int, float], None] | None,
+    ) -> T:
+        """
+        Go on after the trigger's event (a :class:`WaitEvent`'s payload): extract, or give up.
+
+        The wait's start is the deadline the trigger echoes back, less ``settle_timeout``.
+
+        :param checks: checks made before deferring (for the log's numbering).
+        :raises AirflowException: the trigger hit an error that waiting does not fix.
+        """
+        event = WaitEvent.decode(payload)
+        if event.status not in ("success", "timeout") or event.timeout_at is None:
+            raise AirflowException(f"Waiting for the interval's calls failed: {event.message or payload}")
+        started = datetime.fromisoformat(event.timeout_at).timestamp() - self.settle_timeout
+        if event.status == "success":
+            return self.settle(
+                started=started,
+                pending=0,
+                checks=checks,
+                waited=True,
+                check=check,
+                extract=extract,
+                defer=defer,
+            )
+        return self.give_up(started, (event.summary or {}).get("pending"), extract)
+
+    def give_up(self, started: float, pending: int | None, extract: Callable[[bool, float | None], T]) -> T:
+        """
+        Apply ``on_unsettled`` once ``settle_timeout`` has passed with ``pending`` calls unfinished.
+
+        :raises AirflowException: with ``"fail"``, naming the unfinished calls by status.
+        """
+        if self.on_unsettled == "write":
+            self.log.warning(
+                "%s messages of the interval are still not terminal after settle_timeout=%s; writing "
+                "them as they are (on_unsettled='write').",
+                "Some" if pending is None else pending,
+                timedelta(seconds=self.settle_timeout),
+            )
+            return extract(False, started)
+        by_status, example_ids = self.unsettled()
+        if not any(by_status.values()):
+            # Finished between the last check and now: nothing is left to wait for.
+            return extract(True, started)
+        raise AirflowException(
+            unsettled_message(by_status, example_ids, settle_timeout=timedelta(seconds=self.settle_timeout))
+        )
 
     def check(self, number: int, deadline: float | None = None) -> int:
         """Count the interval's messages that are not terminal (one request); log one line."""
