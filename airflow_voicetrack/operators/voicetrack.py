@@ -43,8 +43,7 @@ from airflow_voicetrack.protocol import (
     validate_sort,
 )
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
-from airflow_voicetrack.waiting import IntervalWait, StatusCriteria, StatusGuard
-from airflow_voicetrack.waiting.settle import check_settle_arguments
+from airflow_voicetrack.waiting import IntervalWait, StatusCriteria, StatusGuard, check_settle_arguments
 from airflow_voicetrack.writers import WriteResult, gc_frozen, write_messages
 
 # split_interval is documented here, next to the operator whose expand_kwargs it feeds.

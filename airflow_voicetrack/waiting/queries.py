@@ -58,3 +58,34 @@ def status_query(query: SearchQuery, status: str) -> SearchQuery:
         query,
         filters=[*query.filters, {"fieldName": STATUS_FIELD, "searchOperator": "is", "searchTerm": status}],
     )
+
+
+#: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
+#: ``criteria`` (``campaign_id`` is ``campaign_tracking_id`` since; see
+#: :func:`decode_query`).
+_LEGACY_TARGET = frozenset({"date_start", "date_end", "filters", "campaign_id", "tagged"})
+_LEGACY_CRITERIA = frozenset(
+    {
+        "terminal_statuses",
+        "failure_statuses",
+        "failure_threshold",
+        "missing",
+        "wait_for_messages",
+        "count_only",
+    }
+)
+
+
+def legacy_arguments(legacy: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """
+    Read the flat arguments a status trigger serialized before it had ``target`` and ``criteria``.
+
+    :return: the target's keyword arguments (for search mode) and the criteria's.
+    :raises TypeError: for an argument that no version had.
+    """
+    unknown = sorted(set(legacy) - _LEGACY_TARGET - _LEGACY_CRITERIA)
+    if unknown:
+        raise TypeError(f"VoiceMessageStatusTrigger got unexpected arguments {unknown}")
+    target = {name: legacy.get(name) for name in _LEGACY_TARGET}
+    target["filters"] = target["filters"] or []
+    return target, {name: legacy[name] for name in _LEGACY_CRITERIA if name in legacy}
