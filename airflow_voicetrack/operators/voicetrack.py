@@ -373,9 +373,10 @@ class VoiceTrackingOperator(BaseOperator):
 
     def _defer_wait(self, checks: int, deadline: float) -> None:
         """Hand the wait to the triggerer; the task resumes in :meth:`execute_complete`."""
+        target = self._target
         trigger = VoiceMessageStatusTrigger(
             voicetrack_conn_id=self.voicetrack_conn_id,
-            target=self._target,
+            target=target,
             criteria=self.criteria,
             poke_interval=self.poke_interval,
             first_check_after=self.poke_interval,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import KW_ONLY, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -134,6 +134,7 @@ def evaluate_search(hook: VoiceTrackHook, target: SearchQuery, criteria: StatusC
     return hook.run_flow(poke_flow(hook.settings, criteria, target=target, log=hook.log))
 
 
+@dataclass
 class IntervalWait:
     """
     The operator's wait for final statuses, before and between its extractions.
@@ -154,24 +155,14 @@ class IntervalWait:
     :param log: the operator's logger.
     """
 
-    def __init__(
-        self,
-        hook: VoiceTrackHook,
-        target: SearchQuery,
-        criteria: StatusCriteria,
-        *,
-        poke_interval: float,
-        settle_timeout: float,
-        on_unsettled: str,
-        log: Log,
-    ) -> None:
-        self.hook = hook
-        self.target = target
-        self.criteria = criteria
-        self.poke_interval = poke_interval
-        self.settle_timeout = settle_timeout
-        self.on_unsettled = on_unsettled
-        self.log = log
+    hook: VoiceTrackHook
+    target: SearchQuery
+    criteria: StatusCriteria
+    _: KW_ONLY
+    poke_interval: float
+    settle_timeout: float
+    on_unsettled: str
+    log: Log
 
     def settle(
         self,
