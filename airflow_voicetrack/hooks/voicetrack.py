@@ -1,11 +1,12 @@
 """
 Hooks for Routee's voice tracking API: :class:`VoiceTrackHook` (sync) and :class:`VoiceTrackAsyncHook`.
 
-Twins, with the same methods. Each method builds a flow of :mod:`airflow_voicetrack.protocol` and
-hands it to the hook's driver (:mod:`airflow_voicetrack.drivers`): the sync one sends with
-``requests`` from a thread pool, the async one with ``httpx`` from asyncio tasks. Connection:
-``login`` = application id, ``password`` = application secret, ``host`` = API base URL, extras as
-declared in the provider info (see :class:`~airflow_voicetrack.protocol.Settings`).
+Twins, with the same methods. Each method validates its arguments, builds its search run or flow
+with :mod:`airflow_voicetrack.protocol.reads` and hands it to the hook's driver
+(:mod:`airflow_voicetrack.drivers`): the sync one sends with ``requests`` from a thread pool, the
+async one with ``httpx`` from asyncio tasks. Connection: ``login`` = application id, ``password`` =
+application secret, ``host`` = API base URL, extras as declared in the provider info (see
+:class:`~airflow_voicetrack.protocol.Settings`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ DateLike = datetime | str
 
 
 class _VoiceTrackHookBase(BaseHook):
-    """What both hooks share: their arguments, the connection's validation, the searches they build."""
+    """What both hooks share: their arguments, the connection's limiter, the last search's stats."""
 
     conn_name_attr = "voicetrack_conn_id"
     default_conn_name = "voicetrack_default"
