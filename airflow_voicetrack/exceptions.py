@@ -154,3 +154,18 @@ class VoiceTrackDateFilterError(VoiceTrackError):
             "'python -m airflow_voicetrack.probe --conn-id <your connection>' to see which parameter "
             "names the service honours."
         )
+
+
+def describe_failure(exc: VoiceTrackError) -> str:
+    """
+    Say in a line what failed, for a connection test: what the user fixes comes first.
+
+    :return: e.g. ``"Credentials rejected: ..."``, ``"TLS failed: ..."``, ``"Request failed: ..."``.
+    """
+    if isinstance(exc, VoiceTrackAuthError):
+        what = "Credentials rejected" if exc.reason == "credentials" else "Permission denied"
+        return f"{what}: {exc}"
+    if isinstance(exc, VoiceTrackConnectionError):
+        what = "TLS failed" if exc.kind == "tls" else "Host unreachable"
+        return f"{what}: {exc}"
+    return f"Request failed: {exc}"

@@ -1,23 +1,26 @@
 """
 Where the operator writes: the output's format, its file and asset names, and intervals to map over.
 
-Which object an interval goes to (:func:`default_file_name`), which Asset a task declares
-(:func:`output_asset`), the error for a path that every run would overwrite
-(:func:`fixed_path_message`), and :func:`split_interval` for dynamic task mapping.
+Which object an interval goes to (:func:`default_file_name`, :func:`final_path`), which Asset a
+task declares (:func:`output_asset`), the error for a path that every run would overwrite
+(:func:`fixed_path_message`, :func:`one_object_error`), the cap on what goes to XCom, and
+:func:`split_interval` for dynamic task mapping.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import Asset, ObjectStoragePath
+from airflow.sdk import DAG, Asset, ObjectStoragePath
+from airflow.sdk.definitions.timetables.simple import NullTimetable, OnceTimetable
 
-from airflow_voicetrack.protocol import format_datetime, parse_range, split_windows
-from airflow_voicetrack.writers import FORMATS
+from airflow_voicetrack.protocol import LimitStats, format_datetime, parse_range, split_windows
+from airflow_voicetrack.protocol.calls import Log
+from airflow_voicetrack.writers import FORMATS, WriteResult, object_uri
 
 
 def fixed_path_message(output_path: str | ObjectStoragePath, why: str) -> str:
@@ -28,6 +31,139 @@ def fixed_path_message(output_path: str | ObjectStoragePath, why: str) -> str:
         "object per interval, named voicetrack_<start>_<end>.<format>), or put the interval in it, "
         "e.g. 's3://bucket/voicetrack/{{ data_interval_start | ds }}.jsonl'; or pass "
         "overwrite_each_run=True if one object that every run replaces is really what you want."
+    )
+
+
+def one_object_error(output_path: str | ObjectStoragePath, dag: DAG) -> str | None:
+    """
+    The error for an ``output_path`` that names one object when ``dag``'s runs would each replace it.
+
+    :return: ``None`` when the DAG has no schedule (``None``, ``"@once"``): one run, one object.
+    """
+    timetable = dag.timetable
+    if not getattr(timetable, "can_be_scheduled", True) or isinstance(
+        timetable, (NullTimetable, OnceTimetable)
+    ):
+        return None
+    return fixed_path_message(output_path, f"DAG {dag.dag_id!r} has a schedule")
+
+
+def final_path(
+    output_path: str | ObjectStoragePath,
+    conn_id: str | None,
+    start: datetime,
+    end: datetime,
+    output_format: str,
+) -> ObjectStoragePath:
+    """
+    The object an extraction of ``[start, end)`` writes: ``output_path``, or a file in it (ending ``/``).
+
+    :raises ValueError: for a relative path, or a scheme without a file system.
+    """
+    uri = output_path if isinstance(output_path, str) else None
+    if uri is not None and "://" not in uri and not uri.startswith("/"):
+        raise ValueError(
+            f"output_path {uri!r} is a relative path, which would depend on the "
+            "worker's working directory; use a URI such as 'file:///data/voicetrack/' or "
+            "'s3://bucket/prefix/'"
+        )
+    try:
+        path = ObjectStoragePath(output_path, conn_id=conn_id)
+    except ValueError as err:  # fsspec: "Unsupported filesystem"/"Protocol not known"
+        raise ValueError(
+            f"output_path {output_path!r}: {err}; use a URI whose scheme has an fsspec "
+            "file system, such as 'file:///data/voicetrack/' or 's3://bucket/prefix/' "
+            "(s3 needs the [s3] extra)"
+        ) from err
+    # ObjectStoragePath drops a trailing "/", so only a URI string can name a directory.
+    if isinstance(output_path, str) and output_path.endswith("/"):
+        path = path / default_file_name(start, end, output_format)
+    return path
+
+
+def extraction_summary(
+    result: WriteResult,
+    path: ObjectStoragePath,
+    output_format: str,
+    start: datetime,
+    end: datetime,
+    *,
+    seconds: float,
+    search_stats: Mapping[str, Any],
+    not_terminal: Mapping[str | None, int],
+    waited_seconds: float,
+    log: Log,
+) -> dict[str, Any]:
+    """
+    The task's summary of what it wrote (its XCom value and its asset event's ``extra``), logged.
+
+    :param seconds: how long the search and the write took.
+    :param search_stats: the hook's ``last_search_stats``.
+    :param not_terminal: the written messages whose status is not terminal, counted by status.
+    :param waited_seconds: how long the task waited for the calls to finish first.
+    """
+    pages = search_stats.get("pages", 0)
+    limits = {key: search_stats[key] for key in LimitStats().as_dict() if key in search_stats}
+    non_terminal = sum(not_terminal.values())
+    summary = {
+        "path": None if result.path is None else object_uri(result.path),
+        "conn_id": path.conn_id,
+        "records": result.records,
+        "bytes": result.bytes,
+        "format": output_format,
+        "date_start": format_datetime(start),
+        "date_end": format_datetime(end),
+        "pages": pages,
+        "seconds": round(seconds, 3),
+        "non_terminal": non_terminal,
+        "waited_seconds": waited_seconds,
+        "limits": limits,
+    }
+    log.info(
+        "Extracted %d messages in %d pages, %d bytes to %s in %.1f s (%.0f records/s); "
+        "%d not terminal, after waiting %.1f s",
+        result.records,
+        pages,
+        result.bytes,
+        summary["path"] or "nowhere (no messages and write_empty=False)",
+        seconds,
+        result.records / seconds if seconds else 0.0,
+        non_terminal,
+        waited_seconds,
+    )
+    if limits:
+        log.info(
+            "Requests in flight %s..%s (mean %s), %.1f s paused for rate limits, %d responses 429, "
+            "%d retries",
+            limits["concurrency_min"],
+            limits["concurrency_max"],
+            limits["concurrency_mean"],
+            limits["paused_seconds"],
+            limits["responses_429"],
+            limits["retries"],
+        )
+    if non_terminal:
+        log.warning("%d written messages are not in a terminal status: %s", non_terminal, dict(not_terminal))
+    return summary
+
+
+def check_xcom_max_records(xcom_max_records: Any) -> int:
+    """
+    Validate the operator's ``xcom_max_records``.
+
+    :raises ValueError: unless it is an integer >= 0.
+    """
+    if isinstance(xcom_max_records, bool) or not isinstance(xcom_max_records, int) or xcom_max_records < 0:
+        raise ValueError(f"xcom_max_records must be a non-negative integer, got {xcom_max_records!r}")
+    return xcom_max_records
+
+
+def xcom_cap_message(count: int, cap: int) -> str:
+    """The error for an interval with more messages than ``xcom_max_records``; it names the fixes."""
+    return (
+        f"The interval holds {count} messages, more than xcom_max_records={cap} allowed in XCom. "
+        "Set output_path (e.g. 's3://bucket/voicetrack/') to write them to object storage, "
+        "or narrow the search."
     )
 
 

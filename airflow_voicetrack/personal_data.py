@@ -31,6 +31,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow.sdk import BaseHook, Variable
+from airflow.sdk.log import mask_secret
+
+from airflow_voicetrack.protocol.calls import Log
 from airflow_voicetrack.writers import CSV_COLUMNS, json_text
 
 #: Fields of a recording (items of ``recordings``).
@@ -142,6 +146,61 @@ def validate_key(key: Any, source: str) -> bytes:
             'print(secrets.token_urlsafe(32))"`'
         )
     return key.encode("utf-8")
+
+
+def check_hash_key_source(
+    hash_fields: Sequence[str], conn_id: str | None, variable: str | None
+) -> tuple[str | None, str | None]:
+    """
+    Validate where the hash key is read from: ``hash_key_conn_id`` or ``hash_key_variable``.
+
+    :raises ValueError: for both, or neither while ``hash_fields`` are set, or either without them.
+    """
+    if conn_id is not None and variable is not None:
+        raise ValueError("set either hash_key_conn_id or hash_key_variable, not both")
+    if hash_fields and conn_id is None and variable is None:
+        raise ValueError(
+            "hash_fields needs a key: set hash_key_conn_id (a connection whose password is the key) or "
+            "hash_key_variable (an Airflow variable holding it); never put the key in the DAG file"
+        )
+    if not hash_fields and (conn_id is not None or variable is not None):
+        raise ValueError("hash_key_conn_id and hash_key_variable are used only with hash_fields")
+    for name, value in (("hash_key_conn_id", conn_id), ("hash_key_variable", variable)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return conn_id, variable
+
+
+def read_filter(
+    exclude_fields: Sequence[str],
+    hash_fields: Sequence[str],
+    hash_key_conn_id: str | None,
+    hash_key_variable: str | None,
+    log: Log,
+) -> PersonalDataFilter:
+    """
+    Build the filter of a task's validated arguments, reading the hash key from Airflow.
+
+    The key is read before any request, registered with the secrets masker, never logged.
+
+    :raises ValueError: when the key is missing or too short (see :func:`validate_key`).
+    """
+    key = None
+    if hash_fields:
+        if hash_key_conn_id is not None:
+            source = f"the password of connection {hash_key_conn_id!r} (hash_key_conn_id)"
+            value = BaseHook.get_connection(hash_key_conn_id).password
+        else:
+            assert hash_key_variable is not None  # checked by check_hash_key_source
+            source = f"variable {hash_key_variable!r} (hash_key_variable)"
+            value = Variable.get(hash_key_variable, default=None)
+        if isinstance(value, str) and value:
+            mask_secret(value)
+        key = validate_key(value, source)
+        log.info("Hashing %s with the key in %s", ", ".join(hash_fields), source)
+    if exclude_fields:
+        log.info("Removing %s from every message", ", ".join(exclude_fields))
+    return PersonalDataFilter(exclude_fields, hash_fields, key)
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,13 @@ makes Spark, Hive, Athena and Glue ignore it, and ``*.voicetrack-tmp-*`` finds i
 from __future__ import annotations
 
 import csv
+import gc
 import gzip
 import io
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
@@ -477,3 +479,21 @@ def write_messages(
         raise
     get_hook_lineage_collector().add_output_asset(context=path, uri=object_uri(path))
     return WriteResult(path=path, records=writer.records, bytes=counting.bytes_written)
+
+
+@contextmanager
+def gc_frozen() -> Iterator[None]:
+    """
+    Freeze the garbage collector's view of everything alive now, for the extraction.
+
+    Move everything alive now (Airflow's own modules) out of the garbage collector's sight while
+    the extraction allocates millions of short-lived dicts: each full collection would otherwise
+    walk all of it. Airflow does the same in its forked processes (figures in
+    ``benchmarks/RESULTS.md``). No collection first: in a task process it is slow, and what garbage
+    is frozen is collected after.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

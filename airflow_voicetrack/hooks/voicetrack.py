@@ -1,11 +1,12 @@
 """
 Hooks for Routee's voice tracking API: :class:`VoiceTrackHook` (sync) and :class:`VoiceTrackAsyncHook`.
 
-Twins, with the same methods. Each method builds a flow of :mod:`airflow_voicetrack.protocol` and
-hands it to the hook's driver (:mod:`airflow_voicetrack.drivers`): the sync one sends with
-``requests`` from a thread pool, the async one with ``httpx`` from asyncio tasks. Connection:
-``login`` = application id, ``password`` = application secret, ``host`` = API base URL, extras as
-declared in the provider info (see :class:`~airflow_voicetrack.protocol.Settings`).
+Twins, with the same methods. Each method validates its arguments, builds its search run or flow
+with :mod:`airflow_voicetrack.protocol.reads` and hands it to the hook's driver
+(:mod:`airflow_voicetrack.drivers`): the sync one sends with ``requests`` from a thread pool, the
+async one with ``httpx`` from asyncio tasks. Connection: ``login`` = application id, ``password`` =
+application secret, ``host`` = API base URL, extras as declared in the provider info (see
+:class:`~airflow_voicetrack.protocol.Settings`).
 """
 
 from __future__ import annotations
@@ -15,40 +16,36 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, TypeVar
 
 import httpx
-import pendulum
 import requests
 from airflow.sdk import BaseHook
 
 from airflow_voicetrack.drivers.asyncio import AsyncDriver
 from airflow_voicetrack.drivers.sync import SyncDriver
-from airflow_voicetrack.exceptions import VoiceTrackAuthError, VoiceTrackConnectionError, VoiceTrackError
+from airflow_voicetrack.exceptions import VoiceTrackError, describe_failure
+from airflow_voicetrack.hooks.connection import aget_connection, connection_settings
 from airflow_voicetrack.protocol import (
     Flow,
     Limiter,
     Limits,
-    PageSource,
     RetryBudget,
     SearchFilter,
-    SearchQuery,
     SearchRun,
     Settings,
-    build_campaign_request,
-    build_conversation_request,
-    build_message_request,
+    campaign_run,
+    connection_check_flow,
     connection_key,
+    conversation_run,
     count_flow,
-    format_datetime,
+    message_flow,
     messages_flow,
-    parse_message,
-    request_flow,
-    resolve_campaign_tracking_id,
-    unknown_extras,
+    required_campaign,
+    search_query,
+    search_run,
     validate_limit,
-    validate_sort,
 )
 
 T = TypeVar("T")
@@ -57,7 +54,7 @@ DateLike = datetime | str
 
 
 class _VoiceTrackHookBase(BaseHook):
-    """What both hooks share: their arguments, the connection's validation, the searches they build."""
+    """What both hooks share: their arguments, the connection's limiter, the last search's stats."""
 
     conn_name_attr = "voicetrack_conn_id"
     default_conn_name = "voicetrack_default"
@@ -103,111 +100,9 @@ class _VoiceTrackHookBase(BaseHook):
         limiter = Limiter.of(key, settings.max_concurrency, settings.max_requests_per_second)
         return Limits(limiter, self.retry_budget)
 
-    def _settings_from(self, conn: Any, extra: Mapping[str, Any]) -> Settings:
-        """Validate the connection, once per hook: so its warnings come once per task."""
-        for problem in unknown_extras(extra, self.voicetrack_conn_id):
-            self.log.warning("%s", problem)
-        settings = Settings.from_connection(
-            conn_id=self.voicetrack_conn_id,
-            host=conn.host,
-            port=conn.port,
-            login=conn.login,
-            password=conn.password,
-            extra=extra,
-            overrides=self._overrides,
-        )
-        if not settings.verify_ssl:
-            self.log.warning(
-                "Connection %r has verify_ssl off: TLS certificates are not verified, so a machine on the "
-                "network path can pose as the API and read the application secret; turn verify_ssl on "
-                "outside test servers",
-                self.voicetrack_conn_id,
-            )
-        return settings
-
-    @staticmethod
-    def _query(
-        date_start: DateLike | None,
-        date_end: DateLike | None,
-        page_size: int | None,
-        *,
-        campaign_tracking_id: str | None,
-        campaign_id: str | None,
-        **search: Any,
-    ) -> SearchQuery:
-        """Validate a search's arguments; ``campaign_id`` (deprecated) is warned about at the caller."""
-        tracking_id = resolve_campaign_tracking_id(campaign_tracking_id, campaign_id, stacklevel=4)
-        size = 1 if page_size is None else page_size
-        return SearchQuery.build(
-            date_start,
-            date_end,
-            page_size=size,
-            require_range=False,
-            campaign_tracking_id=tracking_id,
-            **search,
-        )
-
-    def _search_run(
-        self, settings: Settings, query: SearchQuery, page_size: int | None, **kw: Any
-    ) -> SearchRun:
-        """:return: the run of ``query``, window by window; its page size the connection's when None."""
-        if page_size is None:
-            query = replace(query, page_size=settings.page_size)
-        sources: list[PageSource] = []
-        for bounds in query.windows(settings.window):
-            label = "window [{}, {})".format(*(format_datetime(b) if b else "-" for b in bounds))
-            sources.append((label, partial(query.page_request, settings.base_url, bounds), bounds[0]))
-        return self._run(settings, sources, query.page_size, **kw)
-
-    def _conversation_run(self, settings: Settings, conversation_tracking_id: str) -> SearchRun:
-        build_conversation_request(settings.base_url, conversation_tracking_id, page=0, size=1)  # validate
-        source = partial(build_conversation_request, settings.base_url, conversation_tracking_id)
-        label = f"conversation {conversation_tracking_id}"
-        return self._run(
-            settings, [(label, lambda page, size: source(page=page, size=size), None)], settings.page_size
-        )
-
-    @staticmethod
-    def _campaign_tracking_id(campaign_tracking_id: str | None, campaign_id: str | None) -> str:
-        tracking_id = resolve_campaign_tracking_id(campaign_tracking_id, campaign_id, stacklevel=4)
-        if tracking_id is None:
-            raise ValueError("get_campaign_messages needs campaign_tracking_id, the campaign's tracking id")
-        return tracking_id
-
-    def _campaign_run(
-        self, settings: Settings, tracking_id: str, sort: str | None, page_size: int | None
-    ) -> SearchRun:
-        size = settings.page_size if page_size is None else page_size
-        build_campaign_request(settings.base_url, tracking_id, page=0, size=size, sort=validate_sort(sort))
-        source = partial(build_campaign_request, settings.base_url, tracking_id, sort=sort)
-        return self._run(
-            settings,
-            [(f"campaign {tracking_id}", lambda page, size: source(page=page, size=size), None)],
-            size,
-        )
-
-    def _run(
-        self,
-        settings: Settings,
-        sources: list[PageSource],
-        size: int,
-        limit: int | None = None,
-        raw: bool = False,
-    ) -> SearchRun:
-        self.last_search_stats = None
-        return SearchRun(
-            sources, settings, page_size=size, limit=limit, strict=self.strict, raw=raw, log=self.log
-        )
-
     def _search_done(self, run: SearchRun) -> None:
         self.last_search_stats = run.stats.as_dict()
         self.log.info("voice tracking search done: %s", self.last_search_stats)
-
-    @staticmethod
-    def _last_day(settings: Settings) -> Flow[int]:
-        """The search :meth:`test_connection` makes: one message of the last day."""
-        now = pendulum.now("UTC")
-        return count_flow(settings, SearchQuery.build(now.subtract(days=1), now, page_size=1))
 
 
 class VoiceTrackHook(_VoiceTrackHookBase):
@@ -233,7 +128,9 @@ class VoiceTrackHook(_VoiceTrackHookBase):
     def settings(self) -> Settings:
         """The validated connection and arguments (read from the connection once)."""
         conn = self.get_connection(self.voicetrack_conn_id)
-        return self._settings_from(conn, conn.extra_dejson)
+        return connection_settings(
+            self.voicetrack_conn_id, conn, conn.extra_dejson, self._overrides, self.log
+        )
 
     @cached_property
     def _driver(self) -> SyncDriver:
@@ -310,18 +207,26 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             window's start: the service ignored the date range (see
             :class:`~airflow_voicetrack.protocol.WindowStartCheck`).
         """
-        query = self._query(
+        query = search_query(
             date_start,
             date_end,
-            page_size,
             filters=filters,
             campaign_tracking_id=campaign_tracking_id,
-            campaign_id=campaign_id,
             sort=sort,
+            page_size=page_size,
             tagged=tagged,
+            campaign_id=campaign_id,
         )
-        limit = validate_limit(limit)
-        return self._collect(self._search_run(self.settings, query, page_size, limit=limit, raw=raw))
+        run = search_run(
+            self.settings,
+            query,
+            page_size=page_size,
+            limit=validate_limit(limit),
+            raw=raw,
+            strict=self.strict,
+            log=self.log,
+        )
+        return self._collect(run)
 
     def count_messages(
         self,
@@ -340,14 +245,13 @@ class VoiceTrackHook(_VoiceTrackHookBase):
 
         :raises VoiceTrackDateFilterError: when the one message read is dated before ``date_start``.
         """
-        query = self._query(
+        query = search_query(
             date_start,
             date_end,
-            1,
             filters=filters,
             campaign_tracking_id=campaign_tracking_id,
-            campaign_id=campaign_id,
             tagged=tagged,
+            campaign_id=campaign_id,
         )
         return self.run_flow(count_flow(self.settings, query, self.log))
 
@@ -357,8 +261,7 @@ class VoiceTrackHook(_VoiceTrackHookBase):
 
         :raises VoiceTrackNotFoundError: when the API does not know it.
         """
-        request = build_message_request(self.settings.base_url, message_id)
-        return self.run_flow(request_flow(self.settings, request, parse_message, self.log))
+        return self.run_flow(message_flow(self.settings, message_id, self.log))
 
     def get_messages(
         self, message_ids: Iterable[str], *, missing_ok: bool = False
@@ -373,7 +276,9 @@ class VoiceTrackHook(_VoiceTrackHookBase):
 
     def get_conversation(self, conversation_tracking_id: str) -> Iterator[dict[str, Any]]:
         """Return the dial parts (messages) of one conversation, lazily, each once."""
-        return self._collect(self._conversation_run(self.settings, conversation_tracking_id))
+        return self._collect(
+            conversation_run(self.settings, conversation_tracking_id, strict=self.strict, log=self.log)
+        )
 
     def get_campaign_messages(
         self,
@@ -393,8 +298,11 @@ class VoiceTrackHook(_VoiceTrackHookBase):
         :param page_size: messages per page (default: the hook's).
         :param campaign_id: deprecated name of ``campaign_tracking_id`` (a ``DeprecationWarning``).
         """
-        tracking_id = self._campaign_tracking_id(campaign_tracking_id, campaign_id)
-        return self._collect(self._campaign_run(self.settings, tracking_id, sort, page_size))
+        tracking_id = required_campaign(campaign_tracking_id, campaign_id)
+        run = campaign_run(
+            self.settings, tracking_id, sort=sort, page_size=page_size, strict=self.strict, log=self.log
+        )
+        return self._collect(run)
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -408,15 +316,18 @@ class VoiceTrackHook(_VoiceTrackHookBase):
             return False, f"Invalid connection: {exc}"
         driver = SyncDriver(settings, self.log, self._limits(settings))
         try:
-            driver.token()
-            total = driver.run(self._last_day(settings))
+            total = driver.run(connection_check_flow(settings))
         except VoiceTrackError as exc:
-            return False, _describe_failure(exc)
+            return False, describe_failure(exc)
         finally:
             driver.close()
         return True, f"Connection works: got a token, and a search found {total} messages in the last day"
 
     def _collect(self, run: SearchRun) -> Iterator[Any]:
+        self.last_search_stats = None  # when the search is called, before its first message
+        return self._read(run)
+
+    def _read(self, run: SearchRun) -> Iterator[Any]:
         yield from self._driver.search(run)
         self._search_done(run)
 
@@ -444,8 +355,10 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
     async def get_settings(self) -> Settings:
         """The validated connection and arguments (read from the connection once)."""
         if self._settings is None:
-            conn = await _aget_connection(self.voicetrack_conn_id)
-            self._settings = self._settings_from(conn, await _aextra(conn))
+            conn, extra = await aget_connection(self.voicetrack_conn_id)
+            self._settings = connection_settings(
+                self.voicetrack_conn_id, conn, extra, self._overrides, self.log
+            )
         return self._settings
 
     async def _get_driver(self) -> AsyncDriver:
@@ -492,20 +405,23 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         campaign_id: str | None = None,
     ) -> AsyncGenerator[Any, None]:
         """Async :meth:`VoiceTrackHook.search_messages`: an async generator."""
-        query = self._query(
+        query = search_query(
             date_start,
             date_end,
-            page_size,
             filters=filters,
             campaign_tracking_id=campaign_tracking_id,
-            campaign_id=campaign_id,
             sort=sort,
+            page_size=page_size,
             tagged=tagged,
+            campaign_id=campaign_id,
         )
         limit = validate_limit(limit)
 
         async def start() -> SearchRun:
-            return self._search_run(await self.get_settings(), query, page_size, limit=limit, raw=raw)
+            settings = await self.get_settings()
+            return search_run(
+                settings, query, page_size=page_size, limit=limit, raw=raw, strict=self.strict, log=self.log
+            )
 
         return self._collect(start)
 
@@ -520,22 +436,19 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         campaign_id: str | None = None,
     ) -> int:
         """Async :meth:`VoiceTrackHook.count_messages`."""
-        query = self._query(
+        query = search_query(
             date_start,
             date_end,
-            1,
             filters=filters,
             campaign_tracking_id=campaign_tracking_id,
-            campaign_id=campaign_id,
             tagged=tagged,
+            campaign_id=campaign_id,
         )
         return await self.run_flow(count_flow(await self.get_settings(), query, self.log))
 
     async def get_message(self, message_id: str) -> dict[str, Any]:
         """Async :meth:`VoiceTrackHook.get_message`."""
-        settings = await self.get_settings()
-        request = build_message_request(settings.base_url, message_id)
-        return await self.run_flow(request_flow(settings, request, parse_message, self.log))
+        return await self.run_flow(message_flow(await self.get_settings(), message_id, self.log))
 
     async def get_messages(
         self, message_ids: Iterable[str], *, missing_ok: bool = False
@@ -548,7 +461,8 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         """Async :meth:`VoiceTrackHook.get_conversation`: an async generator."""
 
         async def start() -> SearchRun:
-            return self._conversation_run(await self.get_settings(), conversation_tracking_id)
+            settings = await self.get_settings()
+            return conversation_run(settings, conversation_tracking_id, strict=self.strict, log=self.log)
 
         return self._collect(start)
 
@@ -561,10 +475,13 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         campaign_id: str | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Async :meth:`VoiceTrackHook.get_campaign_messages`: an async generator."""
-        tracking_id = self._campaign_tracking_id(campaign_tracking_id, campaign_id)
+        tracking_id = required_campaign(campaign_tracking_id, campaign_id)
 
         async def start() -> SearchRun:
-            return self._campaign_run(await self.get_settings(), tracking_id, sort, page_size)
+            settings = await self.get_settings()
+            return campaign_run(
+                settings, tracking_id, sort=sort, page_size=page_size, strict=self.strict, log=self.log
+            )
 
         return self._collect(start)
 
@@ -577,16 +494,16 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         limits = self._limits(settings)
         driver = await asyncio.to_thread(AsyncDriver, settings, self.log, self.voicetrack_conn_id, limits)
         try:
-            await driver.token()
-            total = await driver.run(self._last_day(settings))
+            total = await driver.run(connection_check_flow(settings))
         except VoiceTrackError as exc:
-            return False, _describe_failure(exc)
+            return False, describe_failure(exc)
         finally:
             await driver.close()
         return True, f"Connection works: got a token, and a search found {total} messages in the last day"
 
     async def _collect(self, start: Callable[[], Awaitable[SearchRun]]) -> AsyncGenerator[Any, None]:
         run = await start()
+        self.last_search_stats = None
         messages = (await self._get_driver()).search(run)
         try:
             async for message in messages:
@@ -594,30 +511,3 @@ class VoiceTrackAsyncHook(_VoiceTrackHookBase):
         finally:
             await messages.aclose()
         self._search_done(run)
-
-
-def _describe_failure(exc: VoiceTrackError) -> str:
-    if isinstance(exc, VoiceTrackAuthError):
-        what = "Credentials rejected" if exc.reason == "credentials" else "Permission denied"
-        return f"{what}: {exc}"
-    if isinstance(exc, VoiceTrackConnectionError):
-        what = "TLS failed" if exc.kind == "tls" else "Host unreachable"
-        return f"{what}: {exc}"
-    return f"Request failed: {exc}"
-
-
-async def _aget_connection(conn_id: str) -> Any:
-    """Get a connection without blocking the event loop, on every supported Airflow version."""
-    try:
-        from airflow.providers.common.compat.connection import get_async_connection
-    except ImportError:  # common-compat without the helper: run the sync lookup in a thread
-        from asgiref.sync import sync_to_async
-
-        return await sync_to_async(BaseHook.get_connection)(conn_id)
-    return await get_async_connection(conn_id)
-
-
-async def _aextra(conn: Any) -> dict[str, Any]:
-    """The connection's extras, read without a blocking call where Airflow offers one."""
-    aextra = getattr(conn, "aextra_dejson", None)
-    return await aextra() if aextra is not None else conn.extra_dejson

@@ -2,54 +2,49 @@
 
 from __future__ import annotations
 
-import gc
-import json
 import time
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath, Variable, conf
-from airflow.sdk.definitions.timetables.simple import NullTimetable, OnceTimetable
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from airflow.sdk.log import mask_secret
+from airflow.sdk import BaseOperator, ObjectStoragePath, conf
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_voicetrack.constants import DEFAULT_POOL_SLOTS
+from airflow_voicetrack.data_interval import check_empty_interval, data_interval, rendered_filters
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
 from airflow_voicetrack.lineage import operator_lineage
 from airflow_voicetrack.output import (
-    default_file_name,
+    check_xcom_max_records,
+    extraction_summary,
+    final_path,
     fixed_path_message,
     names_one_object,
+    one_object_error,
     output_asset,
     resolve_format,
     split_interval,
     warn_other_spelling,
+    xcom_cap_message,
 )
-from airflow_voicetrack.personal_data import PersonalDataFilter, validate_key, validate_paths
+from airflow_voicetrack.personal_data import (
+    PersonalDataFilter,
+    check_hash_key_source,
+    read_filter,
+    validate_paths,
+)
 from airflow_voicetrack.protocol import (
-    LimitStats,
     SearchQuery,
-    format_datetime,
-    normalize_filters,
-    parse_datetime,
     resolve_campaign_tracking_id,
+    search_query,
     validate_page_size,
     validate_sort,
 )
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
-from airflow_voicetrack.waiting import (
-    IntervalWait,
-    StatusCriteria,
-    StatusGuard,
-    WaitEvent,
-    search_query,
-    unsettled_message,
-)
-from airflow_voicetrack.writers import WriteResult, object_uri, write_messages
+from airflow_voicetrack.waiting import IntervalWait, StatusCriteria, StatusGuard, check_settle_arguments
+from airflow_voicetrack.writers import WriteResult, gc_frozen, write_messages
 
 # split_interval is documented here, next to the operator whose expand_kwargs it feeds.
 __all__ = ["VoiceTrackingOperator", "default_pool_slots", "split_interval"]
@@ -62,40 +57,8 @@ if TYPE_CHECKING:
 #: ``data_interval_*`` in their context; ``default(None)`` lets ``empty_interval`` handle them.
 DEFAULT_DATE_START = "{{ data_interval_start | default(None) }}"
 DEFAULT_DATE_END = "{{ data_interval_end | default(None) }}"
-#: Accepted values of ``empty_interval``.
-EMPTY_INTERVAL_POLICIES: tuple[str, ...] = ("fail", "skip", "lookback")
-#: Accepted values of ``on_unsettled``.
-ON_UNSETTLED: tuple[str, ...] = ("fail", "write")
 #: Output formats written from the raw bytes of each message (see ``VoiceTrackHook.search_messages``).
 RAW_FORMATS: frozenset[str] = frozenset({"jsonl", "jsonl.gz"})
-
-EMPTY_INTERVAL_HELP = (
-    "Airflow 3 runs of CronTriggerTimetable (the default for cron strings and presets such as "
-    "'@daily') have data_interval_start == data_interval_end, and runs triggered without a logical date "
-    "have no data interval, so there is nothing to extract. Schedule the DAG with "
-    "CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
-    "CronTriggerTimetable('0 0 * * *', timezone='UTC', interval=timedelta(days=1)), "
-    "pass date_start and date_end, or set empty_interval='skip', or empty_interval='lookback' with "
-    "lookback=timedelta(...)."
-)
-
-
-@contextmanager
-def gc_frozen() -> Iterator[None]:
-    """
-    Freeze the garbage collector's view of everything alive now, for the extraction.
-
-    Move everything alive now (Airflow's own modules) out of the garbage collector's sight while
-    the extraction allocates millions of short-lived dicts: each full collection would otherwise
-    walk all of it. Airflow does the same in its forked processes (figures in
-    ``benchmarks/RESULTS.md``). No collection first: in a task process it is slow, and what garbage
-    is frozen is collected after.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class VoiceTrackingOperator(BaseOperator):
@@ -291,34 +254,18 @@ class VoiceTrackingOperator(BaseOperator):
         self.output_format = resolve_format(output_format, compression)
         self.page_size = None if page_size is None else validate_page_size(page_size)
         self.max_concurrency = max_concurrency
-        if (
-            isinstance(xcom_max_records, bool)
-            or not isinstance(xcom_max_records, int)
-            or xcom_max_records < 0
-        ):
-            raise ValueError(f"xcom_max_records must be a non-negative integer, got {xcom_max_records!r}")
-        self.xcom_max_records = xcom_max_records
-        self.empty_interval, self.lookback = _check_empty_interval(empty_interval, lookback)
+        self.xcom_max_records = check_xcom_max_records(xcom_max_records)
+        self.empty_interval, self.lookback = check_empty_interval(empty_interval, lookback)
         self.write_empty = write_empty
         self.exclude_fields, self.hash_fields = validate_paths(exclude_fields, hash_fields)
-        self.hash_key_conn_id, self.hash_key_variable = _check_hash_key_source(
+        self.hash_key_conn_id, self.hash_key_variable = check_hash_key_source(
             self.hash_fields, hash_key_conn_id, hash_key_variable
         )
         self.wait_for_terminal = bool(wait_for_terminal)
         self.criteria = StatusCriteria.build(terminal_statuses=terminal_statuses, count_only=True)
-        self.poke_interval = _seconds(poke_interval, "poke_interval")
-        self.settle_timeout = _seconds(settle_timeout, "settle_timeout")
-        if self.settle_timeout < self.poke_interval:
-            raise ValueError(
-                f"settle_timeout ({self.settle_timeout:g} s) is shorter than poke_interval "
-                f"({self.poke_interval:g} s), so the wait could not check even once; raise "
-                "settle_timeout or lower poke_interval."
-            )
-        if on_unsettled not in ON_UNSETTLED:
-            raise ValueError(
-                f"on_unsettled must be one of {', '.join(map(repr, ON_UNSETTLED))}, got {on_unsettled!r}"
-            )
-        self.on_unsettled = on_unsettled
+        self.poke_interval, self.settle_timeout, self.on_unsettled = check_settle_arguments(
+            poke_interval, settle_timeout, on_unsettled
+        )
         self.deferrable = deferrable
         self.output_asset = None if output_path is None else output_asset(output_path)
         if self.output_asset is not None:
@@ -382,7 +329,7 @@ class VoiceTrackingOperator(BaseOperator):
             raise AirflowFailException(error)
         start, end = self._interval(context)
         # Rendered values and the hash key are validated here, before any request.
-        _filters(self.filters)
+        rendered_filters(self.filters)
         validate_sort(self.sort or None)
         self._personal_data_filter()
         if self.output_path is not None:
@@ -392,7 +339,15 @@ class VoiceTrackingOperator(BaseOperator):
             return self._extract(context, strict=False, waited=None)
         started = time.time()
         pending = self._check(1)
-        return self._settle(context, started=started, pending=pending, checks=1, waited=bool(pending))
+        return self._wait.settle(
+            started=started,
+            pending=pending,
+            checks=1,
+            waited=bool(pending),
+            check=self._check,
+            extract=partial(self._extract, context),
+            defer=self._defer_wait if self.deferrable else None,
+        )
 
     def execute_complete(
         self, context: Context, event: dict[str, Any], checks: int = 1
@@ -403,29 +358,13 @@ class VoiceTrackingOperator(BaseOperator):
         :param checks: checks made before deferring (for the log's numbering).
         :raises AirflowException: the trigger hit an error that waiting does not fix.
         """
-        outcome = WaitEvent.decode(event)
-        if outcome.status not in ("success", "timeout") or outcome.timeout_at is None:
-            raise AirflowException(f"Waiting for the interval's calls failed: {outcome.message or event}")
-        # The wait's start, from the deadline the trigger echoes back (see _defer_wait).
-        started = datetime.fromisoformat(outcome.timeout_at).timestamp() - self.settle_timeout
         self._rendered_interval = self._interval(context)
-        if outcome.status == "success":
-            return self._settle(context, started=started, pending=0, checks=checks, waited=True)
-        return self._unsettled(context, started, (outcome.summary or {}).get("pending"))
-
-    def _settle(
-        self, context: Context, *, started: float, pending: int, checks: int, waited: bool
-    ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Wait until no message of the interval is pending, then extract (see :class:`IntervalWait`)."""
-        return self._wait.settle(
-            started=started,
-            pending=pending,
+        return self._wait.resume(
+            event,
             checks=checks,
-            waited=waited,
             check=self._check,
-            extract=lambda strict, since: self._extract(context, strict=strict, waited=since),
+            extract=partial(self._extract, context),
             defer=self._defer_wait if self.deferrable else None,
-            unsettled=lambda pending: self._unsettled(context, started, pending),
         )
 
     def _check(self, number: int, deadline: float | None = None) -> int:
@@ -448,34 +387,16 @@ class VoiceTrackingOperator(BaseOperator):
         )
         self.defer(trigger=trigger, method_name="execute_complete", kwargs={"checks": checks})
 
-    def _unsettled(
-        self, context: Context, started: float, pending: int | None
-    ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Apply ``on_unsettled`` once ``settle_timeout`` has passed with calls unfinished."""
-        if self.on_unsettled == "write":
-            self.log.warning(
-                "%s messages of the interval are still not terminal after settle_timeout=%s; writing "
-                "them as they are (on_unsettled='write').",
-                "Some" if pending is None else pending,
-                timedelta(seconds=self.settle_timeout),
-            )
-            return self._extract(context, strict=False, waited=started)
-        by_status, example_ids = self._wait.unsettled()
-        if not any(by_status.values()):
-            # Finished between the last check and now: nothing is left to wait for.
-            return self._extract(context, strict=True, waited=started)
-        raise AirflowException(
-            unsettled_message(by_status, example_ids, settle_timeout=timedelta(seconds=self.settle_timeout))
-        )
-
     @cached_property
     def _wait(self) -> IntervalWait:
+        """The wait for the interval's calls to finish (see :mod:`airflow_voicetrack.waiting.settle`)."""
         return IntervalWait(
             self.hook,
             self._target,
             self.criteria,
             poke_interval=self.poke_interval,
             settle_timeout=self.settle_timeout,
+            on_unsettled=self.on_unsettled,
             log=self.log,
         )
 
@@ -485,15 +406,15 @@ class VoiceTrackingOperator(BaseOperator):
         assert self._rendered_interval is not None
         start, end = self._rendered_interval
         return search_query(
-            date_start=start,
-            date_end=end,
-            filters=_filters(self.filters),
+            start,
+            end,
+            filters=rendered_filters(self.filters),
             campaign_tracking_id=self.campaign_tracking_id or None,
             tagged=self.tagged,
         )
 
     def _extract(
-        self, context: Context, *, strict: bool, waited: float | None
+        self, context: Context, strict: bool, waited: float | None
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """
         Extract the interval once.
@@ -506,7 +427,7 @@ class VoiceTrackingOperator(BaseOperator):
         start, end = self._rendered_interval
         waited_seconds = 0.0 if waited is None else round(time.time() - waited, 3)
         search: dict[str, Any] = {
-            "filters": _filters(self.filters),
+            "filters": rendered_filters(self.filters),
             "campaign_tracking_id": self.campaign_tracking_id or None,
             "tagged": self.tagged,
         }
@@ -540,53 +461,18 @@ class VoiceTrackingOperator(BaseOperator):
                 write_empty=self.write_empty,
                 columns=personal_data.columns(),
             )
-        seconds = time.monotonic() - started
-        search_stats = self.hook.last_search_stats or {}
-        pages = search_stats.get("pages", 0)
-        limits = {key: search_stats[key] for key in LimitStats().as_dict() if key in search_stats}
-        summary = {
-            "path": None if result.path is None else object_uri(result.path),
-            "conn_id": path.conn_id,
-            "records": result.records,
-            "bytes": result.bytes,
-            "format": self.output_format,
-            "date_start": format_datetime(start),
-            "date_end": format_datetime(end),
-            "pages": pages,
-            "seconds": round(seconds, 3),
-            "non_terminal": guard.non_terminal,
-            "waited_seconds": waited_seconds,
-            "limits": limits,
-        }
-        self.log.info(
-            "Extracted %d messages in %d pages, %d bytes to %s in %.1f s (%.0f records/s); "
-            "%d not terminal, after waiting %.1f s",
-            result.records,
-            pages,
-            result.bytes,
-            summary["path"] or "nowhere (no messages and write_empty=False)",
-            seconds,
-            result.records / seconds if seconds else 0.0,
-            guard.non_terminal,
-            waited_seconds,
+        summary = extraction_summary(
+            result,
+            path,
+            self.output_format,
+            start,
+            end,
+            seconds=time.monotonic() - started,
+            search_stats=self.hook.last_search_stats or {},
+            not_terminal=guard.by_status,
+            waited_seconds=waited_seconds,
+            log=self.log,
         )
-        if limits:
-            self.log.info(
-                "Requests in flight %s..%s (mean %s), %.1f s paused for rate limits, %d responses 429, "
-                "%d retries",
-                limits["concurrency_min"],
-                limits["concurrency_max"],
-                limits["concurrency_mean"],
-                limits["paused_seconds"],
-                limits["responses_429"],
-                limits["retries"],
-            )
-        if guard.non_terminal:
-            self.log.warning(
-                "%d written messages are not in a terminal status: %s",
-                guard.non_terminal,
-                dict(guard.by_status),
-            )
         self._written = result
         if self.output_asset is not None:
             context["outlet_events"][self.output_asset].extra = summary
@@ -597,83 +483,28 @@ class VoiceTrackingOperator(BaseOperator):
         if not self._one_object or self.overwrite_each_run:
             return None
         assert self.output_path is not None
-        timetable = dag.timetable
-        if not getattr(timetable, "can_be_scheduled", True) or isinstance(
-            timetable, (NullTimetable, OnceTimetable)
-        ):
-            return None
-        return fixed_path_message(self.output_path, f"DAG {dag.dag_id!r} has a schedule")
+        return one_object_error(self.output_path, dag)
 
     def _interval(self, context: Context) -> tuple[pendulum.DateTime, pendulum.DateTime]:
-        """Validate the rendered interval and apply ``empty_interval`` to a zero-width or missing one."""
-        start, end = _moment(self.date_start, "date_start"), _moment(self.date_end, "date_end")
-        if start is not None and end is not None:
-            if end > start:
-                return start, end
-            if end < start:
-                raise AirflowFailException(
-                    f"date_end ({format_datetime(end)}) is before date_start ({format_datetime(start)})"
-                )
-        shown = f"date_start={self.date_start!r}, date_end={self.date_end!r}"
-        if self.empty_interval == "skip":
-            raise AirflowSkipException(
-                f"Skipping: the data interval is empty ({shown}). {EMPTY_INTERVAL_HELP}"
-            )
-        if self.empty_interval == "lookback":
-            assert self.lookback is not None  # checked in __init__
-            if end is None:
-                end = _moment(context["dag_run"].run_after, "run_after")
-                assert end is not None
-            self.log.info(
-                "The data interval is empty (%s); looking back %s from %s", shown, self.lookback, end
-            )
-            return end - self.lookback, end
-        raise AirflowFailException(f"The data interval is empty ({shown}). {EMPTY_INTERVAL_HELP}")
+        """The rendered interval, ``empty_interval`` applied (see :mod:`airflow_voicetrack.data_interval`)."""
+        return data_interval(
+            self.date_start,
+            self.date_end,
+            empty_interval=self.empty_interval,
+            lookback=self.lookback,
+            run_after=lambda: context["dag_run"].run_after,
+            log=self.log,
+        )
 
     def _personal_data_filter(self) -> PersonalDataFilter:
-        """
-        Build the filter of ``exclude_fields`` and ``hash_fields``.
-
-        The hash key is read before any request, registered with the secrets masker, never logged.
-        """
-        key = None
-        if self.hash_fields:
-            if self.hash_key_conn_id is not None:
-                source = f"the password of connection {self.hash_key_conn_id!r} (hash_key_conn_id)"
-                value = BaseHook.get_connection(self.hash_key_conn_id).password
-            else:
-                assert self.hash_key_variable is not None  # checked in __init__
-                source = f"variable {self.hash_key_variable!r} (hash_key_variable)"
-                value = Variable.get(self.hash_key_variable, default=None)
-            if isinstance(value, str) and value:
-                mask_secret(value)
-            key = validate_key(value, source)
-            self.log.info("Hashing %s with the key in %s", ", ".join(self.hash_fields), source)
-        if self.exclude_fields:
-            self.log.info("Removing %s from every message", ", ".join(self.exclude_fields))
-        return PersonalDataFilter(self.exclude_fields, self.hash_fields, key)
+        """The filter of ``exclude_fields`` and ``hash_fields``, its key read (never logged)."""
+        return read_filter(
+            self.exclude_fields, self.hash_fields, self.hash_key_conn_id, self.hash_key_variable, self.log
+        )
 
     def _final_path(self, start: pendulum.DateTime, end: pendulum.DateTime) -> ObjectStoragePath:
         assert self.output_path is not None
-        uri = self.output_path if isinstance(self.output_path, str) else None
-        if uri is not None and "://" not in uri and not uri.startswith("/"):
-            raise ValueError(
-                f"output_path {uri!r} is a relative path, which would depend on the "
-                "worker's working directory; use a URI such as 'file:///data/voicetrack/' or "
-                "'s3://bucket/prefix/'"
-            )
-        try:
-            path = ObjectStoragePath(self.output_path, conn_id=self.output_conn_id)
-        except ValueError as err:  # fsspec: "Unsupported filesystem"/"Protocol not known"
-            raise ValueError(
-                f"output_path {self.output_path!r}: {err}; use a URI whose scheme has an fsspec "
-                "file system, such as 'file:///data/voicetrack/' or 's3://bucket/prefix/' "
-                "(s3 needs the [s3] extra)"
-            ) from err
-        # ObjectStoragePath drops a trailing "/", so only a URI string can name a directory.
-        if isinstance(self.output_path, str) and self.output_path.endswith("/"):
-            path = path / default_file_name(start, end, self.output_format)
-        return path
+        return final_path(self.output_path, self.output_conn_id, start, end, self.output_format)
 
     def _to_xcom(
         self,
@@ -686,12 +517,12 @@ class VoiceTrackingOperator(BaseOperator):
     ) -> list[dict[str, Any]]:
         count = self.hook.count_messages(start, end, **search)
         if count > self.xcom_max_records:
-            raise AirflowFailException(_xcom_cap_message(count, self.xcom_max_records))
+            raise AirflowFailException(xcom_cap_message(count, self.xcom_max_records))
         messages = list(
             islice(self.hook.search_messages(start, end, sort=sort, **search), self.xcom_max_records + 1)
         )
         if len(messages) > self.xcom_max_records:
-            raise AirflowFailException(_xcom_cap_message(len(messages), self.xcom_max_records))
+            raise AirflowFailException(xcom_cap_message(len(messages), self.xcom_max_records))
         return [personal_data.apply(message) for message in guard.check(messages)]
 
     def get_openlineage_facets_on_start(self) -> Any:
@@ -742,69 +573,3 @@ def default_pool_slots(max_concurrency: int | None) -> int:
         not the connection's default ceiling: existing pools sized for 4 keep working).
     """
     return DEFAULT_POOL_SLOTS if max_concurrency is None else max_concurrency
-
-
-def _check_empty_interval(empty_interval: str, lookback: timedelta | None) -> tuple[str, timedelta | None]:
-    if empty_interval not in EMPTY_INTERVAL_POLICIES:
-        raise ValueError(
-            f"empty_interval must be one of {', '.join(map(repr, EMPTY_INTERVAL_POLICIES))}, "
-            f"got {empty_interval!r}"
-        )
-    if empty_interval == "lookback":
-        if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
-            raise ValueError(
-                f"empty_interval='lookback' needs lookback, a positive timedelta, got lookback={lookback!r}"
-            )
-    elif lookback is not None:
-        raise ValueError(f"lookback is used only with empty_interval='lookback', not {empty_interval!r}")
-    return empty_interval, lookback
-
-
-def _check_hash_key_source(
-    hash_fields: Sequence[str], conn_id: str | None, variable: str | None
-) -> tuple[str | None, str | None]:
-    if conn_id is not None and variable is not None:
-        raise ValueError("set either hash_key_conn_id or hash_key_variable, not both")
-    if hash_fields and conn_id is None and variable is None:
-        raise ValueError(
-            "hash_fields needs a key: set hash_key_conn_id (a connection whose password is the key) or "
-            "hash_key_variable (an Airflow variable holding it); never put the key in the DAG file"
-        )
-    if not hash_fields and (conn_id is not None or variable is not None):
-        raise ValueError("hash_key_conn_id and hash_key_variable are used only with hash_fields")
-    for name, value in (("hash_key_conn_id", conn_id), ("hash_key_variable", variable)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return conn_id, variable
-
-
-def _seconds(value: Any, name: str) -> float:
-    """A positive duration given as seconds or a ``timedelta``, in seconds."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise ValueError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
-    return float(seconds)
-
-
-def _moment(value: Any, name: str) -> pendulum.DateTime | None:
-    """Parse a rendered date to the second; None when missing (``None`` or the text ``"None"``)."""
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
-        return None
-    return parse_datetime(value, name).set(microsecond=0)
-
-
-def _filters(filters: Any) -> list[dict[str, str]]:
-    if isinstance(filters, str):
-        try:
-            filters = json.loads(filters) if filters.strip() else None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"filters rendered to {filters!r}, which is not a JSON list: {err}") from None
-    return normalize_filters(filters)
-
-
-def _xcom_cap_message(count: int, cap: int) -> str:
-    return (
-        f"The interval holds {count} messages, more than xcom_max_records={cap} allowed in XCom. "
-        "Set output_path (e.g. 's3://bucket/voicetrack/') to write them to object storage, "
-        "or narrow the search."
-    )

@@ -15,7 +15,9 @@ the two cannot drift apart, in one module per concern:
 - :mod:`~.limits`: how fast a connection may send in this process (:class:`Limiter`: adaptive
   concurrency, rate-limit pauses, a fixed rate) and the retry budget of a hook;
 - :mod:`~.paging`: the accounting of a search (:class:`SearchRun`: windows, page plan, limit,
-  totals, progress, the check that the date range was applied).
+  totals, progress, the check that the date range was applied);
+- :mod:`~.reads`: what each method of the hooks asks of the API: the runs of its searches, the
+  flows of its other reads (counts, messages, the connection check).
 
 Modules import one way, down this list's dependencies: ``settings`` imports only the leaves
 :mod:`airflow_voicetrack.constants` and :mod:`airflow_voicetrack.extras`.
@@ -80,9 +82,6 @@ from airflow_voicetrack.protocol.paging import (
     SearchStats,
     WindowStartCheck,
     WindowTally,
-    count_flow,
-    first_ids_flow,
-    messages_flow,
 )
 from airflow_voicetrack.protocol.query import (
     SearchFilter,
@@ -101,6 +100,18 @@ from airflow_voicetrack.protocol.query import (
     validate_limit,
     validate_page_size,
     validate_sort,
+)
+from airflow_voicetrack.protocol.reads import (
+    campaign_run,
+    connection_check_flow,
+    conversation_run,
+    count_flow,
+    first_ids_flow,
+    message_flow,
+    messages_flow,
+    required_campaign,
+    search_query,
+    search_run,
 )
 from airflow_voicetrack.protocol.settings import (
     BACKOFF_BASE,
@@ -166,11 +177,15 @@ __all__ = [
     "build_search_request",
     "build_token_request",
     "call_flow",
+    "campaign_run",
+    "connection_check_flow",
     "connection_key",
+    "conversation_run",
     "count_flow",
     "error_from_response",
     "first_ids_flow",
     "format_datetime",
+    "message_flow",
     "messages_flow",
     "normalize_filters",
     "parse_datetime",
@@ -180,7 +195,10 @@ __all__ = [
     "parse_retry_after",
     "parse_token",
     "request_flow",
+    "required_campaign",
     "resolve_campaign_tracking_id",
+    "search_query",
+    "search_run",
     "split_windows",
     "token_flow",
     "unknown_extras",

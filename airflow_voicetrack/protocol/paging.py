@@ -12,12 +12,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_voicetrack.exceptions import VoiceTrackConsistencyError, VoiceTrackDateFilterError
-from airflow_voicetrack.protocol.bodies import Page, parse_message, parse_page
-from airflow_voicetrack.protocol.calls import Flow, Gather, Log, allow_missing, request_flow
+from airflow_voicetrack.protocol.bodies import Page, parse_page
+from airflow_voicetrack.protocol.calls import Flow, Log, request_flow
 from airflow_voicetrack.protocol.http import Request
 from airflow_voicetrack.protocol.idset import IdSet
 from airflow_voicetrack.protocol.limits import LimitStats
-from airflow_voicetrack.protocol.query import SearchQuery, build_message_request, format_datetime
+from airflow_voicetrack.protocol.query import format_datetime
 
 if TYPE_CHECKING:
     from airflow_voicetrack.protocol.settings import Settings
@@ -465,55 +465,3 @@ class SearchRun:
     def _finish(self) -> None:
         self.done = True
         self.stats.finish()
-
-
-def count_flow(settings: Settings, query: SearchQuery, log: Log | None = None) -> Flow[int]:
-    """:return: a flow whose value is the API's ``totalElements`` for ``query`` (one page of one)."""
-    request = query.page_request(settings.base_url, (query.date_start, query.date_end), 0, 1)
-    page = yield from request_flow(settings, request, partial(parse_page, page=0, size=1), log)
-    _check_dates(query, page)
-    return page.total_elements
-
-
-def _check_dates(query: SearchQuery, page: Page) -> None:
-    """Check the messages a count or an id lookup got anyway, as a search's pages are checked."""
-    if query.date_start is not None:
-        label = f"search from {format_datetime(query.date_start)}"
-        WindowStartCheck(query.date_start, label).check(page)
-
-
-def first_ids_flow(
-    settings: Settings,
-    query: SearchQuery,
-    log: Log | None = None,
-) -> Flow[list[str]]:
-    """:return: a flow whose value is the ids of page 0 of ``query`` over its whole range (one request)."""
-    size = query.page_size
-    request = query.page_request(settings.base_url, (query.date_start, query.date_end), 0, size)
-    page = yield from request_flow(settings, request, partial(parse_page, page=0, size=size, raw=True), log)
-    _check_dates(query, page)
-    return page.message_ids()
-
-
-def messages_flow(
-    settings: Settings,
-    message_ids: Iterable[str],
-    *,
-    missing_ok: bool = False,
-    log: Log | None = None,
-) -> Flow[dict[str, dict[str, Any] | None]]:
-    """
-    Fetch several messages, at most ``max_concurrency`` at once.
-
-    :param missing_ok: map unknown ids to ``None`` instead of raising :class:`VoiceTrackNotFoundError`.
-    :return: a flow whose value is ``{message_id: message or None}`` in the order of ``message_ids``,
-        duplicates once.
-    """
-    flows = {}
-    for message_id in message_ids:
-        flow = request_flow(
-            settings, build_message_request(settings.base_url, message_id), parse_message, log
-        )
-        flows[message_id] = allow_missing(flow) if missing_ok else flow
-    results = yield Gather(list(flows.values()), settings.max_concurrency)
-    return dict(zip(flows, results, strict=True))

@@ -13,19 +13,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_voicetrack.constants import (
-    DEFAULT_API_URL,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_TIME,
-    DEFAULT_MAX_RETRY_WAIT,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_REQUEST_DEADLINE,
-    DEFAULT_TOKEN_URL,
-    DEFAULT_WINDOW_HOURS,
-    MAX_PAGE_SIZE,
-)
+from airflow_voicetrack.constants import DEFAULT_API_URL, DEFAULT_TOKEN_URL
 from airflow_voicetrack.extras import BY_NAME, KNOWN_EXTRAS
 
 #: Base of the exponential backoff, in seconds: waits grow 0.5, 1, 2, 4 ... (with jitter) up to the cap.
@@ -62,9 +50,9 @@ class RetryPolicy:
         would end after it is not made.
     """
 
-    max_retries: int = DEFAULT_MAX_RETRIES
-    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
-    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+    max_retries: int = BY_NAME["max_retries"].default
+    max_retry_wait: float = BY_NAME["max_retry_wait"].default
+    max_retry_time: float = BY_NAME["max_retry_time"].default
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         """
@@ -89,7 +77,8 @@ class Settings:
     Everything a hook needs to talk to the API, validated.
 
     Built from the Airflow connection with :meth:`from_connection`; a hook keyword argument wins
-    over the connection extra of the same name, which wins over the default.
+    over the connection extra of the same name, which wins over the default (the extra's, as
+    :mod:`airflow_voicetrack.extras` declares it).
     """
 
     base_url: str
@@ -97,16 +86,16 @@ class Settings:
     client_id: str
     client_secret: str = field(repr=False)
     scope: str | None = None
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    read_timeout: float = DEFAULT_READ_TIMEOUT
+    connect_timeout: float = BY_NAME["connect_timeout"].default
+    read_timeout: float = BY_NAME["read_timeout"].default
     verify_ssl: bool = True
-    page_size: int = MAX_PAGE_SIZE
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    max_retries: int = DEFAULT_MAX_RETRIES
-    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
-    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
-    window: timedelta = timedelta(hours=DEFAULT_WINDOW_HOURS)
-    request_deadline: float = DEFAULT_REQUEST_DEADLINE
+    page_size: int = BY_NAME["page_size"].default
+    max_concurrency: int = BY_NAME["max_concurrency"].default
+    max_retries: int = BY_NAME["max_retries"].default
+    max_retry_wait: float = BY_NAME["max_retry_wait"].default
+    max_retry_time: float = BY_NAME["max_retry_time"].default
+    window: timedelta = timedelta(hours=BY_NAME["window_hours"].default)
+    request_deadline: float = BY_NAME["request_deadline"].default
     #: a fixed rate for the connection in this process (see :class:`~.limits.Limiter`), ``None``: none
     max_requests_per_second: float | None = None
 

@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-from airflow_voicetrack.protocol import SearchQuery, resolve_campaign_tracking_id
+from airflow_voicetrack.protocol import SearchQuery, resolve_campaign_tracking_id, search_query
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 from airflow_voicetrack.waiting import (
     IdsTracker,
@@ -19,7 +19,6 @@ from airflow_voicetrack.waiting import (
     WaitEvent,
     poke_flow,
     resolve_message_ids,
-    search_query,
 )
 
 if TYPE_CHECKING:

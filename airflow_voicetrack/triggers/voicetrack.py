@@ -9,13 +9,13 @@ Triggers on Routee's voice tracking API, run in the triggerer.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pendulum
@@ -23,37 +23,32 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_voicetrack.exceptions import VoiceTrackTransientError
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackAsyncHook
-from airflow_voicetrack.protocol import SearchQuery, format_datetime, parse_datetime
+from airflow_voicetrack.protocol import SearchQuery, format_datetime, parse_datetime, search_query
 from airflow_voicetrack.waiting import (
+    CAMPAIGN_FINISHED,
+    EVENT_MODES,
+    WINDOWS_SETTLED,
     IdsTracker,
+    Progress,
+    ProgressStore,
     StatusCriteria,
     WaitEvent,
+    campaign_event,
     decode_query,
+    duration_seconds,
     encode_query,
+    legacy_arguments,
     poke_flow,
-    search_query,
-    settled_flow,
-    settled_windows_flow,
+    poll_flow,
+    state_key,
     to_kwargs,
+    window_event,
+    window_floor,
 )
 
 if TYPE_CHECKING:
     from airflow_voicetrack.waiting import Evaluation
 
-#: The flat arguments of earlier serialized forms (0.1.0 and after) that now live in ``target`` and
-#: ``criteria`` (``campaign_id`` is ``campaign_tracking_id`` since; see
-#: :func:`~airflow_voicetrack.waiting.decode_query`).
-_LEGACY_TARGET = frozenset({"date_start", "date_end", "filters", "campaign_id", "tagged"})
-_LEGACY_CRITERIA = frozenset(
-    {
-        "terminal_statuses",
-        "failure_statuses",
-        "failure_threshold",
-        "missing",
-        "wait_for_messages",
-        "count_only",
-    }
-)
 #: Consecutive transient errors (each after the hook's own retries) before giving up.
 MAX_CONSECUTIVE_ERRORS = 3
 #: Longest back-off between two attempts after transient errors, in seconds.
@@ -117,13 +112,9 @@ class VoiceMessageStatusTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         if legacy:  # serialized by an earlier version: the target's and the criteria's fields, flat
-            unknown = sorted(set(legacy) - _LEGACY_TARGET - _LEGACY_CRITERIA)
-            if unknown:
-                raise TypeError(f"VoiceMessageStatusTrigger got unexpected arguments {unknown}")
+            legacy_target, criteria = legacy_arguments(legacy)
             if message_ids is None:
-                target = {name: legacy.get(name) for name in _LEGACY_TARGET}
-                target["filters"] = target["filters"] or []
-            criteria = {name: legacy[name] for name in _LEGACY_CRITERIA if name in legacy}
+                target = legacy_target
         self.voicetrack_conn_id = voicetrack_conn_id
         self.message_ids = message_ids
         self.target = decode_query(target) if isinstance(target, dict) else target
@@ -229,38 +220,8 @@ class VoiceMessageStatusTrigger(BaseTrigger):
         return WaitEvent("timeout", message, evaluation.summary if evaluation is not None else None)
 
 
-#: ``VoiceTrackEventTrigger`` modes: announce each settled creation window, or a finished campaign.
-WINDOWS_SETTLED = "windows_settled"
-CAMPAIGN_FINISHED = "campaign_finished"
-EVENT_MODES = (WINDOWS_SETTLED, CAMPAIGN_FINISHED)
-#: Settled windows one poll checks at most, so a watcher started far in the past catches up over
-#: several polls instead of one burst of requests.
-MAX_WINDOWS_PER_POLL = 24
 #: Seconds a shared poll waits for its first subscriber's cursor before it polls.
 _CURSOR_WAIT = 0.05
-
-
-def _seconds(value: float | timedelta, name: str, *, minimum: float) -> float:
-    """Read a duration given in seconds or as a ``timedelta``; refuse one below ``minimum``."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= minimum:
-        raise ValueError(
-            f"{name} must be a number of seconds (or a timedelta) of at least {minimum}, got {value!r}."
-        )
-    return float(seconds)
-
-
-@dataclass
-class _Progress:
-    """
-    What one watcher announced so far (its asset's state, or memory without a state store).
-
-    :param watermark: windows mode: the start of the next window to announce.
-    :param finished: campaign mode: the campaign was announced.
-    """
-
-    watermark: pendulum.DateTime | None = None
-    finished: bool = False
 
 
 class VoiceTrackEventTrigger(BaseEventTrigger):
@@ -326,7 +287,7 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
     """
 
     #: watchers' progress by shared-stream key, for the shared poll (one triggerer, one loop)
-    _subscribers: ClassVar[dict[Hashable, dict[int, _Progress]]] = {}
+    _subscribers: ClassVar[dict[Hashable, dict[int, Progress]]] = {}
 
     def __init__(
         self,
@@ -365,23 +326,22 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
         self.target = search_query(filters=filters, campaign_tracking_id=campaign_tracking_id, tagged=tagged)
         self.campaign_tracking_id = self.target.campaign_tracking_id
         self.criteria = StatusCriteria.build(terminal_statuses=terminal_statuses)
-        self.poll_interval = _seconds(poll_interval, "poll_interval", minimum=1)
-        window_s = _seconds(window, "window", minimum=1)
+        self.poll_interval = duration_seconds(poll_interval, "poll_interval", minimum=1)
+        window_s = duration_seconds(window, "window", minimum=1)
         if window_s != int(window_s):
             raise ValueError(f"window must be whole seconds (the API's dates are), got {window!r}.")
         self.window = int(window_s)
-        self.lateness = _seconds(lateness, "lateness", minimum=0)
+        self.lateness = duration_seconds(lateness, "lateness", minimum=0)
         self.announce_empty = announce_empty
         self.start = None if start is None else parse_datetime(start, "start").set(microsecond=0)
         if mode == CAMPAIGN_FINISHED and (start is not None or announce_empty):
             raise ValueError("start and announce_empty apply to mode='windows_settled' only; remove them.")
-        if self.start is not None and self._floor(self.start) != self.start:
+        if self.start is not None and window_floor(self.start, self.window) != self.start:
             raise ValueError(
                 f"start = {format_datetime(self.start)} is not on the grid of window={self.window} s "
                 f"(multiples of the window since 1970-01-01T00:00:00Z); e.g. "
-                f"{format_datetime(self._floor(self.start))}."
+                f"{format_datetime(window_floor(self.start, self.window))}."
             )
-        self._warned: set[str] = set()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath and the normalized constructor arguments."""
@@ -442,7 +402,7 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
 
     # -- polling -------------------------------------------------------------------------------
 
-    async def _observe(self, progresses: Callable[[], list[_Progress]]) -> AsyncIterator[dict[str, Any]]:
+    async def _observe(self, progresses: Callable[[], list[Progress]]) -> AsyncIterator[dict[str, Any]]:
         """
         Poll every ``poll_interval`` for as long as someone listens; yield what each poll found.
 
@@ -476,37 +436,25 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
         finally:
             await hook.close()
 
-    async def _poll(self, hook: VoiceTrackAsyncHook, watching: list[_Progress]) -> dict[str, Any] | None:
+    async def _poll(self, hook: VoiceTrackAsyncHook, watching: list[Progress]) -> dict[str, Any] | None:
         """One poll: the settled windows from the oldest watermark, or the campaign's verdict."""
-        now = pendulum.now("UTC")
-        if self.mode == CAMPAIGN_FINISHED:
-            if all(progress.finished for progress in watching):
-                return None  # announced: no request any more
-            counts = await hook.run_flow(
-                settled_flow(await hook.get_settings(), self.criteria, self.target, log=self.log)
-            )
-            if not counts or not counts["count"]:
-                self.log.info("Campaign %s: not finished (or no call yet)", self.campaign_tracking_id)
-                return None
-            self.log.info("Campaign %s finished: %s", self.campaign_tracking_id, counts)
-            return {"finished": counts, "observed_at": format_datetime(now)}
-        cursor = min(progress.watermark for progress in watching if progress.watermark is not None)
-        windows = await hook.run_flow(
-            settled_windows_flow(
-                await hook.get_settings(),
-                self.criteria,
-                self.target,
-                cursor=cursor,
-                until=now - timedelta(seconds=self.lateness),
-                window=timedelta(seconds=self.window),
-                limit=MAX_WINDOWS_PER_POLL,
-                log=self.log,
-            )
+        if self.mode == CAMPAIGN_FINISHED and all(progress.finished for progress in watching):
+            return None  # announced: no request any more
+        flow = poll_flow(
+            await hook.get_settings(),
+            self.criteria,
+            self.target,
+            mode=self.mode,
+            now=pendulum.now("UTC"),
+            cursor=min((p.watermark for p in watching if p.watermark is not None), default=None),
+            lateness=timedelta(seconds=self.lateness),
+            window=timedelta(seconds=self.window),
+            log=self.log,
         )
-        return {"windows": windows} if windows else None
+        return await hook.run_flow(flow)
 
     async def _announce(
-        self, observations: AsyncIterator[dict[str, Any]], progress: _Progress
+        self, observations: AsyncIterator[dict[str, Any]], progress: Progress
     ) -> AsyncIterator[TriggerEvent]:
         """
         Turn observations into this watcher's events, each at most once per saved progress.
@@ -518,117 +466,42 @@ class VoiceTrackEventTrigger(BaseEventTrigger):
             if self.mode == CAMPAIGN_FINISHED:
                 if progress.finished:
                     continue
-                yield TriggerEvent(
-                    {
-                        "mode": CAMPAIGN_FINISHED,
-                        "campaign_tracking_id": self.campaign_tracking_id,
-                        **observation["finished"],
-                        "observed_at": observation["observed_at"],
-                    }
-                )
+                yield TriggerEvent(campaign_event(self.campaign_tracking_id, observation))
                 progress.finished = True
-                await self._save(True)
+                await self._store.save(True)
                 continue
             for window in observation["windows"]:
                 window_start = parse_datetime(window["window_start"], "window_start")
                 if progress.watermark is None or window_start != progress.watermark:
                     continue  # announced already, or after a gap the next poll fills
                 if window["count"] or self.announce_empty:
-                    yield TriggerEvent(
-                        {
-                            "mode": WINDOWS_SETTLED,
-                            **window,
-                            "campaign_tracking_id": self.campaign_tracking_id,
-                            "watermark": window["window_end"],
-                        }
-                    )
+                    yield TriggerEvent(window_event(self.campaign_tracking_id, window))
                 progress.watermark = parse_datetime(window["window_end"], "window_end")
-                await self._save(window["window_end"])
+                await self._store.save(window["window_end"])
 
     # -- state -----------------------------------------------------------------------------------
 
-    def _floor(self, moment: datetime) -> pendulum.DateTime:
-        """The start of the window (on the grid since the epoch) that holds ``moment``."""
-        seconds = int(moment.timestamp()) // self.window * self.window
-        return pendulum.from_timestamp(seconds, tz="UTC")
-
     @property
     def _state_key(self) -> str:
-        """This search's key in the asset state store (the cadence and ``start`` do not change it)."""
-        identity = {
-            name: value
-            for name, value in self._search_kwargs().items()
-            if name not in ("start", "lateness", "poll_interval", "announce_empty")
-        }
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        return f"voicetrack.{self.mode}.{digest}"
+        """Its key in the asset state store (:func:`~airflow_voicetrack.waiting.watcher.state_key`)."""
+        return state_key(self.mode, self._search_kwargs())
 
-    def _warn_once(self, message: str, *args: Any) -> None:
-        if message not in self._warned:
-            self._warned.add(message)
-            self.log.warning(message, *args)
+    @cached_property
+    def _store(self) -> ProgressStore:
+        return ProgressStore(self, self.asset_name, self._state_key, self.log, retry_every=self.poll_interval)
 
-    def _accessor(self) -> Any:
-        """The watched asset's state store, or ``None`` (in-memory progress, warned once)."""
-        store = getattr(self, "asset_state_store", None)
-        if store is None:
-            self._warn_once(
-                "No asset state store (it needs Airflow 3.3+ and a watched asset): the watcher keeps "
-                "its progress in memory, so a triggerer restart announces again what it announced."
-            )
-            return None
-        from airflow.sdk import Asset
-
-        try:
-            return store[Asset(name=self.asset_name)]
-        except KeyError:
-            self._warn_once(
-                "asset_name=%r is not the asset this watcher is attached to: set it to that Asset's "
-                "name. Until then the watcher keeps its progress in memory.",
-                self.asset_name,
-            )
-            return None
-
-    async def _load_progress(self) -> _Progress:
+    async def _load_progress(self) -> Progress:
         """Read the saved progress; retry at each poll while the store cannot be read."""
-        while True:
-            try:
-                accessor = self._accessor()
-                stored = None if accessor is None else await _store_call(accessor, "get", self._state_key)
-                break
-            except Exception as err:
-                self.log.warning(
-                    "Cannot read the asset state store (%s); retrying in %.0f s", err, self.poll_interval
-                )
-                await asyncio.sleep(self.poll_interval)
+        stored = await self._store.load()
         if self.mode == CAMPAIGN_FINISHED:
             if stored:
                 self.log.info(
                     "Campaign %s was announced already; not polling it again", self.campaign_tracking_id
                 )
-            return _Progress(finished=bool(stored))
+            return Progress(finished=bool(stored))
         if isinstance(stored, str):
-            return _Progress(watermark=parse_datetime(stored, "watermark"))
-        first = self.start or self._floor(pendulum.now("UTC"))
+            return Progress(watermark=parse_datetime(stored, "watermark"))
+        first = self.start or window_floor(pendulum.now("UTC"), self.window)
         if self.start is None:  # a restart must not move the first window
-            await self._save(format_datetime(first))
-        return _Progress(watermark=first)
-
-    async def _save(self, value: str | bool) -> None:
-        accessor = self._accessor()
-        if accessor is None:
-            return
-        try:
-            await _store_call(accessor, "set", self._state_key, value)
-        except Exception as err:
-            self.log.warning(
-                "Cannot save the watcher's progress (%s): a triggerer restart may announce it again", err
-            )
-
-
-async def _store_call(accessor: Any, name: str, *args: Any) -> Any:
-    """Call the state store's async method, or its blocking one in a thread (Airflow 3.3.0/3.3.1)."""
-    method = getattr(accessor, f"a{name}", None)
-    if method is not None:
-        return await method(*args)
-    return await asyncio.to_thread(getattr(accessor, name), *args)
+            await self._store.save(format_datetime(first))
+        return Progress(watermark=first)

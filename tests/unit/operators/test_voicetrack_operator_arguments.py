@@ -15,11 +15,9 @@ from airflow_voicetrack.operators.voicetrack import (
     DEFAULT_DATE_END,
     DEFAULT_DATE_START,
     VoiceTrackingOperator,
-    default_file_name,
-    output_asset,
-    resolve_format,
     split_interval,
 )
+from airflow_voicetrack.output import default_file_name, output_asset, resolve_format
 
 
 def operator(**kwargs: Any) -> VoiceTrackingOperator:

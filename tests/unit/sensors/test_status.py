@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from airflow_voicetrack.constants import DEFAULT_TERMINAL_STATUSES
-from airflow_voicetrack.protocol import format_datetime
+from airflow_voicetrack.protocol import format_datetime, search_query
 from airflow_voicetrack.waiting import (
     FAILED_IDS_CAP,
     IdsTracker,
@@ -18,7 +18,6 @@ from airflow_voicetrack.waiting import (
     evaluate_counts,
     pending_query,
     resolve_message_ids,
-    search_query,
     status_query,
     statuses_to_count,
     statuses_to_sample,

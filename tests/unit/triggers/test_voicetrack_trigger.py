@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from airflow.sdk._shared.module_loading import import_string
 
+from airflow_voicetrack.protocol import search_query
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
-from airflow_voicetrack.waiting import StatusCriteria, encode_query, search_query
+from airflow_voicetrack.waiting import StatusCriteria, encode_query
 
 TIMEOUT_AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
