@@ -38,7 +38,7 @@ import io
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
@@ -469,8 +469,16 @@ def write_messages(
         with fs.open(temporary.path, "wb") as fileobj:
             counting = _CountingFile(fileobj)
             writer = open_writer(output_format, counting, columns)
-            for message in iterator:
-                writer.write(message)
+            try:
+                for message in iterator:
+                    writer.write(message)
+            except BaseException:
+                # Finish the format while its file is open (the temporary object goes below):
+                # pyarrow's writer, left open, would write its footer to the closed file when
+                # collected, an error nobody can catch.
+                with suppress(Exception):
+                    writer.close()
+                raise
             writer.close()
         fs.mv(temporary.path, path.path)
     except BaseException:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import gc
 import gzip
 import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,6 +198,24 @@ def test_failure_keeps_the_previous_object_and_leaves_no_temporary(tmp_path: Pat
     with pytest.raises(RuntimeError, match="API went away"):
         write_messages(failing(), path, "jsonl")
     assert (tmp_path / "out.jsonl").read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("output_format", FORMATS)
+def test_a_failure_mid_write_leaves_no_writer_to_fail_when_collected(
+    tmp_path: Path, output_format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def failing() -> Iterator[dict[str, Any]]:
+        yield from messages(3)
+        raise RuntimeError("API went away")
+
+    with pytest.raises(RuntimeError, match="API went away"):
+        write_messages(failing(), local(tmp_path, "out.bin"), output_format)
+    gc.collect()
+    assert [u.exc_value for u in unraisable] == []
     assert leftovers(tmp_path) == []
 
 
