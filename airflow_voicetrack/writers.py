@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 #: Output formats, also used as file extensions.
 FORMATS: tuple[str, ...] = ("jsonl", "jsonl.gz", "csv", "csv.gz", "parquet")
+#: Formats written from the raw bytes of each message (see ``VoiceTrackHook.search_messages``).
+RAW_FORMATS: frozenset[str] = frozenset({"jsonl", "jsonl.gz"})
 
 #: Columns of the ``csv`` and ``parquet`` formats, in this order: the documented message fields,
 #: nested objects flattened with dots, then ``extra``, a JSON object holding every field not listed

@@ -19,8 +19,7 @@ from pathlib import Path
 from airflow.sdk import ObjectStoragePath
 
 from airflow_voicetrack.hooks.voicetrack import VoiceTrackHook
-from airflow_voicetrack.operators.voicetrack import RAW_FORMATS, gc_frozen
-from airflow_voicetrack.writers import write_messages
+from airflow_voicetrack.writers import RAW_FORMATS, gc_frozen, write_messages
 from benchmarks.common import initialize_airflow, run_variant, set_voicetrack_connection, variant_parser
 
 CONN_ID = "voicetrack_bench"

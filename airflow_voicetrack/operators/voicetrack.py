@@ -44,7 +44,7 @@ from airflow_voicetrack.protocol import (
 )
 from airflow_voicetrack.triggers.voicetrack import VoiceMessageStatusTrigger
 from airflow_voicetrack.waiting import IntervalWait, StatusCriteria, StatusGuard, check_settle_arguments
-from airflow_voicetrack.writers import WriteResult, gc_frozen, write_messages
+from airflow_voicetrack.writers import RAW_FORMATS, WriteResult, gc_frozen, write_messages
 
 # split_interval is documented here, next to the operator whose expand_kwargs it feeds.
 __all__ = ["VoiceTrackingOperator", "default_pool_slots", "split_interval"]
@@ -57,8 +57,6 @@ if TYPE_CHECKING:
 #: ``data_interval_*`` in their context; ``default(None)`` lets ``empty_interval`` handle them.
 DEFAULT_DATE_START = "{{ data_interval_start | default(None) }}"
 DEFAULT_DATE_END = "{{ data_interval_end | default(None) }}"
-#: Output formats written from the raw bytes of each message (see ``VoiceTrackHook.search_messages``).
-RAW_FORMATS: frozenset[str] = frozenset({"jsonl", "jsonl.gz"})
 
 
 class VoiceTrackingOperator(BaseOperator):
