@@ -178,13 +178,7 @@ def run_one(
     # python -m puts the working directory first on the path: the first PYTHONPATH entry's package
     # (the baseline's, or this checkout's) must be the one imported.
     cwd = env["PYTHONPATH"].split(os.pathsep)[0]
-    done = subprocess.run(
-        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT)), None)
-    if line is None:
-        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    figures = json.loads(line[len(RESULT) :])
+    figures = child_figures(name, command, env, cwd, RESULT, timeout)
     return server_view(
         name, emu, figures["seconds"], figures["records"], pages, figures["stats"], figures["package"]
     )
@@ -202,15 +196,23 @@ def run_dlt(emu: EmulatorProcess, env: dict[str, str], *, pages: int, timeout: f
         *("--url", emu.url, "--client-id", emu.client_id, "--client-secret", emu.client_secret),
         *("--date-start", DAY[0], "--date-end", DAY[1], "--page-size", "500", "--out-dir", str(out)),
     ]  # fmt: skip
-    done = subprocess.run(
-        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT_PREFIX)), None)
-    if line is None:
-        raise SystemExit(f"dlt failed:\n{done.stderr[-3000:]}")
-    figures = json.loads(line[len(RESULT_PREFIX) :])
+    figures = child_figures("dlt", command, env, str(REPO), RESULT_PREFIX, timeout)
     seconds = figures["extra"].get("extract_s") or figures["wall_s"]
     return server_view("dlt rest_api (extract)", emu, seconds, figures["records"], pages, {}, str(python))
+
+
+def child_figures(
+    name: str, command: list[str], env: dict[str, str], cwd: str, prefix: str, timeout: float
+) -> dict[str, Any]:
+    """Run a child process; return the JSON of its stdout line starting with ``prefix``."""
+    done = subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith(prefix)), None)
+    if line is None:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(line[len(prefix) :])
+    return figures
 
 
 def server_view(
