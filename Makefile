@@ -6,6 +6,10 @@ ifndef PYTHON
 PYTHON := $(firstword $(foreach python,python3.13 python3.12 python3.11 python3.10 python3,\
 	$(shell command -v $(python) >/dev/null 2>&1 && $(python) -c 'import sys; print(int(sys.version_info >= (3, 10)))' 2>/dev/null | grep -qx 1 && echo $(python))))
 endif
+# Some images set PYTHONDONTWRITEBYTECODE: then no process keeps the bytecode it compiles, and every one
+# (each test worker, emulator, probe and Airflow subprocess) compiles Airflow's modules anew, about 5 s.
+# Unset here, the first process to import a module writes its bytecode and the others read it.
+unexport PYTHONDONTWRITEBYTECODE
 VENV := .venv
 BIN := $(VENV)/bin
 PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
