@@ -448,6 +448,7 @@ def test_api_failure_mid_write_leaves_no_object_and_no_temporary(
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.slow  # a subprocess importing Airflow, killed after a second of writing: ~7 s
 def test_writer_killed_mid_write_leaves_nothing_at_the_final_path(
     emulator: EmulatorProcess, tmp_path: Path
 ) -> None:

@@ -234,6 +234,7 @@ def command_line(emu: EmulatorProcess, *args: str, env: dict[str, str]) -> subpr
     )
 
 
+@pytest.mark.slow  # a subprocess importing Airflow, ~3-6 s
 def test_command_line_without_airflow_connection_prints_the_table(emu: EmulatorProcess) -> None:
     done = command_line(
         emu,
@@ -246,7 +247,7 @@ def test_command_line_without_airflow_connection_prints_the_table(emu: EmulatorP
     assert SECRET not in done.stdout + done.stderr
 
 
-@pytest.mark.slow  # a subprocess importing Airflow, ~11 s; two other command-line tests are fast
+@pytest.mark.slow  # a subprocess importing Airflow, ~3-6 s
 def test_command_line_with_conn_id_reads_the_airflow_connection_and_exits_1_when_one_fails(
     emu: EmulatorProcess,
 ) -> None:
@@ -259,6 +260,7 @@ def test_command_line_with_conn_id_reads_the_airflow_connection_and_exits_1_when
     assert SECRET not in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # a subprocess importing Airflow, ~3-6 s
 def test_command_line_exits_1_when_our_names_are_not_honoured(mismatched_emulator: EmulatorProcess) -> None:
     mismatched_emulator.reset()
     done = command_line(
@@ -279,7 +281,7 @@ def test_command_line_refuses_missing_credentials_before_any_request(emu: Emulat
     assert emu.stats()["total"] == 0
 
 
-@pytest.mark.slow  # a subprocess importing Airflow, ~11 s; two other command-line tests are fast
+@pytest.mark.slow  # a subprocess importing Airflow, ~3-6 s
 def test_wrong_credentials_stop_the_probe_with_status_2_without_the_secret(emu: EmulatorProcess) -> None:
     wrong = "wrong-secret-never-print-me"
     done = command_line(
